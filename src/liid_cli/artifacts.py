@@ -1,0 +1,88 @@
+"""Every folder, file and HDF5 name of a run, and the schema strings; nothing else names them.
+
+A run folder holds one sub-folder per stage; `manifest.json` inside a stage folder is written last,
+so its presence means the stage completed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEFAULT_RUN = Path("runs/default")
+
+MANIFEST = "manifest.json"
+RESOLVED_CONFIG = "config.yaml"
+CACHE_DIR = ".cache"  # per-stage resumable scratch (checkpoints, finished shards); not an output
+
+# Dataset folder (written by `liid data ...`).
+INDEX_FILE = "index_{split}.json"
+GT_FILE = "gt_{split}.json"
+IMAGES_DIR = "images"
+
+# Stage folders and their main outputs.
+STAGE_DIRS: dict[str, str] = {
+    "proposals": "proposals",
+    "train-cam": "cam",
+    "train-mil": "mil",
+    "dump": "dump",
+    "cut": "cut",
+    "export-coco": "export",
+    "train": "train",
+    "predict": "predict",
+    "eval": "eval",
+    "train-box2mask": "box2mask_model",
+    "box2mask": "box2mask",
+}
+
+PROPOSALS_H5 = "proposals.h5"
+CAM_CHECKPOINT = "cam.pt"
+CAM_SCORES_H5 = "cam_scores.h5"
+CAM_MAPS_DIR = "cams"
+MIL_CHECKPOINT = "mil.pt"
+DUMP_H5 = "dump.h5"
+CUT_H5 = "cut.h5"
+PSEUDO_INSTANCES_JSON = "pseudo_instances.json"
+SEMANTIC_DIR = "semantic"
+MODEL_BEST = "model_best.pt"
+MODEL_LAST = "model_last.pt"
+PREDICTIONS_JSON = "predictions.json"
+METRICS_JSON = "metrics.json"
+REPORT_HTML = "report.html"
+BOX2MASK_CHECKPOINT = "box2mask.pt"
+
+# Schema strings carried by every HDF5 file as the `schema` attribute.
+SCHEMA_INDEX = "liid.index/1"
+SCHEMA_MANIFEST = "liid.manifest/1"
+SCHEMA_PROPOSALS = "liid.proposals/1"
+SCHEMA_CAM_SCORES = "liid.cam_scores/1"
+SCHEMA_DUMP = "liid.dump/1"
+SCHEMA_CUT = "liid.cut/1"
+
+# Common HDF5 names: ragged per-image rows in CSR layout (rows offsets[i]:offsets[i+1] = image i).
+H5_SCHEMA_ATTR = "schema"
+H5_FINGERPRINT_ATTR = "fingerprint"  # fingerprint of the index the file was made from
+H5_IMAGE_IDS = "image_ids"
+H5_OFFSETS = "offsets"
+H5_BOXES = "boxes"  # float32 (M, 4) xyxy pixels
+H5_MASKS_RLE = "masks_rle"  # variable-length bytes, COCO RLE `counts`
+H5_SCORES = "scores"
+H5_PROBS = "probs"  # float32 (M, K+1)
+H5_FEATURES = "features"  # float16 (M, D)
+H5_PROPOSAL_INDEX = "proposal_index"
+H5_LABELS = "labels"
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    return run_dir / STAGE_DIRS[stage]
+
+
+def cache_dir(run_dir: Path, stage: str) -> Path:
+    return run_dir / CACHE_DIR / STAGE_DIRS[stage]
+
+
+def index_path(data_dir: Path, split: str) -> Path:
+    return data_dir / INDEX_FILE.format(split=split)
+
+
+def gt_path(data_dir: Path, split: str) -> Path:
+    return data_dir / GT_FILE.format(split=split)

@@ -1,0 +1,108 @@
+"""Options shared by every stage command, and the one way a command runs its stage.
+
+`stage_command` adds the common options (run folder, data set, profile, config, overrides, seed,
+device, workers, force, quiet) to a command function that takes `common: Common` first, so each
+command only declares what is special to it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from liid_cli import artifacts
+from liid_cli.config import load_stage_config
+from liid_cli.device import DeviceChoice, resolve_device
+from liid_cli.errors import user_errors
+from liid_cli.log import setup_logging
+from liid_cli.runner import StageSpec, run_stage
+
+RunOption = Annotated[Path, typer.Option("--run", help="Run folder; each stage writes a sub-folder.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+DeviceOption = Annotated[DeviceChoice, typer.Option("--device", help="auto takes the GPU when there is one.")]
+
+
+@dataclass(frozen=True)
+class Common:
+    run: Path
+    data: Path | None
+    profile: str | None
+    config: Path | None
+    set: list[str]
+    seed: int
+    device: DeviceChoice
+    workers: int
+    force: bool
+    quiet: bool
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+COMMON_PARAMETERS = [
+    _option("run", RunOption, artifacts.DEFAULT_RUN),
+    _option("data", Annotated[Optional[Path], typer.Option(
+        "--data", help="Data set index (index_<split>.json from `liid data`). "
+        "Default: the one the upstream stage used.")], None),
+    _option("profile", Annotated[Optional[str], typer.Option(
+        "--profile", help="A profile of stages/<stage>.yaml, e.g. `demo` (small, CPU-friendly).")], None),
+    _option("config", Annotated[Optional[Path], typer.Option(
+        "--config", help="YAML of settings applied over the stage defaults and profile.")], None),
+    _option("set", Annotated[list[str], typer.Option(
+        "--set", help="Override one setting, KEY=VALUE with dotted keys (repeatable).")], []),
+    _option("seed", Annotated[int, typer.Option("--seed", help="Random seed, recorded in the manifest.")], 0),
+    _option("device", DeviceOption, DeviceChoice.auto),
+    _option("workers", Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes for data loading / parallel work.")], 1),
+    _option("force", Annotated[bool, typer.Option(
+        "--force", help="Rerun even if inputs, config and code are unchanged.")], False),
+    _option("quiet", QuietOption, False),
+]
+COMMON_NAMES = [p.name for p in COMMON_PARAMETERS]
+
+
+def stage_command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `func(common, **own_options)` as `liid <name>` with the common options added."""
+
+    def decorator(func: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(func).parameters.values() if p.name != "common"]
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+
+        def command(**kwargs: Any) -> None:
+            common = Common(**{key: kwargs.pop(key) for key in COMMON_NAMES})
+            setup_logging(common.quiet)
+            func(common, **kwargs)
+
+        parameters = own + COMMON_PARAMETERS
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = func.__doc__
+        command.__name__ = func.__name__
+        app.command(name)(user_errors(command))
+        return func
+
+    return decorator
+
+
+def run_stage_module(
+    module: str, common: Common, *, overrides: list[str] | None = None,
+    extra_inputs: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Load `liid_cli.stages.<module>.SPEC`, resolve its config and run it through the runner."""
+    spec: StageSpec[Any] = importlib.import_module(f"liid_cli.stages.{module}").SPEC
+    config = load_stage_config(
+        spec.name, spec.config_model, profile=common.profile, config_file=common.config,
+        overrides=[*common.set, *(overrides or [])],
+    )
+    return run_stage(
+        spec, config, run_dir=common.run, index_path=common.data, seed=common.seed,
+        device=resolve_device(common.device), workers=common.workers, force=common.force,
+        extra_inputs=extra_inputs,
+    )

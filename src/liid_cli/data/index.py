@@ -1,0 +1,158 @@
+"""The data set index: a COCO-style JSON with each image's image-level labels.
+
+```
+{"info": {"schema": "liid.index/1", "name": ..., "split": ..., "image_root": "images",
+          "ground_truth": "gt_train.json" | null},
+ "categories": [{"id": 1, "name": "circle"}, ...],          # COCO category ids, any integers
+ "images": [{"id": 1, "name": "train_0000", "file_name": "train_0000.png",
+             "width": 160, "height": 160, "labels": [1, 3],  # category ids present
+             "boxes": [{"bbox": [x, y, w, h], "category_id": 3}]}]}   # optional, box mode
+```
+Ground-truth instance masks live in a separate COCO instances file used only by evaluation.
+Internally classes are 0-based with 0 = background: `ClassMap` is the one place that converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liid_cli import artifacts
+from liid_cli.errors import LiidError
+from liid_cli.fileio import read_json, write_json
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """COCO category ids <-> internal ids (1..K by order of `categories`; 0 = background)."""
+
+    category_ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of object classes (background excluded)."""
+        return len(self.category_ids)
+
+    def to_internal(self, category_id: int) -> int:
+        return self.category_ids.index(category_id) + 1
+
+    def to_category(self, internal_id: int) -> int:
+        if internal_id < 1:
+            raise ValueError("class 0 is background and has no COCO category")
+        return self.category_ids[internal_id - 1]
+
+    def label_vector(self, category_ids: list[int]) -> np.ndarray:
+        """(K+1,) float32 with 1 for background and for each labelled class."""
+        vector = np.zeros(self.num_classes + 1, dtype=np.float32)
+        vector[0] = 1.0
+        for category_id in category_ids:
+            vector[self.to_internal(category_id)] = 1.0
+        return vector
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return self.data["images"]
+
+    @property
+    def categories(self) -> list[dict[str, Any]]:
+        return self.data["categories"]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.data["info"]
+
+    @property
+    def classes(self) -> ClassMap:
+        return ClassMap(
+            tuple(int(c["id"]) for c in self.categories), tuple(str(c["name"]) for c in self.categories)
+        )
+
+    @property
+    def image_root(self) -> Path:
+        root = Path(self.info.get("image_root", "."))
+        return root if root.is_absolute() else self.path.parent / root
+
+    def image_path(self, image: dict[str, Any]) -> Path:
+        return self.image_root / image["file_name"]
+
+    @property
+    def ground_truth_path(self) -> Path | None:
+        name = self.info.get("ground_truth")
+        if not name:
+            return None
+        path = Path(name)
+        return path if path.is_absolute() else self.path.parent / path
+
+    def labels(self, image: dict[str, Any]) -> list[int]:
+        """Internal ids (1..K) of the image's labelled classes."""
+        classes = self.classes
+        return sorted(classes.to_internal(c) for c in image["labels"])
+
+
+def load_index(path: Path) -> DatasetIndex:
+    """Read and check an index; a problem is a one-line error naming the file."""
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("info", {}).get("schema") != artifacts.SCHEMA_INDEX:
+        raise LiidError(f"{path}: not a liid data set index ({artifacts.SCHEMA_INDEX}); make one with `liid data ...`")
+    validate_index(data, path)
+    return DatasetIndex(path, data)
+
+
+def validate_index(data: dict[str, Any], path: Path) -> None:
+    categories = data.get("categories") or []
+    if not categories:
+        raise LiidError(f"{path}: the label set is empty (no categories); a data set needs at least one class")
+    known = {int(c["id"]) for c in categories}
+    if len(known) != len(categories):
+        raise LiidError(f"{path}: duplicate category ids; give each class one id")
+    seen_ids: set[int] = set()
+    for image in data.get("images", []):
+        if image["id"] in seen_ids:
+            raise LiidError(f"{path}: image id {image['id']} appears twice; ids must be unique")
+        seen_ids.add(image["id"])
+        for category_id in image.get("labels", []):
+            if category_id not in known:
+                raise LiidError(
+                    f"{path}: image {image['name']!r} is labelled with category {category_id}, "
+                    "which is not in `categories`; add the category or fix the label"
+                )
+
+
+def write_index(
+    path: Path, *, name: str, split: str, categories: list[dict[str, Any]],
+    images: list[dict[str, Any]], image_root: str, ground_truth: str | None,
+) -> None:
+    data = {
+        "info": {"schema": artifacts.SCHEMA_INDEX, "name": name, "split": split,
+                 "image_root": image_root, "ground_truth": ground_truth},
+        "categories": categories,
+        "images": images,
+    }
+    validate_index(data, path)
+    write_json(path, data, indent=None)
+
+
+def coco_ground_truth(
+    images: list[dict[str, Any]], categories: list[dict[str, Any]], annotations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A COCO instances document for the ground truth of `images`."""
+    return {
+        "info": {"description": "liid ground truth"},
+        "images": [
+            {"id": im["id"], "file_name": im["file_name"], "width": im["width"], "height": im["height"]}
+            for im in images
+        ],
+        "categories": [{"id": c["id"], "name": c["name"], "supercategory": c.get("supercategory", "")}
+                       for c in categories],
+        "annotations": annotations,
+    }

@@ -1,0 +1,48 @@
+"""User-facing errors: one line that names the file and the fix, no traceback."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import typer
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class LiidError(Exception):
+    """A problem with the user's input or artifacts; the message says what to do about it."""
+
+
+NOT_IMPLEMENTED_EXIT = 2
+
+
+def not_implemented(command: str) -> None:
+    """Exit 2 for a command whose stage has not been built yet (no fake output)."""
+    print_error(f"`liid {command}` is not implemented yet")
+    raise typer.Exit(NOT_IMPLEMENTED_EXIT)
+
+
+def print_error(message: str) -> None:
+    """One red `error:` line, never wrapped, never read as markup."""
+    from rich.text import Text
+
+    from liid_cli.log import console
+
+    console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True, highlight=False)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a LiidError raised by a command into a one-line message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except LiidError as error:
+            print_error(str(error))
+            raise typer.Exit(1) from None
+
+    return wrapper

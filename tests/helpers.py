@@ -1,0 +1,24 @@
+"""Test helpers: run the CLI in-process and check the one-line-error contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from liid_cli.cli import app
+
+
+def liid(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    """Exit != 0, no traceback, and one `error:` line naming each fragment."""
+    output = result.output
+    assert result.exit_code != 0, output
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), output
+    for fragment in fragments:
+        assert fragment in output, (fragment, output)

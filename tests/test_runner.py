@@ -1,0 +1,114 @@
+"""The stage runner and config loading, on a toy stage with a toy stages/ folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from liid_cli import artifacts
+from liid_cli.config import StageConfig, load_stage_config
+from liid_cli.errors import LiidError
+from liid_cli.fileio import read_json
+from liid_cli.runner import StageContext, StageSpec, run_stage
+
+
+class ToyConfig(StageConfig):
+    factor: int
+    name: str
+    fail_after_write: bool = False
+
+
+def _toy_run(config: ToyConfig, context: StageContext) -> dict[str, Any]:
+    (context.out_dir / "result.txt").write_text(f"{config.name}:{config.factor * context.seed}")
+    if config.fail_after_write:
+        raise RuntimeError("injected failure midway")
+    return {"value": config.factor * context.seed}
+
+
+TOY = StageSpec(name="proposals", config_model=ToyConfig, upstream=(), run=_toy_run)
+TOY_DOWNSTREAM = StageSpec(name="train-cam", config_model=ToyConfig, upstream=("proposals",), run=_toy_run)
+
+
+@pytest.fixture
+def stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "stages"
+    folder.mkdir()
+    (folder / "proposals.yaml").write_text(
+        "defaults:\n  factor: 2\n  name: paper\nprofiles:\n  demo:\n    factor: 3\n"
+    )
+    monkeypatch.setenv("LIID_STAGES", str(folder))
+    return folder
+
+
+def test_config_layers_defaults_profile_file_and_overrides(stages: Path, tmp_path: Path) -> None:
+    assert load_stage_config("proposals", ToyConfig).factor == 2
+    assert load_stage_config("proposals", ToyConfig, profile="demo").factor == 3
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("name: mine\n")
+    config = load_stage_config("proposals", ToyConfig, profile="demo", config_file=extra,
+                               overrides=["proposals.factor=7"])
+    assert (config.factor, config.name) == (7, "mine")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"overrides": ["typo=1"]}, "typo"),
+        ({"overrides": ["factor=many"]}, "factor"),
+        ({"profile": "huge"}, "no profile 'huge'"),
+        ({"overrides": ["factor"]}, "KEY=VALUE"),
+    ],
+)
+def test_config_errors_name_the_setting(stages: Path, kwargs: dict, fragment: str) -> None:
+    with pytest.raises(LiidError, match=fragment):
+        load_stage_config("proposals", ToyConfig, **kwargs)
+
+
+def _run(spec: StageSpec, run_dir: Path, index: Path, **config: Any) -> dict[str, Any]:
+    return run_stage(spec, ToyConfig(**({"factor": 2, "name": "x"} | config)), run_dir=run_dir,
+                     index_path=index, seed=5)
+
+
+def test_failure_midway_leaves_no_manifest_and_no_output(tiny_demo: Path, tmp_path: Path) -> None:
+    index = tiny_demo / "index_train.json"
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="injected"):
+        _run(TOY, run_dir, index, fail_after_write=True)
+    assert not artifacts.stage_dir(run_dir, "proposals").exists()
+    assert [p.name for p in run_dir.iterdir()] == [artifacts.CACHE_DIR]
+    manifest = _run(TOY, run_dir, index)
+    folder = artifacts.stage_dir(run_dir, "proposals")
+    assert (folder / "result.txt").read_text() == "x:10"
+    assert read_json(folder / artifacts.MANIFEST) == manifest
+    assert manifest["seed"] == 5 and manifest["metrics"] == {"value": 10}
+    assert manifest["config"]["factor"] == 2 and "torch" in manifest["versions"]
+    assert "result.txt" in manifest["outputs"]
+    assert (folder / artifacts.RESOLVED_CONFIG).is_file()
+
+
+def test_skip_when_unchanged_and_force(tiny_demo: Path, tmp_path: Path) -> None:
+    index = tiny_demo / "index_train.json"
+    run_dir = tmp_path / "run"
+    first = _run(TOY, run_dir, index)
+    assert _run(TOY, run_dir, index)["timings"] == first["timings"]
+    changed = _run(TOY, run_dir, index, factor=4)
+    assert changed["fingerprint"] != first["fingerprint"]
+    forced = run_stage(TOY, ToyConfig(factor=4, name="x"), run_dir=run_dir, index_path=index, seed=5,
+                       force=True)
+    assert forced["fingerprint"] == changed["fingerprint"]
+    assert forced["timings"] != changed["timings"]
+
+
+def test_missing_and_stale_upstream_name_the_command(tiny_demo: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(LiidError, match=r"run `liid proposals --run .*` first"):
+        _run(TOY_DOWNSTREAM, run_dir, tiny_demo / "index_train.json")
+    _run(TOY, run_dir, tiny_demo / "index_train.json")
+    downstream = _run(TOY_DOWNSTREAM, run_dir, tiny_demo / "index_train.json")
+    assert downstream["inputs"]["proposals"]["fingerprint"]
+    with pytest.raises(LiidError, match=r"stale.*liid proposals .*--force"):
+        _run(TOY_DOWNSTREAM, run_dir, tiny_demo / "index_val.json")
+    again = run_stage(TOY_DOWNSTREAM, ToyConfig(factor=2, name="x"), run_dir=run_dir, index_path=None, seed=5)
+    assert again["inputs"]["index"]["path"].endswith("index_train.json")
