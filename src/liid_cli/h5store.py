@@ -1,0 +1,108 @@
+"""Ragged per-image arrays in HDF5, CSR layout: rows offsets[i]:offsets[i+1] belong to image i.
+
+Every file carries `schema` and `fingerprint` (of the data set index it was made from) attributes;
+`open_csr` refuses a file of another schema or another data set, naming the stage to rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from liid_cli import artifacts
+from liid_cli.errors import LiidError
+from liid_cli.fileio import atomic_path
+
+RLE_DTYPE = h5py.string_dtype(encoding="ascii")
+
+
+def write_csr(
+    path: Path,
+    *,
+    schema: str,
+    fingerprint: str,
+    image_ids: np.ndarray,
+    counts: np.ndarray,
+    rows: Mapping[str, np.ndarray],
+    per_image: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> None:
+    """Write one CSR file atomically. `rows` arrays have sum(counts) rows; `per_image` have N."""
+    counts = np.asarray(counts, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    total = int(offsets[-1])
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs[artifacts.H5_SCHEMA_ATTR] = schema
+        handle.attrs[artifacts.H5_FINGERPRINT_ATTR] = fingerprint
+        for key, value in (attrs or {}).items():
+            handle.attrs[key] = value
+        handle.create_dataset(artifacts.H5_IMAGE_IDS, data=np.asarray(image_ids, dtype=np.int64))
+        handle.create_dataset(artifacts.H5_OFFSETS, data=offsets)
+        for name, array in rows.items():
+            if len(array) != total:
+                raise ValueError(f"{name}: {len(array)} rows, expected {total}")
+            if array.dtype.kind in "OUS":
+                handle.create_dataset(name, data=np.asarray(array, dtype=object), dtype=RLE_DTYPE)
+            else:
+                chunks = (min(max(total, 1), 4096), *array.shape[1:]) if total else None
+                handle.create_dataset(name, data=array, chunks=chunks)
+        for name, array in (per_image or {}).items():
+            handle.create_dataset(name, data=array)
+
+
+class CsrFile:
+    """Read access to an open CSR file."""
+
+    def __init__(self, handle: h5py.File) -> None:
+        self.handle = handle
+        self.image_ids: np.ndarray = handle[artifacts.H5_IMAGE_IDS][:]
+        self.offsets: np.ndarray = handle[artifacts.H5_OFFSETS][:]
+        self._position = {int(image_id): i for i, image_id in enumerate(self.image_ids)}
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.offsets[-1])
+
+    def rows_of(self, image_id: int) -> slice:
+        """The row slice of one image (empty if the image has no rows)."""
+        i = self._position.get(int(image_id))
+        if i is None:
+            raise LiidError(f"{self.handle.filename}: image {image_id} is not in the file; rerun the stage")
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def read(self, name: str, image_id: int) -> np.ndarray:
+        return self.handle[name][self.rows_of(image_id)]
+
+    def column(self, name: str) -> np.ndarray:
+        return self.handle[name][:]
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return self.handle.attrs
+
+
+@contextmanager
+def open_csr(path: Path, schema: str, fingerprint: str | None, made_by: str) -> Iterator[CsrFile]:
+    """Open a CSR file, checking its schema and (if given) the data set fingerprint it was made from."""
+    if not path.is_file():
+        raise LiidError(f"missing {path}: run `liid {made_by}` first")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise LiidError(f"{path}: not a readable HDF5 file ({error}); rerun `liid {made_by} --force`") from None
+    with handle:
+        found = handle.attrs.get(artifacts.H5_SCHEMA_ATTR)
+        if found != schema:
+            raise LiidError(f"{path}: schema {found!r}, expected {schema!r}; rerun `liid {made_by} --force`")
+        made_from = handle.attrs.get(artifacts.H5_FINGERPRINT_ATTR)
+        if fingerprint is not None and made_from != fingerprint:
+            raise LiidError(
+                f"{path}: made from another data set (index fingerprint {str(made_from)[:12]}, "
+                f"expected {fingerprint[:12]}); rerun `liid {made_by} --force` on this data set"
+            )
+        yield CsrFile(handle)

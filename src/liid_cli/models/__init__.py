@@ -1,0 +1,1 @@
+"""Networks: backbones, the CAM classifier, the MIL network and its losses, downstream models."""
