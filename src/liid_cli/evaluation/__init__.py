@@ -1,0 +1,1 @@
+"""Metrics against ground truth: COCO mask AP, ABO, mIoU, proposal recall."""
