@@ -1,0 +1,1 @@
+"""Segment-based object proposals: selective search with masks, importers, filtering, storage."""
