@@ -32,9 +32,12 @@ STAGE_DIRS: dict[str, str] = {
     "eval": "eval",
     "train-box2mask": "box2mask_model",
     "box2mask": "box2mask",
+    "eval-proposals": "eval_proposals",
 }
 
 PROPOSALS_H5 = "proposals.h5"
+PROPOSAL_PARTS_DIR = "proposal_parts"  # `liid proposals --shard i/n` writes part-<i>-of-<n>.h5 here
+PROPOSAL_PART_FILE = "part-{index:05d}-of-{count:05d}.h5"
 CAM_CHECKPOINT = "cam.pt"
 CAM_SCORES_H5 = "cam_scores.h5"
 CAM_MAPS_DIR = "cams"
@@ -70,6 +73,7 @@ H5_PROBS = "probs"  # float32 (M, K+1)
 H5_FEATURES = "features"  # float16 (M, D)
 H5_PROPOSAL_INDEX = "proposal_index"
 H5_LABELS = "labels"
+H5_IMAGE_SIZES = "image_sizes"  # int32 (N, 2) = (height, width), per image
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
