@@ -1,0 +1,78 @@
+"""The multi-label CAM classifier, its class activation maps, and CAM scores of regions.
+
+The classifier is backbone -> 1x1 convolution with K outputs -> global average pooling, which is
+GAP -> FC written so that the same weights give the class activation maps directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from liid_cli.models.backbones import build_trunk
+
+
+class CamClassifier(nn.Module):
+    """Backbone + per-class 1x1 convolution; logits are the spatial means of the class maps."""
+
+    def __init__(self, backbone: str, weights: str, num_classes: int) -> None:
+        super().__init__()
+        self.trunk, channels = build_trunk(backbone, weights)
+        self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1, bias=False)
+
+    def class_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> raw class maps (B, K, H/stride, W/stride)."""
+        return self.classifier(self.trunk(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.class_maps(images).mean(dim=(2, 3))
+
+
+def normalised_cams(
+    model: CamClassifier, image: torch.Tensor, classes: list[int], size: tuple[int, int],
+    flip_average: bool,
+) -> torch.Tensor:
+    """CAMs of one image for `classes` (0-based), ReLU'd and max-normalised, at `size` (H, W).
+
+    With `flip_average` the maps of the image and of its mirror (flipped back) are summed first.
+    """
+    batch = image[None]
+    if flip_average:
+        batch = torch.cat([batch, batch.flip(-1)])
+    maps = model.class_maps(batch)[:, classes].float()
+    if flip_average:
+        maps = maps[:1] + maps[1:].flip(-1)
+    maps = F.interpolate(F.relu(maps), size=size, mode="bilinear", align_corners=False)[0]
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-5)
+    return maps / peak[:, None, None]
+
+
+def box_regions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(M, 4) xyxy pixel boxes -> (M, H, W) bool masks of the pixels they cover (at least one)."""
+    x0 = np.clip(np.floor(boxes[:, 0]), 0, width - 1).astype(np.int64)
+    y0 = np.clip(np.floor(boxes[:, 1]), 0, height - 1).astype(np.int64)
+    x1 = np.maximum(np.clip(np.ceil(boxes[:, 2]), 0, width).astype(np.int64), x0 + 1)
+    y1 = np.maximum(np.clip(np.ceil(boxes[:, 3]), 0, height).astype(np.int64), y0 + 1)
+    cols = np.arange(width)
+    rows = np.arange(height)
+    inside_x = (cols[None] >= x0[:, None]) & (cols[None] < x1[:, None])
+    inside_y = (rows[None] >= y0[:, None]) & (rows[None] < y1[:, None])
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def region_scores(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """mean + max of each map inside each region: (C, H, W) maps, (M, H, W) bool -> (M, C).
+
+    An empty region scores 0.
+    """
+    if len(maps) == 0 or len(regions) == 0:
+        return torch.zeros(len(regions), len(maps))
+    flat_maps = maps.flatten(1).float()  # (C, P)
+    flat_regions = regions.flatten(1)  # (M, P)
+    area = flat_regions.sum(dim=1, keepdim=True).float()  # (M, 1)
+    mean = (flat_regions.float() @ flat_maps.T) / area.clamp_min(1.0)
+    # One class at a time keeps memory at M x P (maps are few: the image's labelled classes).
+    peak = torch.stack([torch.where(flat_regions, row, -1.0).amax(dim=1) for row in flat_maps], dim=1)
+    return torch.where(area > 0, mean + peak, torch.zeros_like(mean))

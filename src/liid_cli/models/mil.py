@@ -1,0 +1,151 @@
+"""The MIL network (spec, Stage 3), its training samples and its combined loss.
+
+backbone -> RoIAlign / RoIPool of each proposal box (torchvision.ops) -> global average pooling ->
+feature f (D = backbone channels, 2048 for ResNet-50) -> one FC layer with K+1 outputs -> softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn as nn
+from pydantic import Field
+from torchvision.ops import roi_align, roi_pool
+
+from liid_cli.config import StageConfig
+from liid_cli.data.images import read_rgb
+from liid_cli.models import losses
+from liid_cli.models.backbones import backbone_spec, build_trunk, image_to_tensor
+
+
+class LossConfig(StageConfig):
+    """Which losses are on and their settings; each Table-8 ablation is one override of these."""
+
+    attention: bool
+    mil: bool
+    centre: bool
+    alpha: float = Field(ge=0)
+    beta: float = Field(ge=0)
+    gamma: float = Field(ge=0)
+    eta: float = Field(ge=0)
+    r: float = Field(gt=0)
+    theta: float = Field(gt=0, le=1)
+    pooling: Literal["box", "mask"]  # region of the CAM score R in L_Att
+
+
+class MilNetwork(nn.Module):
+    def __init__(self, backbone: str, weights: str, num_classes: int,
+                 roi_op: Literal["align", "pool"], roi_size: int) -> None:
+        super().__init__()
+        self.trunk, self.feature_dim = build_trunk(backbone, weights)
+        self.spatial_scale = 1.0 / backbone_spec(backbone).stride
+        self.roi_op = roi_op
+        self.roi_size = roi_size
+        self.classifier = nn.Linear(self.feature_dim, num_classes + 1)
+
+    def forward(self, images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) images and one (M_b, 4) xyxy box tensor per image (input pixels) ->
+        logits (sum M_b, K+1) and features (sum M_b, D), in box order."""
+        feature_map = self.trunk(images)
+        boxes = [b.to(feature_map.dtype) for b in boxes]
+        if self.roi_op == "align":
+            pooled = roi_align(feature_map, boxes, self.roi_size, spatial_scale=self.spatial_scale,
+                               sampling_ratio=2, aligned=True)
+        else:
+            pooled = roi_pool(feature_map, boxes, self.roi_size, spatial_scale=self.spatial_scale)
+        features = pooled.mean(dim=(2, 3))
+        return self.classifier(features), features
+
+
+class ClassCentres(nn.Module):
+    """The centres c_k of L_Cent (one per class, background included); moved by EMA, no gradient."""
+
+    def __init__(self, num_classes: int, feature_dim: int) -> None:
+        super().__init__()
+        self.register_buffer("centres", torch.zeros(num_classes + 1, feature_dim))
+        self.register_buffer("known", torch.zeros(num_classes + 1, dtype=torch.bool))
+
+
+@dataclass
+class ImageLosses:
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    assigned: torch.Tensor  # argmax class of each proposal, for the centre update
+
+
+def image_losses(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+                 cam_scores: torch.Tensor, centres: ClassCentres, config: LossConfig) -> ImageLosses:
+    """alpha L_Att + beta L_MIL + gamma L_Cent for one image's proposals (switched-off terms omitted)."""
+    probs = logits.float().softmax(dim=1)
+    features = features.float()
+    assigned = probs.argmax(dim=1).detach()
+    parts: dict[str, torch.Tensor] = {}
+    total = probs.new_zeros(())
+    if config.attention:
+        targets = losses.pseudo_labels(cam_scores, labels, config.eta)
+        parts["att"] = losses.attention_loss(probs, targets)
+        total = total + config.alpha * parts["att"]
+    if config.mil:
+        parts["mil"] = losses.mil_loss(probs, labels, config.r)
+        total = total + config.beta * parts["mil"]
+    if config.centre:
+        parts["cent"] = losses.centre_loss(features, assigned, centres.centres, centres.known)
+        total = total + config.gamma * parts["cent"]
+    return ImageLosses(total, parts, assigned)
+
+
+@dataclass(frozen=True)
+class ProposalImage:
+    """What the MIL network needs of one training image (boxes in original pixels)."""
+
+    image_id: int
+    path: Path
+    labels: np.ndarray  # (K+1,) label vector
+    boxes: np.ndarray  # (M, 4) xyxy
+    cam_scores: np.ndarray  # (M, K) CAM scores R of the chosen pooling; (M, 0) when not needed
+
+
+class ProposalDataset(torch.utils.data.Dataset):
+    """Images resized to a square input with their boxes scaled to it; optional horizontal flip."""
+
+    def __init__(self, items: list[ProposalImage], input_size: int, flip: bool,
+                 reader: Callable[[Path], np.ndarray] = read_rgb) -> None:
+        self.items = items
+        self.input_size = input_size
+        self.flip = flip
+        self.reader = reader
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, position: int) -> dict[str, torch.Tensor | int]:
+        item = self.items[position]
+        image = self.reader(item.path)
+        height, width = image.shape[:2]
+        scale = np.array([self.input_size / width, self.input_size / height] * 2, dtype=np.float32)
+        boxes = torch.from_numpy(item.boxes.astype(np.float32) * scale)
+        tensor = image_to_tensor(image, self.input_size)
+        if self.flip and torch.rand(()) < 0.5:
+            tensor = tensor.flip(-1)
+            boxes = torch.stack([self.input_size - boxes[:, 2], boxes[:, 1],
+                                 self.input_size - boxes[:, 0], boxes[:, 3]], dim=1)
+        return {"image": tensor, "boxes": boxes, "labels": torch.from_numpy(item.labels),
+                "cam_scores": torch.from_numpy(item.cam_scores), "image_id": item.image_id,
+                "position": position}
+
+
+def single_item(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, torch.Tensor | int]:
+    """DataLoader collate for one image per mini-batch (the spec's setting)."""
+    return batch[0]
+
+
+def stack_items(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, object]:
+    """DataLoader collate for inference: stacked images, lists of boxes."""
+    return {"image": torch.stack([b["image"] for b in batch]),  # type: ignore[misc]
+            "boxes": [b["boxes"] for b in batch], "image_id": [b["image_id"] for b in batch],
+            "position": [b["position"] for b in batch]}
