@@ -51,6 +51,11 @@ MODEL_LAST = "model_last.pt"
 PREDICTIONS_JSON = "predictions.json"
 METRICS_JSON = "metrics.json"
 REPORT_HTML = "report.html"
+# `liid eval` writes <run>/eval/<name>/metrics.json; the default names of what it evaluates:
+EVAL_PSEUDO = "pseudo_labels"  # export-coco's pseudo instances vs the training split's ground truth
+EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's ground truth
+EVAL_SEMANTIC = "semantic"  # export-coco's palette PNGs vs label maps painted from the ground truth
+VIZ_DIR = "viz"  # `liid viz`: overlay grids and palette renderings (report.html sits in the run folder)
 BOX2MASK_CHECKPOINT = "box2mask.pt"
 
 # Schema strings carried by every HDF5 file as the `schema` attribute.
@@ -86,6 +91,10 @@ def cache_dir(run_dir: Path, stage: str) -> Path:
 
 def index_path(data_dir: Path, split: str) -> Path:
     return data_dir / INDEX_FILE.format(split=split)
+
+
+def eval_metrics_path(run_dir: Path, name: str) -> Path:
+    return run_dir / STAGE_DIRS["eval"] / name / METRICS_JSON
 
 
 def gt_path(data_dir: Path, split: str) -> Path:
