@@ -79,6 +79,12 @@ H5_FEATURES = "features"  # float16 (M, D)
 H5_PROPOSAL_INDEX = "proposal_index"
 H5_LABELS = "labels"
 H5_IMAGE_SIZES = "image_sizes"  # int32 (N, 2) = (height, width), per image
+# cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
+H5_COMPONENT = "component"
+H5_COMPONENT_SIZE = "component_size"
+H5_COMPONENT_ENERGY = "component_energy"
+H5_COMPONENT_LOWER_BOUND = "component_lower_bound"  # NaN where the LP was not solved
+H5_COMPONENT_GAP = "component_gap"
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
