@@ -57,6 +57,9 @@ EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's g
 EVAL_SEMANTIC = "semantic"  # export-coco's palette PNGs vs label maps painted from the ground truth
 VIZ_DIR = "viz"  # `liid viz`: overlay grids and palette renderings (report.html sits in the run folder)
 BOX2MASK_CHECKPOINT = "box2mask.pt"
+BOX2MASK_ROUNDS_DIR = "rounds"  # box2mask --rounds R: rounds/round_<r>/ per round
+BOX2MASK_ROUND_DIR = "round_{round}"
+BOX2MASK_SEMANTIC_CHECKPOINT = "semantic.pt"  # the rounds' semantic FCN
 
 # Schema strings carried by every HDF5 file as the `schema` attribute.
 SCHEMA_INDEX = "liid.index/1"
@@ -65,6 +68,7 @@ SCHEMA_PROPOSALS = "liid.proposals/1"
 SCHEMA_CAM_SCORES = "liid.cam_scores/1"
 SCHEMA_DUMP = "liid.dump/1"
 SCHEMA_CUT = "liid.cut/1"
+SCHEMA_BOX2MASK = "liid.box2mask/1"  # box-to-mask checkpoint (`schema` key)
 
 # Common HDF5 names: ragged per-image rows in CSR layout (rows offsets[i]:offsets[i+1] = image i).
 H5_SCHEMA_ATTR = "schema"
