@@ -83,6 +83,9 @@ H5_FEATURES = "features"  # float16 (M, D)
 H5_PROPOSAL_INDEX = "proposal_index"
 H5_LABELS = "labels"
 H5_IMAGE_SIZES = "image_sizes"  # int32 (N, 2) = (height, width), per image
+H5_CAM_BOX_SCORES = "cam_box_scores"  # float32 (M, K), CAM mean + max inside the box
+H5_CAM_MASK_SCORES = "cam_mask_scores"  # float32 (M, K), CAM mean + max inside the mask
+H5_PROPOSALS_SHA_ATTR = "proposals_sha256"  # the proposals.h5 a row-aligned file was made from
 # cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
 H5_COMPONENT = "component"
 H5_COMPONENT_SIZE = "component_size"
