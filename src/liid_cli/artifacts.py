@@ -29,6 +29,8 @@ STAGE_DIRS: dict[str, str] = {
     "export-coco": "export",
     "train": "train",
     "predict": "predict",
+    "train-semantic": "train_semantic",  # DeepLabV3 (`liid train --task semantic`)
+    "predict-semantic": "predict_semantic",
     "eval": "eval",
     "train-box2mask": "box2mask_model",
     "box2mask": "box2mask",
@@ -48,6 +50,8 @@ PSEUDO_INSTANCES_JSON = "pseudo_instances.json"
 SEMANTIC_DIR = "semantic"
 MODEL_BEST = "model_best.pt"
 MODEL_LAST = "model_last.pt"
+INPUTS_DIR = "inputs"  # <run>/inputs/: indexes that `liid predict --images DIR` makes of a folder
+FOLDER_INDEX = "index_{name}.json"
 PREDICTIONS_JSON = "predictions.json"
 METRICS_JSON = "metrics.json"
 REPORT_HTML = "report.html"
