@@ -1,0 +1,197 @@
+"""Metrics: COCOeval AP family and ABO, mIoU, and `liid eval instances | semantic | compare`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from liid_cli import artifacts, masks
+from liid_cli.errors import LiidError
+from liid_cli.evaluation.instances import average_best_overlap, evaluate_instances
+from liid_cli.evaluation.semantic import evaluate_semantic
+from liid_cli.fileio import read_json, write_json
+from tests.helpers import assert_one_line_error, liid
+from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
+
+
+def _box_mask(shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[rows, cols] = True
+    return mask
+
+
+def _hand_made() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Image 1: GT A (cols 0-4, 50 px) and B (rows/cols 6-9, 16 px); image 2: GT C, no prediction.
+
+    Prediction P (cols 0-2, class 1) has IoU 30/50 = 0.6 with A; Q (rows 6-9, cols 8-9, class 2) has
+    IoU 8/16 = 0.5 with B although B is class 1: ABO ignores classes. ABO = (0.6 + 0.5 + 0) / 3.
+    """
+    shape = (10, 10)
+    gt_masks = [(1, _box_mask(shape, slice(None), slice(0, 5))), (1, _box_mask(shape, slice(6, 10), slice(6, 10))),
+                (2, _box_mask(shape, slice(0, 3), slice(0, 3)))]
+    ground_truth = {
+        "images": [{"id": 1, "width": 10, "height": 10, "file_name": "a.png"},
+                   {"id": 2, "width": 10, "height": 10, "file_name": "b.png"}],
+        "categories": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}],
+        "annotations": [{"id": i + 1, "image_id": image_id, "category_id": 1, "segmentation": masks.encode(mask)}
+                        for i, (image_id, mask) in enumerate(gt_masks)],
+    }
+    predictions = [
+        {"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": masks.encode(_box_mask(shape, slice(None), slice(0, 3)))},
+        {"image_id": 1, "category_id": 2, "score": 0.8,
+         "segmentation": masks.encode(_box_mask(shape, slice(6, 10), slice(8, 10)))},
+    ]
+    return ground_truth, predictions
+
+
+def test_hand_made_case_gives_the_expected_abo() -> None:
+    ground_truth, predictions = _hand_made()
+    metrics = evaluate_instances(ground_truth, predictions)
+    assert metrics["ABO"] == pytest.approx((0.6 + 0.5 + 0.0) / 3)
+    # Class "two" has no ground truth, so AP averages class "one" only: P matches A at IoU 0.6, recall
+    # 1/3 at precision 1 -> 34 of COCO's 101 recall points (0, 0.01, ..., 0.33) at 1, the rest 0.
+    assert metrics["AP50"] == pytest.approx(34 / 101)
+    assert metrics["AP25"] == pytest.approx(34 / 101)
+    assert metrics["AP70"] == 0.0 and metrics["AP75"] == 0.0
+    assert metrics["per_class"]["two"]["AP"] is None
+
+
+def test_average_best_overlap_on_rles() -> None:
+    full = masks.encode(np.ones((4, 4), dtype=bool))
+    half = masks.encode(_box_mask((4, 4), slice(None), slice(0, 2)))
+    assert average_best_overlap([[full, half]], [[half]]) == pytest.approx((0.5 + 1.0) / 2)
+    assert average_best_overlap([[full], []], [[], [half]]) == 0.0
+    with pytest.raises(ValueError, match="no ground-truth"):
+        average_best_overlap([[]], [[half]])
+
+
+def test_ground_truth_against_itself_is_perfect(tiny_demo: Path) -> None:
+    gt_path = artifacts.gt_path(tiny_demo, "train")
+    metrics = evaluate_instances(gt_path, read_json(gt_path))  # an instances document; no scores -> 1.0
+    for key in ("AP", "AP25", "AP50", "AP70", "AP75", "ABO"):
+        assert metrics[key] == pytest.approx(1.0), key
+    assert metrics["num_predictions"] == metrics["num_ground_truth"] > 0
+
+
+def _noisy_predictions(gt: dict[str, Any], seed: int = 0) -> list[dict[str, Any]]:
+    """Ground-truth masks shifted by 0..4 px with random scores, plus misclassified copies."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for ann in gt["annotations"]:
+        mask = masks.decode(ann["segmentation"])
+        shift = int(rng.integers(0, 5))
+        moved = np.zeros_like(mask)
+        moved[:, shift:] = mask[:, : mask.shape[1] - shift]
+        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
+                        "segmentation": masks.encode(moved), "score": float(rng.uniform(0.2, 1.0))})
+        if rng.uniform() < 0.4:
+            wrong = gt["categories"][int(rng.integers(len(gt["categories"])))]["id"]
+            results.append(dict(results[-1], category_id=wrong, score=float(rng.uniform(0.0, 1.0))))
+    return results
+
+
+def test_liid_eval_agrees_with_a_direct_pycocotools_computation(tiny_demo: Path, tmp_path: Path) -> None:
+    gt_path = artifacts.gt_path(tiny_demo, "train")
+    predictions = _noisy_predictions(read_json(gt_path))
+    predictions_path = tmp_path / "predictions.json"
+    write_json(predictions_path, predictions)
+    result = liid("eval", "instances", "--run", tmp_path / "run", "--predictions", predictions_path,
+                  "--data", artifacts.index_path(tiny_demo, "train"), "--name", "noisy")
+    assert result.exit_code == 0, result.output
+    assert "ABO" in result.output and "AP50" in result.output
+    record = read_json(artifacts.eval_metrics_path(tmp_path / "run", "noisy"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        evaluator = COCOeval(coco_gt, coco_gt.loadRes(json.loads(predictions_path.read_text())), "segm")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    metrics = record["metrics"]
+    assert 0.05 < metrics["AP"] < 0.95  # a non-trivial case
+    for key, stat in (("AP", 0), ("AP50", 1), ("AP75", 2), ("APs", 3), ("APm", 4)):
+        assert metrics[key] == pytest.approx(evaluator.stats[stat], abs=1e-9), key
+    assert record["inputs"]["ground_truth"]["path"] == str(gt_path)
+
+
+def test_empty_prediction_set_gives_zero(tiny_demo: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    result = liid("eval", "instances", "--run", tmp_path, "--predictions", empty,
+                  "--gt", artifacts.gt_path(tiny_demo, "train"), "--name", "empty")
+    assert result.exit_code == 0, result.output
+    metrics = read_json(artifacts.eval_metrics_path(tmp_path, "empty"))["metrics"]
+    assert metrics["AP"] == metrics["AP50"] == metrics["ABO"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "fragments"),
+    [
+        (lambda p: [dict(p[0], image_id=999)], ("not in", "image_id 999")),
+        (lambda p: [dict(p[0], category_id=77)], ("category ids [77]", "do not match")),
+        (lambda p: {"categories": [{"id": 1, "name": "one"}], "annotations": p}, ("category set",)),
+        (lambda p: {"rows": p}, ("expected a COCO results list",)),
+    ],
+)
+def test_bad_predictions_are_one_line_errors(tmp_path: Path, change: Any, fragments: tuple[str, ...]) -> None:
+    ground_truth, predictions = _hand_made()
+    gt_path, bad_path = tmp_path / "gt.json", tmp_path / "bad.json"
+    write_json(gt_path, ground_truth)
+    write_json(bad_path, change(predictions))
+    with pytest.raises(LiidError):
+        evaluate_instances(gt_path, change(predictions))
+    result = liid("eval", "instances", "--run", tmp_path, "--predictions", bad_path, "--gt", gt_path)
+    assert_one_line_error(result, "bad.json", *fragments)
+
+
+def test_missing_pseudo_labels_name_the_stage(tmp_path: Path) -> None:
+    assert_one_line_error(liid("eval", "instances", "--run", tmp_path), "liid export-coco")
+    assert_one_line_error(liid("eval", "compare", tmp_path), "liid eval instances")
+
+
+def test_semantic_metrics_on_a_hand_made_map() -> None:
+    truth = np.array([[0, 0, 1, 1, 255]])
+    prediction = np.array([[0, 1, 1, 1, 0]])
+    metrics = evaluate_semantic([(truth, prediction)], ["background", "one", "two"])
+    # background: TP 1, FN 1 -> 1/2; one: TP 2, FP 1 -> 2/3; two: absent -> undefined.
+    assert metrics["per_class"] == {"background": 0.5, "one": pytest.approx(2 / 3), "two": None}
+    assert metrics["mIoU"] == pytest.approx((0.5 + 2 / 3) / 2)
+    no_class = evaluate_semantic([(np.array([[1, 1]]), np.array([[1, 255]]))], ["background", "one"])
+    assert no_class["per_class"]["one"] == 0.5
+
+
+def test_eval_semantic_and_compare_on_an_exported_run(
+    exported: tuple[Path, dict[str, Any]], tmp_path: Path,  # noqa: F811
+) -> None:
+    run_dir, truth = exported
+    truth_path = tmp_path / "truth.json"
+    write_json(truth_path, truth)
+    result = liid("eval", "semantic", "--run", run_dir, "--gt", truth_path)
+    assert result.exit_code == 0, result.output
+    assert read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_SEMANTIC))["metrics"]["mIoU"] == 1.0
+    result = liid("eval", "instances", "--run", run_dir, "--gt", truth_path, "--per-class")
+    assert result.exit_code == 0, result.output
+    assert read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PSEUDO))["metrics"]["AP50"] == 1.0
+    partial = liid("eval", "instances", "--run", run_dir)  # against the full ground truth of the index
+    assert partial.exit_code == 0, partial.output
+    full = read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PSEUDO))["metrics"]
+    assert full["ABO"] < 1.0 and full["num_ground_truth"] > len(truth["annotations"])
+    result = liid("eval", "compare", run_dir, tmp_path / "missing")
+    assert_one_line_error(result, "missing")
+    other = tmp_path / "other_run"
+    (other / "eval").mkdir(parents=True)
+    for name in (artifacts.EVAL_PSEUDO, artifacts.EVAL_SEMANTIC):
+        source = artifacts.eval_metrics_path(run_dir, name)
+        (other / "eval" / name).mkdir()
+        (other / "eval" / name / artifacts.METRICS_JSON).write_text(source.read_text())
+    result = liid("eval", "compare", run_dir, other)
+    assert result.exit_code == 0, result.output
+    assert run_dir.name in result.output and "other_run" in result.output
+    assert result.output.count("100.0") >= 2  # mIoU of both runs
