@@ -1,0 +1,134 @@
+"""Reading `dump.h5` for the cut: probabilities and label masks in memory, features streamed.
+
+Features stay on disk as float16 and are read in row chunks (`FeatureStream`), so the cut's memory
+does not grow with N x D; only the kNN backend decides what it keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from liid_cli import artifacts
+from liid_cli.errors import LiidError
+from liid_cli.h5store import open_csr
+
+MADE_BY = "dump"
+MAX_NAMED_ROWS = 5
+
+
+@dataclass(frozen=True)
+class DumpData:
+    """What the cut needs from the dump, except the features."""
+
+    path: Path
+    image_ids: np.ndarray  # (N,) int64
+    offsets: np.ndarray  # (N+1,) int64
+    sop_image: np.ndarray  # (M,) int64 row of each SOP's image
+    probs: np.ndarray  # (M, K+1) float32, label-masked when asked for
+    allowed: np.ndarray  # (M, K+1) bool: labels an SOP may take (all True without masking)
+    image_labels: np.ndarray  # (N, K+1) bool, background column always True
+    proposal_index: np.ndarray  # (M,) int32
+    feature_dim: int
+
+    @property
+    def num_sops(self) -> int:
+        return len(self.sop_image)
+
+    @property
+    def num_labels(self) -> int:
+        return self.probs.shape[1]
+
+
+def _rows_description(bad_rows: np.ndarray, offsets: np.ndarray, image_ids: np.ndarray) -> str:
+    shown = bad_rows[:MAX_NAMED_ROWS]
+    images = image_ids[np.searchsorted(offsets, shown, side="right") - 1]
+    listed = ", ".join(f"{row} (image {image})" for row, image in zip(shown, images))
+    more = f" and {len(bad_rows) - len(shown)} more" if len(bad_rows) > len(shown) else ""
+    return f"rows {listed}{more}"
+
+
+def _refuse_non_finite(path: Path, name: str, finite_rows: np.ndarray, offsets: np.ndarray,
+                       image_ids: np.ndarray, start: int = 0) -> None:
+    if finite_rows.all():
+        return
+    bad = np.flatnonzero(~finite_rows) + start
+    raise LiidError(
+        f"{path}: NaN or inf in `{name}` at {_rows_description(bad, offsets, image_ids)}; "
+        f"rerun `liid {MADE_BY} --force` (check the MIL model for divergence)"
+    )
+
+
+def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: bool) -> DumpData:
+    """Read and check probabilities and labels; refuse non-finite rows, other schemas, other K."""
+    with open_csr(path, artifacts.SCHEMA_DUMP, fingerprint, MADE_BY) as dump:
+        handle = dump.handle
+        missing = [name for name in (artifacts.H5_PROBS, artifacts.H5_FEATURES, artifacts.H5_LABELS,
+                                     artifacts.H5_PROPOSAL_INDEX) if name not in handle]
+        if missing:
+            raise LiidError(f"{path}: missing datasets {missing}; rerun `liid {MADE_BY} --force`")
+        probs = handle[artifacts.H5_PROBS][:].astype(np.float32, copy=False)
+        image_labels = handle[artifacts.H5_LABELS][:]
+        proposal_index = handle[artifacts.H5_PROPOSAL_INDEX][:].astype(np.int32, copy=False)
+        features = handle[artifacts.H5_FEATURES]
+        feature_dim = int(features.shape[1]) if features.ndim == 2 else -1
+        offsets, image_ids = dump.offsets, dump.image_ids
+        num_features = features.shape[0]
+    expected = num_classes + 1
+    if probs.ndim != 2 or probs.shape[1] != expected or image_labels.shape != (len(image_ids), expected):
+        raise LiidError(
+            f"{path}: probabilities have {probs.shape[-1]} columns and labels {image_labels.shape}, but the "
+            f"data set has K={num_classes} classes (K+1={expected} columns); rerun `liid {MADE_BY} --force` "
+            "with the MIL model trained on this data set"
+        )
+    if feature_dim < 1 or num_features != len(probs):
+        raise LiidError(f"{path}: features must be (M, D) aligned with probs; rerun `liid {MADE_BY} --force`")
+    _refuse_non_finite(path, artifacts.H5_PROBS, np.isfinite(probs).all(axis=1), offsets, image_ids)
+    labels = image_labels > 0.5
+    labels[:, 0] = True
+    sop_image = np.repeat(np.arange(len(image_ids)), np.diff(offsets))
+    if label_masking:
+        allowed = labels[sop_image]
+        probs = probs * allowed
+    else:
+        allowed = np.ones_like(probs, dtype=bool)
+    return DumpData(path=path, image_ids=image_ids, offsets=offsets, sop_image=sop_image, probs=probs,
+                    allowed=allowed, image_labels=labels, proposal_index=proposal_index,
+                    feature_dim=feature_dim)
+
+
+class FeatureStream:
+    """Row chunks of the float16 features, each checked for NaN/inf (refused, naming the rows)."""
+
+    def __init__(self, dump: DumpData, chunk_rows: int = 16384) -> None:
+        self.dump = dump
+        self.chunk_rows = chunk_rows
+
+    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float16 block) over all rows, in order."""
+        with h5py.File(self.dump.path, "r") as handle:
+            features = handle[artifacts.H5_FEATURES]
+            for start in range(0, self.dump.num_sops, self.chunk_rows):
+                block = features[start:start + self.chunk_rows]
+                _refuse_non_finite(self.dump.path, artifacts.H5_FEATURES, np.isfinite(block).all(axis=1),
+                                   self.dump.offsets, self.dump.image_ids, start)
+                yield start, block
+
+    def read_all(self) -> np.ndarray:
+        """All features as one float16 array (for the exact backend and small data)."""
+        out = np.empty((self.dump.num_sops, self.dump.feature_dim), dtype=np.float16)
+        for start, block in self.chunks():
+            out[start:start + len(block)] = block
+        return out
+
+    def read_rows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """Contiguous runs of `length` rows from each start (a cheap random sample for PCA)."""
+        with h5py.File(self.dump.path, "r") as handle:
+            features = handle[artifacts.H5_FEATURES]
+            blocks = [features[s:s + length] for s in np.sort(starts)]
+        block = np.concatenate(blocks) if blocks else np.zeros((0, self.dump.feature_dim), np.float16)
+        return block[np.isfinite(block).all(axis=1)]
