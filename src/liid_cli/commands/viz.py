@@ -5,12 +5,19 @@ from __future__ import annotations
 import typer
 
 from liid_cli.commands.common import Common, stage_command
-from liid_cli.errors import not_implemented
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "viz")
     def viz(common: Common) -> None:
-        """Overlays, palette renderings and the HTML report of a run."""
-        not_implemented("viz")
+        """Overlay grids (ground truth, pseudo labels, predictions, palette maps) and <run>/report.html.
 
+        Draws whatever stages the run has; always redraws (--force, --device and --workers are not used).
+        """
+        from liid_cli.config import load_stage_config
+        from liid_cli.viz.run import VizConfig, run_viz
+
+        config = load_stage_config("viz", VizConfig, profile=common.profile, config_file=common.config,
+                                   overrides=common.set)
+        report = run_viz(common.run, common.data, config, common.seed)
+        typer.echo(f"wrote {report}")

@@ -1,0 +1,42 @@
+"""`liid viz` as a plain function: draw the run's grids into `<run>/viz/` and write `<run>/report.html`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from liid_cli import artifacts
+from liid_cli.config import StageConfig
+from liid_cli.evaluation.runs import run_evaluations
+from liid_cli.fileio import atomic_path
+from liid_cli.log import log
+from liid_cli.viz.pictures import DrawSettings, draw_panel, find_panels
+from liid_cli.viz.report import build_report
+
+
+class VizConfig(StageConfig):
+    max_images: int
+    cell: int
+    alpha: float
+    min_score: float
+    max_instances: int
+
+
+def run_viz(run_dir: Path, data: Path | None, config: VizConfig, seed: int) -> Path:
+    """Redraw every grid the run allows and the report; returns the report's path."""
+    settings = DrawSettings(max_images=config.max_images, cell=config.cell, alpha=config.alpha,
+                            min_score=config.min_score, max_instances=config.max_instances, seed=seed)
+    panels = find_panels(run_dir, data)
+    viz_dir = run_dir / artifacts.VIZ_DIR
+    grids: list[tuple[str, Path]] = []
+    with atomic_path(viz_dir) as tmp:
+        tmp.mkdir(parents=True)
+        for panel in panels:
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", panel.title.replace(" / ", "_")) + ".png"
+            draw_panel(panel, settings).save(tmp / name)
+            grids.append((panel.title, viz_dir / name))
+    report = run_dir / artifacts.REPORT_HTML
+    with atomic_path(report) as tmp:
+        tmp.write_text(build_report(run_dir, grids, run_evaluations(run_dir)))
+    log.info(f"viz: {len(grids)} grid(s) in {viz_dir}, report {report}")
+    return report
