@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +196,16 @@ def test_eval_semantic_and_compare_on_an_exported_run(
     assert result.exit_code == 0, result.output
     assert run_dir.name in result.output and "other_run" in result.output
     assert result.output.count("100.0") >= 2  # mIoU of both runs
+
+
+def test_eval_semantic_of_a_trained_model(exported: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:  # noqa: F811
+    run_dir, truth = exported
+    export_manifest = read_json(artifacts.stage_dir(run_dir, "export-coco") / artifacts.MANIFEST)
+    predicted = artifacts.stage_dir(tmp_path, "predict-semantic")
+    shutil.copytree(artifacts.stage_dir(run_dir, "export-coco") / artifacts.SEMANTIC_DIR, predicted / artifacts.SEMANTIC_DIR)
+    write_json(predicted / artifacts.MANIFEST, {"inputs": export_manifest["inputs"]})
+    (predicted / artifacts.SEMANTIC_DIR / f"{truth['images'][0]['file_name'].rsplit('.', 1)[0]}.png").unlink()
+    result = liid("eval", "semantic", "--run", tmp_path, "--source", "predictions")
+    assert_one_line_error(result, "missing", "rerun")
+    assert_one_line_error(liid("eval", "semantic", "--run", tmp_path / "none", "--source", "predictions"),
+                          "liid predict-semantic")

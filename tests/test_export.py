@@ -101,7 +101,7 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
             context.out_dir / artifacts.CUT_H5, schema=artifacts.SCHEMA_CUT, fingerprint=fingerprint,
             image_ids=np.array([im["id"] for im in index.images]), counts=counts,
             rows={name: np.concatenate(rows) for name, rows in cut_rows.items()}
-            | {"component": np.zeros(int(counts.sum()), dtype=np.int32)},
+            | {artifacts.H5_COMPONENT: np.zeros(int(counts.sum()), dtype=np.int32)},
             attrs={"solver": solver, "energy": 0.0, "lower_bound": 0.0, "gap": 0.0},
         )
         return {}

@@ -59,6 +59,7 @@ REPORT_HTML = "report.html"
 EVAL_PSEUDO = "pseudo_labels"  # export-coco's pseudo instances vs the training split's ground truth
 EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's ground truth
 EVAL_SEMANTIC = "semantic"  # export-coco's palette PNGs vs label maps painted from the ground truth
+EVAL_SEMANTIC_PREDICTIONS = "semantic_predictions"  # predict-semantic's PNGs vs the ground truth
 VIZ_DIR = "viz"  # `liid viz`: overlay grids and palette renderings (report.html sits in the run folder)
 BOX2MASK_CHECKPOINT = "box2mask.pt"
 BOX2MASK_ROUNDS_DIR = "rounds"  # box2mask --rounds R: rounds/round_<r>/ per round

@@ -24,7 +24,7 @@ NameOption = Annotated[Optional[str], typer.Option(
     "--name", help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).")]
 
 
-class InstanceSource(str, Enum):
+class SourceChoice(str, Enum):
     pseudo = "pseudo"
     predictions = "predictions"
 
@@ -39,9 +39,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @user_errors
     def instances(
         run: RunOption = artifacts.DEFAULT_RUN,
-        source: Annotated[InstanceSource, typer.Option(
+        source: Annotated[SourceChoice, typer.Option(
             "--source", help="pseudo: the run's export-coco pseudo labels; predictions: the run's predict output.")
-        ] = InstanceSource.pseudo,
+        ] = SourceChoice.pseudo,
         predictions: Annotated[Optional[Path], typer.Option(
             "--predictions", help="Any COCO results list or instances json to evaluate instead.")] = None,
         gt: GtOption = None,
@@ -65,8 +65,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @user_errors
     def semantic(
         run: RunOption = artifacts.DEFAULT_RUN,
+        source: Annotated[SourceChoice, typer.Option(
+            "--source", help="pseudo: export-coco's semantic pseudo labels; predictions: predict-semantic's maps.")
+        ] = SourceChoice.pseudo,
         predictions: Annotated[Optional[Path], typer.Option(
-            "--predictions", help="Folder of palette PNGs <image name>.png. Default: <run>/export/semantic.")] = None,
+            "--predictions", help="Any folder of palette PNGs <image name>.png to evaluate instead.")] = None,
         gt: GtOption = None,
         data: DataOption = None,
         name: NameOption = None,
@@ -77,7 +80,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from liid_cli.evaluation.tables import per_class_table, record_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_semantic(run, predictions=predictions, gt=gt, index_path=data, name=name)
+        path, record = evaluate_run_semantic(run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name)
         _print(record_table(record), per_class_table(record), path)
 
     @eval_app.command("compare")

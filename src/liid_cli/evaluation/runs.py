@@ -22,6 +22,9 @@ Source = Literal["pseudo", "predictions"]
 SOURCE_STAGE: dict[str, str] = {"pseudo": "export-coco", "predictions": "predict"}
 SOURCE_FILE: dict[str, str] = {"pseudo": artifacts.PSEUDO_INSTANCES_JSON, "predictions": artifacts.PREDICTIONS_JSON}
 SOURCE_NAME: dict[str, str] = {"pseudo": artifacts.EVAL_PSEUDO, "predictions": artifacts.EVAL_PREDICTIONS}
+SEMANTIC_SOURCE_STAGE: dict[str, str] = {"pseudo": "export-coco", "predictions": "predict-semantic"}
+SEMANTIC_SOURCE_NAME: dict[str, str] = {"pseudo": artifacts.EVAL_SEMANTIC,
+                                        "predictions": artifacts.EVAL_SEMANTIC_PREDICTIONS}
 
 
 def stage_index(run_dir: Path, stage: str) -> Path | None:
@@ -64,15 +67,16 @@ def evaluate_run_instances(
 
 
 def evaluate_run_semantic(
-    run_dir: Path, *, predictions: Path | None = None, gt: Path | None = None,
+    run_dir: Path, *, source: Source = "pseudo", predictions: Path | None = None, gt: Path | None = None,
     index_path: Path | None = None, name: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate palette PNG label maps (default: the run's semantic pseudo labels) and write metrics.json."""
+    """Evaluate palette PNG label maps (the run's semantic pseudo labels or predictions) and write metrics.json."""
+    stage = SEMANTIC_SOURCE_STAGE[source]
     if predictions is None:
-        predictions = artifacts.stage_dir(run_dir, "export-coco") / artifacts.SEMANTIC_DIR
+        predictions = artifacts.stage_dir(run_dir, stage) / artifacts.SEMANTIC_DIR
         if not predictions.is_dir():
-            raise LiidError(f"missing {predictions}: run `liid export-coco --run {run_dir}` first, or pass --predictions")
-    index_path = index_path or stage_index(run_dir, "export-coco")
+            raise LiidError(f"missing {predictions}: run `liid {stage} --run {run_dir}` first, or pass --predictions")
+    index_path = index_path or stage_index(run_dir, stage)
     if index_path is None:
         raise LiidError("no data set index: pass --data INDEX.json (it names the images and classes)")
     gt_path, index = resolve_ground_truth(gt, index_path, str(predictions))
@@ -90,7 +94,7 @@ def evaluate_run_semantic(
     images = [im for im in index.images if int(im["id"]) in truth]
     pairs = zip((truth[int(im["id"])] for im in images), read_prediction_maps(predictions, [im["name"] for im in images]))
     metrics = evaluate_semantic(pairs, ["background", *classes.names])
-    record = _record("semantic", name or artifacts.EVAL_SEMANTIC, {"predictions": predictions, "ground_truth": gt_path},
+    record = _record("semantic", name or SEMANTIC_SOURCE_NAME[source], {"predictions": predictions, "ground_truth": gt_path},
                      metrics, started)
     path = artifacts.eval_metrics_path(run_dir, record["name"])
     write_json(path, record)

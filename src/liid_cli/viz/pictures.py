@@ -1,7 +1,8 @@
 """What `liid viz` draws for a run: one grid per data set split, with a column per available source.
 
-Columns (those that exist): the image, its ground truth, the exported pseudo labels, their semantic
-palette map, and the predictions of a trained model. Whatever stage is missing is left out.
+Columns (those that exist): the image, its ground truth, the exported pseudo labels, the predictions
+of a trained model, then the palette maps (semantic pseudo labels, semantic predictions). Whatever
+stage is missing is left out.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     predict_index = stage_index_path(run_dir, "predict")
     if predict_index is not None and predictions.is_file():
         panel(predict_index).instance_columns["predictions"] = predictions
+    semantic_predictions = artifacts.stage_dir(run_dir, "predict-semantic") / artifacts.SEMANTIC_DIR
+    semantic_index = stage_index_path(run_dir, "predict-semantic")
+    if semantic_index is not None:
+        panel(semantic_index).semantic_columns["semantic predictions"] = semantic_predictions
     if data is not None:
         panel(data)
     if not panels:
