@@ -36,19 +36,40 @@ def _hand_made() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     IoU 8/16 = 0.5 with B although B is class 1: ABO ignores classes. ABO = (0.6 + 0.5 + 0) / 3.
     """
     shape = (10, 10)
-    gt_masks = [(1, _box_mask(shape, slice(None), slice(0, 5))), (1, _box_mask(shape, slice(6, 10), slice(6, 10))),
-                (2, _box_mask(shape, slice(0, 3), slice(0, 3)))]
+    gt_masks = [
+        (1, _box_mask(shape, slice(None), slice(0, 5))),
+        (1, _box_mask(shape, slice(6, 10), slice(6, 10))),
+        (2, _box_mask(shape, slice(0, 3), slice(0, 3))),
+    ]
     ground_truth = {
-        "images": [{"id": 1, "width": 10, "height": 10, "file_name": "a.png"},
-                   {"id": 2, "width": 10, "height": 10, "file_name": "b.png"}],
+        "images": [
+            {"id": 1, "width": 10, "height": 10, "file_name": "a.png"},
+            {"id": 2, "width": 10, "height": 10, "file_name": "b.png"},
+        ],
         "categories": [{"id": 1, "name": "one"}, {"id": 2, "name": "two"}],
-        "annotations": [{"id": i + 1, "image_id": image_id, "category_id": 1, "segmentation": masks.encode(mask)}
-                        for i, (image_id, mask) in enumerate(gt_masks)],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "segmentation": masks.encode(mask),
+            }
+            for i, (image_id, mask) in enumerate(gt_masks)
+        ],
     }
     predictions = [
-        {"image_id": 1, "category_id": 1, "score": 0.9, "segmentation": masks.encode(_box_mask(shape, slice(None), slice(0, 3)))},
-        {"image_id": 1, "category_id": 2, "score": 0.8,
-         "segmentation": masks.encode(_box_mask(shape, slice(6, 10), slice(8, 10)))},
+        {
+            "image_id": 1,
+            "category_id": 1,
+            "score": 0.9,
+            "segmentation": masks.encode(_box_mask(shape, slice(None), slice(0, 3))),
+        },
+        {
+            "image_id": 1,
+            "category_id": 2,
+            "score": 0.8,
+            "segmentation": masks.encode(_box_mask(shape, slice(6, 10), slice(8, 10))),
+        },
     ]
     return ground_truth, predictions
 
@@ -57,7 +78,7 @@ def test_hand_made_case_gives_the_expected_abo() -> None:
     ground_truth, predictions = _hand_made()
     metrics = evaluate_instances(ground_truth, predictions)
     assert metrics["ABO"] == pytest.approx((0.6 + 0.5 + 0.0) / 3)
-    # Class "two" has no ground truth, so AP averages class "one" only: P matches A at IoU 0.6, recall
+    # Class "two" has no ground truth, so AP averages class "one": P matches A at IoU 0.6, recall
     # 1/3 at precision 1 -> 34 of COCO's 101 recall points (0, 0.01, ..., 0.33) at 1, the rest 0.
     assert metrics["AP50"] == pytest.approx(34 / 101)
     assert metrics["AP25"] == pytest.approx(34 / 101)
@@ -76,7 +97,9 @@ def test_average_best_overlap_on_rles() -> None:
 
 def test_ground_truth_against_itself_is_perfect(tiny_demo: Path) -> None:
     gt_path = artifacts.gt_path(tiny_demo, "train")
-    metrics = evaluate_instances(gt_path, read_json(gt_path))  # an instances document; no scores -> 1.0
+    metrics = evaluate_instances(
+        gt_path, read_json(gt_path)
+    )  # an instances document; no scores -> 1.0
     for key in ("AP", "AP25", "AP50", "AP70", "AP75", "ABO"):
         assert metrics[key] == pytest.approx(1.0), key
     assert metrics["num_predictions"] == metrics["num_ground_truth"] > 0
@@ -91,27 +114,47 @@ def _noisy_predictions(gt: dict[str, Any], seed: int = 0) -> list[dict[str, Any]
         shift = int(rng.integers(0, 5))
         moved = np.zeros_like(mask)
         moved[:, shift:] = mask[:, : mask.shape[1] - shift]
-        results.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                        "segmentation": masks.encode(moved), "score": float(rng.uniform(0.2, 1.0))})
+        results.append(
+            {
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "segmentation": masks.encode(moved),
+                "score": float(rng.uniform(0.2, 1.0)),
+            }
+        )
         if rng.uniform() < 0.4:
             wrong = gt["categories"][int(rng.integers(len(gt["categories"])))]["id"]
             results.append(dict(results[-1], category_id=wrong, score=float(rng.uniform(0.0, 1.0))))
     return results
 
 
-def test_liid_eval_agrees_with_a_direct_pycocotools_computation(tiny_demo: Path, tmp_path: Path) -> None:
+def test_liid_eval_agrees_with_a_direct_pycocotools_computation(
+    tiny_demo: Path, tmp_path: Path
+) -> None:
     gt_path = artifacts.gt_path(tiny_demo, "train")
     predictions = _noisy_predictions(read_json(gt_path))
     predictions_path = tmp_path / "predictions.json"
     write_json(predictions_path, predictions)
-    result = liid("eval", "instances", "--run", tmp_path / "run", "--predictions", predictions_path,
-                  "--data", artifacts.index_path(tiny_demo, "train"), "--name", "noisy")
+    result = liid(
+        "eval",
+        "instances",
+        "--run",
+        tmp_path / "run",
+        "--predictions",
+        predictions_path,
+        "--data",
+        artifacts.index_path(tiny_demo, "train"),
+        "--name",
+        "noisy",
+    )
     assert result.exit_code == 0, result.output
     assert "ABO" in result.output and "AP50" in result.output
     record = read_json(artifacts.eval_metrics_path(tmp_path / "run", "noisy"))
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(gt_path))
-        evaluator = COCOeval(coco_gt, coco_gt.loadRes(json.loads(predictions_path.read_text())), "segm")
+        evaluator = COCOeval(
+            coco_gt, coco_gt.loadRes(json.loads(predictions_path.read_text())), "segm"
+        )
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -125,8 +168,18 @@ def test_liid_eval_agrees_with_a_direct_pycocotools_computation(tiny_demo: Path,
 def test_empty_prediction_set_gives_zero(tiny_demo: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text("[]")
-    result = liid("eval", "instances", "--run", tmp_path, "--predictions", empty,
-                  "--gt", artifacts.gt_path(tiny_demo, "train"), "--name", "empty")
+    result = liid(
+        "eval",
+        "instances",
+        "--run",
+        tmp_path,
+        "--predictions",
+        empty,
+        "--gt",
+        artifacts.gt_path(tiny_demo, "train"),
+        "--name",
+        "empty",
+    )
     assert result.exit_code == 0, result.output
     metrics = read_json(artifacts.eval_metrics_path(tmp_path, "empty"))["metrics"]
     assert metrics["AP"] == metrics["AP50"] == metrics["ABO"] == 0.0
@@ -141,14 +194,18 @@ def test_empty_prediction_set_gives_zero(tiny_demo: Path, tmp_path: Path) -> Non
         (lambda p: {"rows": p}, ("expected a COCO results list",)),
     ],
 )
-def test_bad_predictions_are_one_line_errors(tmp_path: Path, change: Any, fragments: tuple[str, ...]) -> None:
+def test_bad_predictions_are_one_line_errors(
+    tmp_path: Path, change: Any, fragments: tuple[str, ...]
+) -> None:
     ground_truth, predictions = _hand_made()
     gt_path, bad_path = tmp_path / "gt.json", tmp_path / "bad.json"
     write_json(gt_path, ground_truth)
     write_json(bad_path, change(predictions))
     with pytest.raises(LiidError):
         evaluate_instances(gt_path, change(predictions))
-    result = liid("eval", "instances", "--run", tmp_path, "--predictions", bad_path, "--gt", gt_path)
+    result = liid(
+        "eval", "instances", "--run", tmp_path, "--predictions", bad_path, "--gt", gt_path
+    )
     assert_one_line_error(result, "bad.json", *fragments)
 
 
@@ -164,23 +221,34 @@ def test_semantic_metrics_on_a_hand_made_map() -> None:
     # background: TP 1, FN 1 -> 1/2; one: TP 2, FP 1 -> 2/3; two: absent -> undefined.
     assert metrics["per_class"] == {"background": 0.5, "one": pytest.approx(2 / 3), "two": None}
     assert metrics["mIoU"] == pytest.approx((0.5 + 2 / 3) / 2)
-    no_class = evaluate_semantic([(np.array([[1, 1]]), np.array([[1, 255]]))], ["background", "one"])
+    no_class = evaluate_semantic(
+        [(np.array([[1, 1]]), np.array([[1, 255]]))], ["background", "one"]
+    )
     assert no_class["per_class"]["one"] == 0.5
 
 
 def test_eval_semantic_and_compare_on_an_exported_run(
-    exported: tuple[Path, dict[str, Any]], tmp_path: Path,  # noqa: F811
+    exported: tuple[Path, dict[str, Any]],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     run_dir, truth = exported
     truth_path = tmp_path / "truth.json"
     write_json(truth_path, truth)
     result = liid("eval", "semantic", "--run", run_dir, "--gt", truth_path)
     assert result.exit_code == 0, result.output
-    assert read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_SEMANTIC))["metrics"]["mIoU"] == 1.0
+    assert (
+        read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_SEMANTIC))["metrics"]["mIoU"]
+        == 1.0
+    )
     result = liid("eval", "instances", "--run", run_dir, "--gt", truth_path, "--per-class")
     assert result.exit_code == 0, result.output
-    assert read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PSEUDO))["metrics"]["AP50"] == 1.0
-    partial = liid("eval", "instances", "--run", run_dir)  # against the full ground truth of the index
+    assert (
+        read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PSEUDO))["metrics"]["AP50"]
+        == 1.0
+    )
+    partial = liid(
+        "eval", "instances", "--run", run_dir
+    )  # against the full ground truth of the index
     assert partial.exit_code == 0, partial.output
     full = read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PSEUDO))["metrics"]
     assert full["ABO"] < 1.0 and full["num_ground_truth"] > len(truth["annotations"])
@@ -198,14 +266,26 @@ def test_eval_semantic_and_compare_on_an_exported_run(
     assert result.output.count("100.0") >= 2  # mIoU of both runs
 
 
-def test_eval_semantic_of_a_trained_model(exported: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:  # noqa: F811
+def test_eval_semantic_of_a_trained_model(
+    exported: tuple[Path, dict[str, Any]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     run_dir, truth = exported
     export_manifest = read_json(artifacts.stage_dir(run_dir, "export-coco") / artifacts.MANIFEST)
     predicted = artifacts.stage_dir(tmp_path, "predict-semantic")
-    shutil.copytree(artifacts.stage_dir(run_dir, "export-coco") / artifacts.SEMANTIC_DIR, predicted / artifacts.SEMANTIC_DIR)
+    shutil.copytree(
+        artifacts.stage_dir(run_dir, "export-coco") / artifacts.SEMANTIC_DIR,
+        predicted / artifacts.SEMANTIC_DIR,
+    )
     write_json(predicted / artifacts.MANIFEST, {"inputs": export_manifest["inputs"]})
-    (predicted / artifacts.SEMANTIC_DIR / f"{truth['images'][0]['file_name'].rsplit('.', 1)[0]}.png").unlink()
+    (
+        predicted
+        / artifacts.SEMANTIC_DIR
+        / f"{truth['images'][0]['file_name'].rsplit('.', 1)[0]}.png"
+    ).unlink()
     result = liid("eval", "semantic", "--run", tmp_path, "--source", "predictions")
     assert_one_line_error(result, "missing", "rerun")
-    assert_one_line_error(liid("eval", "semantic", "--run", tmp_path / "none", "--source", "predictions"),
-                          "liid predict-semantic")
+    assert_one_line_error(
+        liid("eval", "semantic", "--run", tmp_path / "none", "--source", "predictions"),
+        "liid predict-semantic",
+    )

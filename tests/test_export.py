@@ -1,8 +1,9 @@
-"""`liid export-coco`: noise dropped, NMS per class, COCO json readable by pycocotools and torchvision,
+"""`liid export-coco`: noise dropped, NMS per class, COCO json for pycocotools and torchvision,
 category ids mapped back through ClassMap, palette PNGs painted from the survivors.
 
 The fixture `cut_run` writes proposals.h5 and cut.h5 from the tiny demo's ground truth (each kept
-object, a shifted duplicate with a lower score, and labelled-noise boxes), so the export has a known answer.
+object, a shifted duplicate with a lower score, and noise boxes labelled 0), so the export has a
+known answer.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from liid_cli.runner import StageContext, StageSpec, run_stage
 from liid_cli.stages.export_coco import select_instances
 from tests.helpers import assert_one_line_error, liid
 
-COCO_ID_OF_INTERNAL = {1: 60, 2: 50, 3: 40, 4: 30, 5: 20, 6: 10}  # internal id i <-> COCO id 70 - 10 i
+COCO_ID_OF_INTERNAL = {
+    1: 60,
+    2: 50,
+    3: 40,
+    4: 30,
+    5: 20,
+    6: 10,
+}  # internal id i <-> COCO id 70 - 10 i
 TRUE_SCORE, DUPLICATE_SCORE, NOISE_SCORE = 0.9, 0.6, 0.8
 
 
@@ -44,7 +52,9 @@ def remap_categories(demo: Path, out: Path, split: str = "train") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     index = read_json(artifacts.index_path(demo, split))
     gt = read_json(artifacts.gt_path(demo, split))
-    old_to_new = {c["id"]: COCO_ID_OF_INTERNAL[i] for i, c in enumerate(index["categories"], start=1)}
+    old_to_new = {
+        c["id"]: COCO_ID_OF_INTERNAL[i] for i, c in enumerate(index["categories"], start=1)
+    }
     for document in (index, gt):
         document["categories"] = [dict(c, id=old_to_new[c["id"]]) for c in document["categories"]]
     for image in index["images"]:
@@ -62,7 +72,8 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
     """Write <run>/proposals and <run>/cut (with manifests) and return the known export answer.
 
     Per image: each ground-truth object that has no same-class box overlap above 0.3 with an earlier
-    one (score 0.9), a copy shifted by 2 px (score 0.6, removed by NMS), and two noise boxes labelled 0.
+    one (score 0.9), a copy shifted by 2 px (score 0.6, removed by NMS), and two noise boxes
+    labelled 0.
     """
     index = load_index(index_path)
     gt = read_json(index.ground_truth_path)
@@ -77,18 +88,28 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
         height, width = image["height"], image["width"]
         kept = _separable(by_image[image["id"]])
         truth_annotations.extend(kept)
-        objects = np.stack([masks.decode(a["segmentation"]) for a in kept]) if kept else np.zeros((0, height, width), bool)
+        objects = (
+            np.stack([masks.decode(a["segmentation"]) for a in kept])
+            if kept
+            else np.zeros((0, height, width), bool)
+        )
         duplicates = np.zeros_like(objects)
         duplicates[:, :, 2:] = objects[:, :, :-2]
         noise = np.zeros((2, height, width), dtype=bool)
         noise[0, :10, :10] = True
         noise[1, -12:, -20:] = True
         stack = np.concatenate([objects, duplicates, noise])
-        all_proposals.append(ImageProposals.from_masks(image["id"], stack, np.linspace(1, 0.5, len(stack))))
+        all_proposals.append(
+            ImageProposals.from_masks(image["id"], stack, np.linspace(1, 0.5, len(stack)))
+        )
         labels = [index.classes.to_internal(a["category_id"]) for a in kept]
         cut_rows["labels"].append(np.array([*labels, *labels, 0, 0], dtype=np.int32))
-        cut_rows["scores"].append(np.array(
-            [TRUE_SCORE] * len(kept) + [DUPLICATE_SCORE] * len(kept) + [NOISE_SCORE] * 2, dtype=np.float32))
+        cut_rows["scores"].append(
+            np.array(
+                [TRUE_SCORE] * len(kept) + [DUPLICATE_SCORE] * len(kept) + [NOISE_SCORE] * 2,
+                dtype=np.float32,
+            )
+        )
         cut_rows["proposal_index"].append(np.arange(len(stack), dtype=np.int32))
 
     def write_proposal_stage(config: NoConfig, context: StageContext) -> dict[str, Any]:
@@ -98,18 +119,28 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
     def write_cut_stage(config: NoConfig, context: StageContext) -> dict[str, Any]:
         counts = np.array([len(rows) for rows in cut_rows["labels"]])
         write_csr(
-            context.out_dir / artifacts.CUT_H5, schema=artifacts.SCHEMA_CUT, fingerprint=fingerprint,
-            image_ids=np.array([im["id"] for im in index.images]), counts=counts,
+            context.out_dir / artifacts.CUT_H5,
+            schema=artifacts.SCHEMA_CUT,
+            fingerprint=fingerprint,
+            image_ids=np.array([im["id"] for im in index.images]),
+            counts=counts,
             rows={name: np.concatenate(rows) for name, rows in cut_rows.items()}
             | {artifacts.H5_COMPONENT: np.zeros(int(counts.sum()), dtype=np.int32)},
             attrs={"solver": solver, "energy": 0.0, "lower_bound": 0.0, "gap": 0.0},
         )
         return {}
 
-    for name, stage_run, upstream in (("proposals", write_proposal_stage, ()),
-                                      ("cut", write_cut_stage, ("proposals",))):
-        run_stage(StageSpec(name=name, config_model=NoConfig, upstream=upstream, run=stage_run), NoConfig(),
-                  run_dir=run_dir, index_path=index_path, force=True)
+    for name, stage_run, upstream in (
+        ("proposals", write_proposal_stage, ()),
+        ("cut", write_cut_stage, ("proposals",)),
+    ):
+        run_stage(
+            StageSpec(name=name, config_model=NoConfig, upstream=upstream, run=stage_run),
+            NoConfig(),
+            run_dir=run_dir,
+            index_path=index_path,
+            force=True,
+        )
     return dict(gt, annotations=truth_annotations)
 
 
@@ -119,7 +150,9 @@ def _separable(annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         box = torch.from_numpy(masks.box_xyxy(masks.decode(ann["segmentation"])))[None]
         same_class = [k for k in kept if k["category_id"] == ann["category_id"]]
         if same_class:
-            others = torch.tensor(np.stack([masks.box_xyxy(masks.decode(k["segmentation"])) for k in same_class]))
+            others = torch.tensor(
+                np.stack([masks.box_xyxy(masks.decode(k["segmentation"])) for k in same_class])
+            )
             if box_iou(box, others).max() > 0.3:
                 continue
         kept.append(ann)
@@ -132,7 +165,9 @@ def remapped_index(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def exported(remapped_index: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def exported(
+    remapped_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
     """A run whose export is done; returns (run folder, the known answer)."""
     run_dir = tmp_path_factory.mktemp("run")
     truth = make_cut_run(remapped_index, run_dir)
@@ -142,30 +177,43 @@ def exported(remapped_index: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_nms_keeps_higher_score_within_a_class_and_both_across_classes() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]], dtype=np.float32)
+    boxes = np.array(
+        [[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [50, 50, 60, 60]], dtype=np.float32
+    )
     scores = np.array([0.5, 0.7, 0.6, 0.9], dtype=np.float32)
     same = select_instances(boxes[:2], scores[:2], np.array([1, 1]), min_score=0.0, nms_iou=0.4)
     assert same.tolist() == [1]
-    across = select_instances(boxes[:3], scores[:3], np.array([1, 1, 2]), min_score=0.0, nms_iou=0.4)
+    across = select_instances(
+        boxes[:3], scores[:3], np.array([1, 1, 2]), min_score=0.0, nms_iou=0.4
+    )
     assert sorted(across.tolist()) == [1, 2]
-    noise_and_low = select_instances(boxes, scores, np.array([1, 2, 0, 3]), min_score=0.55, nms_iou=0.4)
+    noise_and_low = select_instances(
+        boxes, scores, np.array([1, 2, 0, 3]), min_score=0.55, nms_iou=0.4
+    )
     assert noise_and_low.tolist() == [3, 1]  # best first; noise (0) and the 0.5 box dropped
 
 
 def test_export_reproduces_the_known_instances_with_mapped_category_ids(
-    exported: tuple[Path, dict[str, Any]], remapped_index: Path,
+    exported: tuple[Path, dict[str, Any]],
+    remapped_index: Path,
 ) -> None:
     run_dir, truth = exported
-    document = read_json(artifacts.stage_dir(run_dir, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON)
+    document = read_json(
+        artifacts.stage_dir(run_dir, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
+    )
     index = load_index(remapped_index)
     assert [im["id"] for im in document["images"]] == [im["id"] for im in index.images]
     assert document["categories"] == truth["categories"]
     annotations = document["annotations"]
     assert [a["id"] for a in annotations] == list(range(1, len(truth["annotations"]) + 1))
     assert all(a["iscrowd"] == 0 and a["score"] == pytest.approx(TRUE_SCORE) for a in annotations)
-    exported_set = {(a["image_id"], a["category_id"], a["segmentation"]["counts"]) for a in annotations}
-    truth_set = {(a["image_id"], a["category_id"], masks.encode(masks.decode(a["segmentation"]))["counts"])
-                 for a in truth["annotations"]}
+    exported_set = {
+        (a["image_id"], a["category_id"], a["segmentation"]["counts"]) for a in annotations
+    }
+    truth_set = {
+        (a["image_id"], a["category_id"], masks.encode(masks.decode(a["segmentation"]))["counts"])
+        for a in truth["annotations"]
+    }
     assert exported_set == truth_set
     assert {a["category_id"] for a in annotations} <= set(COCO_ID_OF_INTERNAL.values())
     metrics = evaluate_instances(truth, document)
@@ -177,7 +225,8 @@ def test_export_reproduces_the_known_instances_with_mapped_category_ids(
 
 
 def test_exported_json_loads_in_pycocotools_and_torchvision(
-    exported: tuple[Path, dict[str, Any]], remapped_index: Path,
+    exported: tuple[Path, dict[str, Any]],
+    remapped_index: Path,
 ) -> None:
     from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
 
@@ -186,19 +235,26 @@ def test_exported_json_loads_in_pycocotools_and_torchvision(
     assert len(coco.getImgIds()) == len(load_index(remapped_index).images)
     index = load_index(remapped_index)
     dataset = wrap_dataset_for_transforms_v2(
-        CocoDetection(str(index.image_root), str(path)), target_keys=("image_id", "boxes", "labels", "masks"))
-    position = next(i for i, image_id in enumerate(dataset.ids) if coco.getAnnIds(imgIds=[image_id]))
+        CocoDetection(str(index.image_root), str(path)),
+        target_keys=("image_id", "boxes", "labels", "masks"),
+    )
+    position = next(
+        i for i, image_id in enumerate(dataset.ids) if coco.getAnnIds(imgIds=[image_id])
+    )
     image, target = dataset[position]
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[target["image_id"]]))
     assert target["labels"].tolist() == [a["category_id"] for a in annotations]
     assert target["masks"].shape[0] == len(annotations)
-    assert torch.equal(target["masks"][0].bool(), torch.from_numpy(masks.decode(annotations[0]["segmentation"])))
+    assert torch.equal(
+        target["masks"][0].bool(), torch.from_numpy(masks.decode(annotations[0]["segmentation"]))
+    )
     x, y, w, h = annotations[0]["bbox"]
     assert target["boxes"][0].tolist() == pytest.approx([x, y, x + w, y + h])
 
 
 def test_semantic_pngs_are_palette_maps_of_the_survivors(
-    exported: tuple[Path, dict[str, Any]], remapped_index: Path,
+    exported: tuple[Path, dict[str, Any]],
+    remapped_index: Path,
 ) -> None:
     run_dir, truth = exported
     index = load_index(remapped_index)
@@ -207,8 +263,11 @@ def test_semantic_pngs_are_palette_maps_of_the_survivors(
     for image in index.images[:6]:
         anns = [a for a in truth["annotations"] if a["image_id"] == image["id"]]
         expected = label_map_from_instances(
-            [a["segmentation"] for a in anns], [index.classes.to_internal(a["category_id"]) for a in anns],
-            image["height"], image["width"])
+            [a["segmentation"] for a in anns],
+            [index.classes.to_internal(a["category_id"]) for a in anns],
+            image["height"],
+            image["width"],
+        )
         with Image.open(folder / f"{image['name']}.png") as png:
             assert png.mode == "P"
             assert np.array_equal(np.asarray(png), expected)
@@ -227,11 +286,20 @@ def test_overlap_of_different_classes_is_ignored_and_same_class_kept() -> None:
 
 
 def test_highest_score_overlap_and_min_score_from_the_command_line(
-    remapped_index: Path, tmp_path: Path,
+    remapped_index: Path,
+    tmp_path: Path,
 ) -> None:
     make_cut_run(remapped_index, tmp_path, solver="argmax")
-    result = liid("export-coco", "--run", tmp_path, "--min-score", "0.95", "--set", "semantic_overlap=highest_score",
-                  "--quiet")
+    result = liid(
+        "export-coco",
+        "--run",
+        tmp_path,
+        "--min-score",
+        "0.95",
+        "--set",
+        "semantic_overlap=highest_score",
+        "--quiet",
+    )
     assert result.exit_code == 0, result.output
     manifest = read_json(artifacts.stage_dir(tmp_path, "export-coco") / artifacts.MANIFEST)
     assert manifest["metrics"]["instances"] == 0 and manifest["metrics"]["solver"] == "argmax"
@@ -243,7 +311,9 @@ def test_missing_cut_is_a_one_line_error(remapped_index: Path, tmp_path: Path) -
     assert_one_line_error(result, "liid proposals")
 
 
-def test_cut_from_another_index_is_refused(remapped_index: Path, tiny_demo: Path, tmp_path: Path) -> None:
+def test_cut_from_another_index_is_refused(
+    remapped_index: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     make_cut_run(remapped_index, tmp_path)
     other = tmp_path / "other"
     shutil.copytree(remapped_index.parent, other)

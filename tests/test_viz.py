@@ -1,4 +1,4 @@
-"""`liid viz`: overlays, palette renderings, grids and a self-contained report.html, also for partial runs."""
+"""`liid viz`: overlays, palette renderings, grids, a self-contained report.html, partial runs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def test_overlay_blends_the_class_colour_and_outlines_the_mask() -> None:
     image = np.zeros((20, 20, 3), dtype=np.uint8)
     mask = np.zeros((20, 20), dtype=bool)
     mask[5:15, 5:15] = True
-    drawn = np.asarray(draw_instances(image, [Instance(masks.encode(mask), 2, "")], cell=40, alpha=0.5))
+    drawn = np.asarray(
+        draw_instances(image, [Instance(masks.encode(mask), 2, "")], cell=40, alpha=0.5)
+    )
     assert drawn.shape == (40, 40, 3)
     assert drawn[20, 20].tolist() == (PALETTE[2] * 0.5).astype(np.uint8).tolist()  # inside, blended
     assert drawn[10, 20].tolist() == PALETTE[2].tolist()  # on the outline
@@ -48,13 +50,23 @@ def test_report_of_an_exported_and_evaluated_run(exported: tuple[Path, dict[str,
     result = liid("viz", "--run", run_dir, "--quiet", "--set", "max_images=3", "--set", "cell=64")
     assert result.exit_code == 0, result.output
     report = (run_dir / artifacts.REPORT_HTML).read_text()
-    for fragment in ("Stage timings", "export-coco", "cut", artifacts.EVAL_PSEUDO, "mIoU", "<svg", "AP50",
-                     "data:image/png;base64,"):
+    for fragment in (
+        "Stage timings",
+        "export-coco",
+        "cut",
+        artifacts.EVAL_PSEUDO,
+        "mIoU",
+        "<svg",
+        "AP50",
+        "data:image/png;base64,",
+    ):
         assert fragment in report, fragment
     assert not re.search(r"(src|href)=['\"]https?:", report)  # opens offline
     grids = list((run_dir / artifacts.VIZ_DIR).glob("*.png"))
     assert len(grids) == 1
-    with Image.open(grids[0]) as sheet:  # image, ground truth, pseudo labels, semantic pseudo labels
+    with Image.open(
+        grids[0]
+    ) as sheet:  # image, ground truth, pseudo labels, semantic pseudo labels
         assert sheet.size[0] == 4 * (64 + 6) + 6
         assert sheet.size[1] == 21 + 3 * (64 + 21 + 6) + 6
 
@@ -63,9 +75,21 @@ def test_viz_of_a_run_with_no_stage_yet(tiny_demo: Path, tmp_path: Path) -> None
     result = liid("viz", "--run", tmp_path / "empty", "--quiet")
     assert result.exit_code == 0, result.output
     report = (tmp_path / "empty" / artifacts.REPORT_HTML).read_text()
-    assert "No finished stage" in report and "No evaluation yet" in report and "No pictures" in report
-    result = liid("viz", "--run", tmp_path / "data_only", "--data", artifacts.index_path(tiny_demo, "val"),
-                  "--quiet", "--set", "max_images=2", "--set", "cell=48")
+    assert (
+        "No finished stage" in report and "No evaluation yet" in report and "No pictures" in report
+    )
+    result = liid(
+        "viz",
+        "--run",
+        tmp_path / "data_only",
+        "--data",
+        artifacts.index_path(tiny_demo, "val"),
+        "--quiet",
+        "--set",
+        "max_images=2",
+        "--set",
+        "cell=48",
+    )
     assert result.exit_code == 0, result.output
     (sheet_path,) = (tmp_path / "data_only" / artifacts.VIZ_DIR).glob("*.png")
     with Image.open(sheet_path) as sheet:  # image and ground truth only
@@ -79,10 +103,19 @@ def test_viz_draws_predictions_of_a_trained_model(tiny_demo: Path, tmp_path: Pat
     index_path = artifacts.index_path(tiny_demo, "val")
     mask = np.zeros((10, 10), dtype=bool)
     mask[2:6, 2:6] = True
-    write_json(predict_dir / artifacts.PREDICTIONS_JSON,
-               [{"image_id": 1, "category_id": 1, "score": 0.8, "segmentation": masks.encode(mask)}])
-    write_json(predict_dir / artifacts.MANIFEST, {"stage": "predict", "inputs": {"index": {"path": str(index_path)}},
-                                                  "timings": {"seconds": 1.5, "finished": 0.0}, "metrics": {}})
+    write_json(
+        predict_dir / artifacts.PREDICTIONS_JSON,
+        [{"image_id": 1, "category_id": 1, "score": 0.8, "segmentation": masks.encode(mask)}],
+    )
+    write_json(
+        predict_dir / artifacts.MANIFEST,
+        {
+            "stage": "predict",
+            "inputs": {"index": {"path": str(index_path)}},
+            "timings": {"seconds": 1.5, "finished": 0.0},
+            "metrics": {},
+        },
+    )
     result = liid("viz", "--run", run_dir, "--quiet", "--set", "max_images=2", "--set", "cell=48")
     assert result.exit_code == 0, result.output
     (sheet_path,) = (run_dir / artifacts.VIZ_DIR).glob("*.png")

@@ -1,5 +1,7 @@
-"""Commands: `liid eval instances`, `liid eval semantic`, `liid eval compare` (and `liid eval proposals`,
-in proposals.py). Evaluation only reads artifacts; each call rewrites `<run>/eval/<name>/metrics.json`.
+"""Commands: `liid eval instances`, `liid eval semantic`, `liid eval compare`.
+
+(`liid eval proposals` lives in proposals.py.) Evaluation only reads artifacts; each call rewrites
+`<run>/eval/<name>/metrics.json`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,24 @@ from liid_cli.commands.common import QuietOption, RunOption
 from liid_cli.errors import LiidError, user_errors
 from liid_cli.log import setup_logging
 
-DataOption = Annotated[Optional[Path], typer.Option(
-    "--data", help="Data set index whose ground truth to use. Default: the one the evaluated stage used.")]
-GtOption = Annotated[Optional[Path], typer.Option(
-    "--gt", help="A COCO instances ground-truth file instead of the data set's.")]
-NameOption = Annotated[Optional[str], typer.Option(
-    "--name", help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).")]
+DataOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data",
+        help="Data set index whose ground truth to use. Default: the one the evaluated stage used.",
+    ),
+]
+GtOption = Annotated[
+    Optional[Path],
+    typer.Option("--gt", help="A COCO instances ground-truth file instead of the data set's."),
+]
+NameOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--name",
+        help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).",
+    ),
+]
 
 
 class SourceChoice(str, Enum):
@@ -39,54 +53,87 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @user_errors
     def instances(
         run: RunOption = artifacts.DEFAULT_RUN,
-        source: Annotated[SourceChoice, typer.Option(
-            "--source", help="pseudo: the run's export-coco pseudo labels; predictions: the run's predict output.")
+        source: Annotated[
+            SourceChoice,
+            typer.Option(
+                "--source",
+                help="pseudo: the run's export-coco pseudo labels; "
+                "predictions: the run's predict output.",
+            ),
         ] = SourceChoice.pseudo,
-        predictions: Annotated[Optional[Path], typer.Option(
-            "--predictions", help="Any COCO results list or instances json to evaluate instead.")] = None,
+        predictions: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--predictions", help="Any COCO results list or instances json to evaluate instead."
+            ),
+        ] = None,
         gt: GtOption = None,
         data: DataOption = None,
         name: NameOption = None,
-        iou_type: Annotated[IouChoice, typer.Option("--iou-type", help="Mask (segm) or box IoU.")] = IouChoice.segm,
-        show_classes: Annotated[bool, typer.Option("--per-class", help="Also print AP per class.")] = False,
+        iou_type: Annotated[
+            IouChoice, typer.Option("--iou-type", help="Mask (segm) or box IoU.")
+        ] = IouChoice.segm,
+        show_classes: Annotated[
+            bool, typer.Option("--per-class", help="Also print AP per class.")
+        ] = False,
         quiet: QuietOption = False,
     ) -> None:
-        """Instance masks (pseudo labels or predictions) against ground truth: AP, AP25..AP75, AP by size, ABO."""
+        """Instance masks (pseudo labels or predictions) vs ground truth: AP, AP25..AP75, ABO."""
         from liid_cli.evaluation.runs import evaluate_run_instances
         from liid_cli.evaluation.tables import per_class_table, record_table
 
         setup_logging(quiet)
         path, record = evaluate_run_instances(
-            run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name,
-            iou_type=iou_type.value)
+            run,
+            source=source.value,
+            predictions=predictions,
+            gt=gt,
+            index_path=data,
+            name=name,
+            iou_type=iou_type.value,
+        )
         _print(record_table(record), per_class_table(record) if show_classes else None, path)
 
     @eval_app.command("semantic")
     @user_errors
     def semantic(
         run: RunOption = artifacts.DEFAULT_RUN,
-        source: Annotated[SourceChoice, typer.Option(
-            "--source", help="pseudo: export-coco's semantic pseudo labels; predictions: predict-semantic's maps.")
+        source: Annotated[
+            SourceChoice,
+            typer.Option(
+                "--source",
+                help="pseudo: export-coco's semantic pseudo labels; "
+                "predictions: predict-semantic's maps.",
+            ),
         ] = SourceChoice.pseudo,
-        predictions: Annotated[Optional[Path], typer.Option(
-            "--predictions", help="Any folder of palette PNGs <image name>.png to evaluate instead.")] = None,
+        predictions: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--predictions",
+                help="Any folder of palette PNGs <image name>.png to evaluate instead.",
+            ),
+        ] = None,
         gt: GtOption = None,
         data: DataOption = None,
         name: NameOption = None,
         quiet: QuietOption = False,
     ) -> None:
-        """Semantic label maps against ground truth: mIoU and per-class IoU (255 in the truth is ignored)."""
+        """Semantic label maps vs ground truth: mIoU and per-class IoU (truth 255 is ignored)."""
         from liid_cli.evaluation.runs import evaluate_run_semantic
         from liid_cli.evaluation.tables import per_class_table, record_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_semantic(run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name)
+        path, record = evaluate_run_semantic(
+            run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name
+        )
         _print(record_table(record), per_class_table(record), path)
 
     @eval_app.command("compare")
     @user_errors
     def compare(
-        runs: Annotated[list[Path], typer.Argument(help="Run folders whose `liid eval` results to line up.")],
+        runs: Annotated[
+            list[Path], typer.Argument(help="Run folders whose `liid eval` results to line up.")
+        ],
     ) -> None:
         """Print the metrics of several runs side by side (the ablation table)."""
         from liid_cli.evaluation.runs import run_evaluations
@@ -96,7 +143,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         for run in runs:
             records = run_evaluations(run)
             if not records:
-                raise LiidError(f"{run}: no evaluations found; run `liid eval instances --run {run}` first")
+                raise LiidError(
+                    f"{run}: no evaluations found; run `liid eval instances --run {run}` first"
+                )
             collected.append((run.name or str(run), records))
         Console(soft_wrap=True).print(compare_table(collected))
 

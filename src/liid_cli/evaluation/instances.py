@@ -45,7 +45,9 @@ def evaluate_instances(
     pred_name = str(predictions) if isinstance(predictions, Path) else "predictions"
     gt_data = _load_document(ground_truth, gt_name)
     if not isinstance(gt_data, dict) or not {"images", "categories", "annotations"} <= set(gt_data):
-        raise LiidError(f"{gt_name}: not a COCO instances file (needs images, categories, annotations)")
+        raise LiidError(
+            f"{gt_name}: not a COCO instances file (needs images, categories, annotations)"
+        )
     pred_data = _load_document(predictions, pred_name)
     results = _prediction_list(pred_data, gt_data, pred_name, gt_name)
     _check_predictions(results, gt_data, pred_name, gt_name)
@@ -61,18 +63,24 @@ def evaluate_instances(
     if not results:
         zero = 0.0 if summary["num_ground_truth"] else None
         summary.update({key: zero for key in METRIC_KEYS})
-        ranges = dict(zip(COCO_AREA_LABELS, COCOeval(iouType=iou_type).params.areaRng))
+        ranges = dict(zip(COCO_AREA_LABELS, COCOeval(iouType=iou_type).params.areaRng, strict=True))
         for key, area_index in SIZE_RANGES.items():
             low, high = ranges[COCO_AREA_LABELS[area_index]]
-            inside = any(low <= a["area"] < high for a in gt_coco.dataset["annotations"] if not a["iscrowd"])
+            inside = any(
+                low <= a["area"] < high for a in gt_coco.dataset["annotations"] if not a["iscrowd"]
+            )
             summary[key] = 0.0 if inside else None
-        summary["per_class"] = {name: {"AP": zero, "AP50": zero} for name in per_class_names.values()}
+        summary["per_class"] = {
+            name: {"AP": zero, "AP50": zero} for name in per_class_names.values()
+        }
         return summary
 
     with contextlib.redirect_stdout(io.StringIO()):
         dt_coco = gt_coco.loadRes(_normalised_results(results, gt_coco, iou_type))
         evaluator = COCOeval(gt_coco, dt_coco, iou_type)
-        evaluator.params.iouThrs = np.array(sorted({*REPORTED_THRESHOLDS.values(), *COCO_THRESHOLDS}))
+        evaluator.params.iouThrs = np.array(
+            sorted({*REPORTED_THRESHOLDS.values(), *COCO_THRESHOLDS})
+        )
         evaluator.params.maxDets = [1, 10, MAX_DETECTIONS]
         evaluator.evaluate()
         evaluator.accumulate()
@@ -138,14 +146,23 @@ def _average_best_overlap(gt_coco: COCO, dt_coco: COCO, iou_type: IouType) -> fl
     best = []
     for gt_boxes, dt_boxes in zip(per_image_gt, per_image_dt, strict=True):
         if gt_boxes:
-            ious = np.asarray(mask_utils.iou(dt_boxes, gt_boxes, [0] * len(gt_boxes))) if dt_boxes else None
-            best.append(ious.max(axis=0) if ious is not None and ious.size else np.zeros(len(gt_boxes)))
+            ious = (
+                np.asarray(mask_utils.iou(dt_boxes, gt_boxes, [0] * len(gt_boxes)))
+                if dt_boxes
+                else None
+            )
+            best.append(
+                ious.max(axis=0) if ious is not None and ious.size else np.zeros(len(gt_boxes))
+            )
     return float(np.concatenate(best).mean())
 
 
 def _rles(rles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {"size": r["size"], "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"]}
+        {
+            "size": r["size"],
+            "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"],
+        }
         for r in rles
     ]
 
@@ -174,11 +191,14 @@ def _prediction_list(
             theirs = {(int(c["id"]), str(c["name"])) for c in gt_data["categories"]}
             if ours != theirs:
                 raise LiidError(
-                    f"{pred_name}: category set {sorted(ours)} differs from {gt_name}'s {sorted(theirs)}; "
+                    f"{pred_name}: category set {sorted(ours)} differs from {gt_name}'s "
+                    f"{sorted(theirs)}; "
                     "evaluate against ground truth of the same data set"
                 )
         return list(data["annotations"])
-    raise LiidError(f"{pred_name}: expected a COCO results list or an instances file with `annotations`")
+    raise LiidError(
+        f"{pred_name}: expected a COCO results list or an instances file with `annotations`"
+    )
 
 
 def _check_predictions(
@@ -188,12 +208,15 @@ def _check_predictions(
     category_ids = {int(c["id"]) for c in gt_data["categories"]}
     for result in results:
         if not isinstance(result, dict) or "image_id" not in result or "category_id" not in result:
-            raise LiidError(f"{pred_name}: each prediction needs image_id, category_id and segmentation")
+            raise LiidError(
+                f"{pred_name}: each prediction needs image_id, category_id and segmentation"
+            )
     unknown_images = sorted({int(r["image_id"]) for r in results} - image_ids)
     if unknown_images:
         raise LiidError(
             f"{pred_name}: predictions for {len(unknown_images)} image(s) not in {gt_name} "
-            f"(e.g. image_id {unknown_images[0]}); evaluate against the ground truth of the same split"
+            f"(e.g. image_id {unknown_images[0]}); "
+            "evaluate against the ground truth of the same split"
         )
     unknown_categories = sorted({int(r["category_id"]) for r in results} - category_ids)
     if unknown_categories:
@@ -212,19 +235,28 @@ def _complete_ground_truth(data: dict[str, Any]) -> dict[str, Any]:
         ann.setdefault("id", number)
         if "area" not in ann:
             height, width = sizes[int(ann["image_id"])]
-            ann["area"] = float(mask_utils.area(segmentation_rle(ann["segmentation"], height, width)))
+            ann["area"] = float(
+                mask_utils.area(segmentation_rle(ann["segmentation"], height, width))
+            )
     return data
 
 
-def _normalised_results(results: list[dict[str, Any]], gt_coco: COCO, iou_type: IouType) -> list[dict[str, Any]]:
+def _normalised_results(
+    results: list[dict[str, Any]], gt_coco: COCO, iou_type: IouType
+) -> list[dict[str, Any]]:
     normalised = []
     for result in results:
-        item = {"image_id": int(result["image_id"]), "category_id": int(result["category_id"]),
-                "score": float(result.get("score", 1.0))}
+        item = {
+            "image_id": int(result["image_id"]),
+            "category_id": int(result["category_id"]),
+            "score": float(result.get("score", 1.0)),
+        }
         if iou_type == "segm":
-            # No `bbox`: with one, loadRes would take the box area as the instance area (size ranges).
+            # No `bbox`: with one, loadRes takes the box area as the instance area (size ranges).
             image = gt_coco.imgs[item["image_id"]]
-            item["segmentation"] = segmentation_rle(result["segmentation"], image["height"], image["width"])
+            item["segmentation"] = segmentation_rle(
+                result["segmentation"], image["height"], image["width"]
+            )
         else:
             item["bbox"] = [float(v) for v in result["bbox"]]
         normalised.append(item)
@@ -238,8 +270,10 @@ def segmentation_rle(segmentation: Any, height: int, width: int) -> dict[str, An
     if isinstance(segmentation.get("counts"), list):
         return mask_utils.frPyObjects(segmentation, height, width)
     counts = segmentation["counts"]
-    return {"size": list(segmentation["size"]),
-            "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": list(segmentation["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
 def _coco_from_dict(data: dict[str, Any]) -> COCO:

@@ -14,17 +14,29 @@ from liid_cli import artifacts
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.instances import IouType, evaluate_instances
-from liid_cli.evaluation.semantic import evaluate_semantic, ground_truth_label_maps, read_prediction_maps
+from liid_cli.evaluation.semantic import (
+    evaluate_semantic,
+    ground_truth_label_maps,
+    read_prediction_maps,
+)
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.runner import read_manifest
 
 Source = Literal["pseudo", "predictions"]
 SOURCE_STAGE: dict[str, str] = {"pseudo": "export-coco", "predictions": "predict"}
-SOURCE_FILE: dict[str, str] = {"pseudo": artifacts.PSEUDO_INSTANCES_JSON, "predictions": artifacts.PREDICTIONS_JSON}
-SOURCE_NAME: dict[str, str] = {"pseudo": artifacts.EVAL_PSEUDO, "predictions": artifacts.EVAL_PREDICTIONS}
+SOURCE_FILE: dict[str, str] = {
+    "pseudo": artifacts.PSEUDO_INSTANCES_JSON,
+    "predictions": artifacts.PREDICTIONS_JSON,
+}
+SOURCE_NAME: dict[str, str] = {
+    "pseudo": artifacts.EVAL_PSEUDO,
+    "predictions": artifacts.EVAL_PREDICTIONS,
+}
 SEMANTIC_SOURCE_STAGE: dict[str, str] = {"pseudo": "export-coco", "predictions": "predict-semantic"}
-SEMANTIC_SOURCE_NAME: dict[str, str] = {"pseudo": artifacts.EVAL_SEMANTIC,
-                                        "predictions": artifacts.EVAL_SEMANTIC_PREDICTIONS}
+SEMANTIC_SOURCE_NAME: dict[str, str] = {
+    "pseudo": artifacts.EVAL_SEMANTIC,
+    "predictions": artifacts.EVAL_SEMANTIC_PREDICTIONS,
+}
 
 
 def stage_index(run_dir: Path, stage: str) -> Path | None:
@@ -33,7 +45,9 @@ def stage_index(run_dir: Path, stage: str) -> Path | None:
     return Path(manifest["inputs"]["index"]["path"]) if manifest else None
 
 
-def resolve_ground_truth(gt: Path | None, index_path: Path | None, what: str) -> tuple[Path, DatasetIndex | None]:
+def resolve_ground_truth(
+    gt: Path | None, index_path: Path | None, what: str
+) -> tuple[Path, DatasetIndex | None]:
     """The ground-truth file: `--gt`, else the one named by the data set index."""
     index = load_index(index_path) if index_path is not None else None
     if gt is not None:
@@ -46,39 +60,63 @@ def resolve_ground_truth(gt: Path | None, index_path: Path | None, what: str) ->
 
 
 def evaluate_run_instances(
-    run_dir: Path, *, source: Source, predictions: Path | None = None, gt: Path | None = None,
-    index_path: Path | None = None, name: str | None = None, iou_type: IouType = "segm",
+    run_dir: Path,
+    *,
+    source: Source,
+    predictions: Path | None = None,
+    gt: Path | None = None,
+    index_path: Path | None = None,
+    name: str | None = None,
+    iou_type: IouType = "segm",
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate the run's pseudo labels or predictions (or any file given) and write metrics.json."""
+    """Evaluate the run's pseudo labels or predictions (or any file) and write metrics.json."""
     stage = SOURCE_STAGE[source]
     if predictions is None:
         predictions = artifacts.stage_dir(run_dir, stage) / SOURCE_FILE[source]
         if not predictions.is_file():
-            raise LiidError(f"missing {predictions}: run `liid {stage} --run {run_dir}` first, or pass --predictions")
+            raise LiidError(
+                f"missing {predictions}: run `liid {stage} --run {run_dir}` first, "
+                "or pass --predictions"
+            )
     index_path = index_path or stage_index(run_dir, stage)
     gt_path, _ = resolve_ground_truth(gt, index_path, str(predictions))
     started = time.time()
     metrics = evaluate_instances(gt_path, predictions, iou_type=iou_type)
-    record = _record("instances", name or SOURCE_NAME[source], {"predictions": predictions, "ground_truth": gt_path},
-                     metrics, started)
+    record = _record(
+        "instances",
+        name or SOURCE_NAME[source],
+        {"predictions": predictions, "ground_truth": gt_path},
+        metrics,
+        started,
+    )
     path = artifacts.eval_metrics_path(run_dir, record["name"])
     write_json(path, record)
     return path, record
 
 
 def evaluate_run_semantic(
-    run_dir: Path, *, source: Source = "pseudo", predictions: Path | None = None, gt: Path | None = None,
-    index_path: Path | None = None, name: str | None = None,
+    run_dir: Path,
+    *,
+    source: Source = "pseudo",
+    predictions: Path | None = None,
+    gt: Path | None = None,
+    index_path: Path | None = None,
+    name: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Evaluate palette PNG label maps (the run's semantic pseudo labels or predictions) and write metrics.json."""
+    """Evaluate palette PNG label maps (pseudo labels or predictions); write metrics.json."""
     stage = SEMANTIC_SOURCE_STAGE[source]
     if predictions is None:
         predictions = artifacts.stage_dir(run_dir, stage) / artifacts.SEMANTIC_DIR
         if not predictions.is_dir():
-            raise LiidError(f"missing {predictions}: run `liid {stage} --run {run_dir}` first, or pass --predictions")
+            raise LiidError(
+                f"missing {predictions}: run `liid {stage} --run {run_dir}` first, "
+                "or pass --predictions"
+            )
     index_path = index_path or stage_index(run_dir, stage)
     if index_path is None:
-        raise LiidError("no data set index: pass --data INDEX.json (it names the images and classes)")
+        raise LiidError(
+            "no data set index: pass --data INDEX.json (it names the images and classes)"
+        )
     gt_path, index = resolve_ground_truth(gt, index_path, str(predictions))
     assert index is not None
     ground_truth = read_json(gt_path)
@@ -90,12 +128,23 @@ def evaluate_run_semantic(
             f"{sorted(classes.category_ids)}; use the ground truth of the same data set"
         )
     started = time.time()
-    truth = ground_truth_label_maps(ground_truth, {c: classes.to_internal(c) for c in classes.category_ids})
+    truth = ground_truth_label_maps(
+        ground_truth, {c: classes.to_internal(c) for c in classes.category_ids}
+    )
     images = [im for im in index.images if int(im["id"]) in truth]
-    pairs = zip((truth[int(im["id"])] for im in images), read_prediction_maps(predictions, [im["name"] for im in images]))
+    pairs = zip(
+        (truth[int(im["id"])] for im in images),
+        read_prediction_maps(predictions, [im["name"] for im in images]),
+        strict=True,
+    )
     metrics = evaluate_semantic(pairs, ["background", *classes.names])
-    record = _record("semantic", name or SEMANTIC_SOURCE_NAME[source], {"predictions": predictions, "ground_truth": gt_path},
-                     metrics, started)
+    record = _record(
+        "semantic",
+        name or SEMANTIC_SOURCE_NAME[source],
+        {"predictions": predictions, "ground_truth": gt_path},
+        metrics,
+        started,
+    )
     path = artifacts.eval_metrics_path(run_dir, record["name"])
     write_json(path, record)
     return path, record
@@ -110,12 +159,20 @@ def run_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _record(kind: str, name: str, inputs: dict[str, Path], metrics: dict[str, Any], started: float) -> dict[str, Any]:
+def _record(
+    kind: str, name: str, inputs: dict[str, Path], metrics: dict[str, Any], started: float
+) -> dict[str, Any]:
     if not name or "/" in name or name.startswith("."):
         raise LiidError(f"--name {name!r}: use a plain folder name such as `pseudo_argmax`")
     described = {
         key: {"path": str(path), "sha256": file_sha256(path) if path.is_file() else None}
         for key, path in inputs.items()
     }
-    return {"kind": kind, "name": name, "inputs": described, "metrics": metrics,
-            "seconds": round(time.time() - started, 3), "finished": time.time()}
+    return {
+        "kind": kind,
+        "name": name,
+        "inputs": described,
+        "metrics": metrics,
+        "seconds": round(time.time() - started, 3),
+        "finished": time.time(),
+    }

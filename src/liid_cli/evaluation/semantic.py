@@ -21,7 +21,7 @@ IGNORE_LABEL = 255
 
 
 class ConfusionMatrix:
-    """Accumulates (true, predicted) pixel counts; rows = truth 0..K, columns = prediction 0..K+1."""
+    """(true, predicted) pixel counts; rows = truth 0..K, columns = prediction 0..K+1."""
 
     def __init__(self, num_labels: int) -> None:
         self.num_labels = num_labels  # K + 1 (background included)
@@ -33,8 +33,12 @@ class ConfusionMatrix:
         keep = truth != IGNORE_LABEL
         true = truth[keep].astype(np.int64)
         if true.size and true.max() >= self.num_labels:
-            raise ValueError(f"ground-truth label {int(true.max())} outside 0..{self.num_labels - 1}")
-        predicted = np.minimum(prediction[keep].astype(np.int64), self.num_labels)  # >K -> "no class"
+            raise ValueError(
+                f"ground-truth label {int(true.max())} outside 0..{self.num_labels - 1}"
+            )
+        predicted = np.minimum(
+            prediction[keep].astype(np.int64), self.num_labels
+        )  # >K -> "no class"
         cells = np.bincount(true * (self.num_labels + 1) + predicted, minlength=self.counts.size)
         self.counts += cells.reshape(self.counts.shape)
 
@@ -66,14 +70,22 @@ def evaluate_semantic(
     labelled = matrix.counts.sum()
     return {
         "mIoU": float(defined.mean()) if defined.size else None,
-        "pixel_accuracy": float(np.trace(matrix.counts[:, : len(class_names)]) / labelled) if labelled else None,
+        "pixel_accuracy": float(np.trace(matrix.counts[:, : len(class_names)]) / labelled)
+        if labelled
+        else None,
         "num_images": images,
-        "per_class": {name: (None if np.isnan(value) else float(value)) for name, value in zip(class_names, ious)},
+        "per_class": {
+            name: (None if np.isnan(value) else float(value))
+            for name, value in zip(class_names, ious, strict=True)
+        },
     }
 
 
 def label_map_from_instances(
-    rles: Sequence[dict[str, Any]], labels: Sequence[int], height: int, width: int,
+    rles: Sequence[dict[str, Any]],
+    labels: Sequence[int],
+    height: int,
+    width: int,
     overlap_label: int | None = IGNORE_LABEL,
 ) -> np.ndarray:
     """Paint instance masks into one uint8 label map (0 = background).
@@ -99,7 +111,9 @@ def label_map_from_instances(
     return label_map
 
 
-def ground_truth_label_maps(ground_truth: dict[str, Any], category_to_label: dict[int, int]) -> dict[int, np.ndarray]:
+def ground_truth_label_maps(
+    ground_truth: dict[str, Any], category_to_label: dict[int, int]
+) -> dict[int, np.ndarray]:
     """Per image id, the label map of a COCO instances document (crowd regions -> 255)."""
     by_image: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in ground_truth["images"]}
     for ann in ground_truth["annotations"]:
@@ -112,10 +126,13 @@ def ground_truth_label_maps(ground_truth: dict[str, Any], category_to_label: dic
         label_map = label_map_from_instances(
             [segmentation_rle(a["segmentation"], height, width) for a in objects],
             [category_to_label[int(a["category_id"])] for a in objects],
-            height, width,
+            height,
+            width,
         )
         for crowd in (a for a in anns if a.get("iscrowd", 0)):
-            label_map[masks.decode(segmentation_rle(crowd["segmentation"], height, width))] = IGNORE_LABEL
+            label_map[masks.decode(segmentation_rle(crowd["segmentation"], height, width))] = (
+                IGNORE_LABEL
+            )
         maps[int(image["id"])] = label_map
     return maps
 
@@ -125,5 +142,7 @@ def read_prediction_maps(folder: Path, names: Sequence[str]) -> Iterable[np.ndar
     for name in names:
         path = folder / f"{name}.png"
         if not path.is_file():
-            raise LiidError(f"missing {path}: the semantic maps do not cover image {name!r}; rerun the stage")
+            raise LiidError(
+                f"missing {path}: the semantic maps do not cover image {name!r}; rerun the stage"
+            )
         yield read_label_png(path)

@@ -1,7 +1,8 @@
-"""Stage 6, `liid export-coco`: the cut's labelled SOPs -> COCO instance and palette semantic pseudo labels.
+"""Stage 6, `liid export-coco`: the cut's labelled SOPs -> COCO instance and semantic pseudo labels.
 
-Reads `<run>/cut/cut.h5` and `<run>/proposals/proposals.h5`; writes `<run>/export/pseudo_instances.json`
-(COCO instances, RLE masks with scores) and `<run>/export/semantic/<image name>.png` (VOC palette).
+Reads `<run>/cut/cut.h5` and `<run>/proposals/proposals.h5`; writes
+`<run>/export/pseudo_instances.json` (COCO instances, RLE masks with scores) and
+`<run>/export/semantic/<image name>.png` (VOC palette PNGs).
 """
 
 from __future__ import annotations
@@ -59,21 +60,28 @@ def select_instances(
     return candidates[kept.numpy()]
 
 
-def image_instances(cut: CsrFile, proposals: ImageProposals, config: ExportCocoConfig) -> PseudoInstances:
+def image_instances(
+    cut: CsrFile, proposals: ImageProposals, config: ExportCocoConfig
+) -> PseudoInstances:
     rows = cut.rows_of(proposals.image_id)
     labels = cut.handle[artifacts.H5_LABELS][rows].astype(np.int64)
     scores = cut.handle[artifacts.H5_SCORES][rows].astype(np.float32)
     proposal_index = cut.handle[artifacts.H5_PROPOSAL_INDEX][rows].astype(np.int64)
     if len(proposal_index) and proposal_index.max() >= len(proposals):
         raise LiidError(
-            f"{cut.handle.filename}: image {proposals.image_id} refers to proposal {proposal_index.max()} "
-            f"but proposals.h5 has {len(proposals)}; rerun `liid cut --force` after the proposals changed"
+            f"{cut.handle.filename}: image {proposals.image_id} refers to proposal "
+            f"{proposal_index.max()} but proposals.h5 has {len(proposals)}; "
+            "rerun `liid cut --force` after the proposals changed"
         )
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
-    keep = select_instances(boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou)
+    keep = select_instances(
+        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou
+    )
     return PseudoInstances(
         rles=[proposals.rle(int(row)) for row in proposal_index[keep]],
-        boxes=boxes[keep], labels=labels[keep], scores=scores[keep],
+        boxes=boxes[keep],
+        labels=labels[keep],
+        scores=scores[keep],
     )
 
 
@@ -82,40 +90,61 @@ def coco_annotations(
 ) -> list[dict[str, Any]]:
     """COCO annotations of one image; internal ids become category ids only here (via ClassMap)."""
     annotations = []
-    for offset, (rle, label, score) in enumerate(zip(instances.rles, instances.labels, instances.scores)):
+    for offset, (rle, label, score) in enumerate(
+        zip(instances.rles, instances.labels, instances.scores, strict=True)
+    ):
         mask_box = masks.box_xyxy(masks.decode(rle))
-        annotations.append({
-            "id": first_id + offset,
-            "image_id": int(image_id),
-            "category_id": classes.to_category(int(label)),
-            "segmentation": {"size": list(rle["size"]), "counts": rle["counts"]},
-            "area": masks.area(rle),
-            "bbox": masks.xyxy_to_xywh(mask_box),
-            "iscrowd": 0,
-            "score": float(score),
-        })
+        annotations.append(
+            {
+                "id": first_id + offset,
+                "image_id": int(image_id),
+                "category_id": classes.to_category(int(label)),
+                "segmentation": {"size": list(rle["size"]), "counts": rle["counts"]},
+                "area": masks.area(rle),
+                "bbox": masks.xyxy_to_xywh(mask_box),
+                "iscrowd": 0,
+                "score": float(score),
+            }
+        )
     return annotations
 
 
 def semantic_map(instances: PseudoInstances, height: int, width: int, overlap: str) -> np.ndarray:
     if overlap == "ignore":
-        return label_map_from_instances(instances.rles, instances.labels.tolist(), height, width, IGNORE_LABEL)
-    ascending = np.argsort(instances.scores, kind="stable")  # later wins: the highest score paints last
+        return label_map_from_instances(
+            instances.rles, instances.labels.tolist(), height, width, IGNORE_LABEL
+        )
+    ascending = np.argsort(
+        instances.scores, kind="stable"
+    )  # later wins: the highest score paints last
     return label_map_from_instances(
-        [instances.rles[i] for i in ascending], instances.labels[ascending].tolist(), height, width, None
+        [instances.rles[i] for i in ascending],
+        instances.labels[ascending].tolist(),
+        height,
+        width,
+        None,
     )
 
 
-def instances_document(index: DatasetIndex, annotations: list[dict[str, Any]], solver: str) -> dict[str, Any]:
+def instances_document(
+    index: DatasetIndex, annotations: list[dict[str, Any]], solver: str
+) -> dict[str, Any]:
     return {
         "info": {"description": "liid pseudo labels", "index": str(index.path), "solver": solver},
         "images": [
-            {"id": im["id"], "file_name": im["file_name"], "width": im["width"], "height": im["height"],
-             "name": im["name"]}
+            {
+                "id": im["id"],
+                "file_name": im["file_name"],
+                "width": im["width"],
+                "height": im["height"],
+                "name": im["name"],
+            }
             for im in index.images
         ],
-        "categories": [{"id": c["id"], "name": c["name"], "supercategory": c.get("supercategory", "")}
-                       for c in index.categories],
+        "categories": [
+            {"id": c["id"], "name": c["name"], "supercategory": c.get("supercategory", "")}
+            for c in index.categories
+        ],
         "annotations": annotations,
     }
 
@@ -130,20 +159,29 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
     annotations: list[dict[str, Any]] = []
     per_class: Counter[str] = Counter()
     empty_images = 0
-    with open_csr(cut_path, artifacts.SCHEMA_CUT, file_sha256(context.index_path), "cut") as cut, \
-            open_proposals(context.run_dir, context.index_path) as store:
+    with (
+        open_csr(cut_path, artifacts.SCHEMA_CUT, file_sha256(context.index_path), "cut") as cut,
+        open_proposals(context.run_dir, context.index_path) as store,
+    ):
         solver = str(cut.attrs.get("solver", "unknown"))
         labelled_sops = int((cut.column(artifacts.H5_LABELS) > 0).sum())
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
             instances = image_instances(cut, proposals, config)
-            annotations.extend(coco_annotations(image["id"], instances, classes, len(annotations) + 1))
+            annotations.extend(
+                coco_annotations(image["id"], instances, classes, len(annotations) + 1)
+            )
             per_class.update(classes.names[label - 1] for label in instances.labels.tolist())
             empty_images += len(instances.labels) == 0
-            label_map = semantic_map(instances, proposals.height, proposals.width, config.semantic_overlap)
+            label_map = semantic_map(
+                instances, proposals.height, proposals.width, config.semantic_overlap
+            )
             save_label_png(semantic_dir / f"{image['name']}.png", label_map)
-    write_json(context.out_dir / artifacts.PSEUDO_INSTANCES_JSON, instances_document(index, annotations, solver),
-               indent=None)
+    write_json(
+        context.out_dir / artifacts.PSEUDO_INSTANCES_JSON,
+        instances_document(index, annotations, solver),
+        indent=None,
+    )
     return {
         "images": len(index.images),
         "labelled_sops": labelled_sops,
@@ -158,10 +196,13 @@ def _image_proposals(store: ProposalStore, image: dict[str, Any]) -> ImagePropos
     proposals = store.get(int(image["id"]))
     if (proposals.height, proposals.width) != (int(image["height"]), int(image["width"])):
         raise LiidError(
-            f"proposals.h5: image {image['name']!r} is {proposals.height}x{proposals.width} but the index "
+            f"proposals.h5: image {image['name']!r} is {proposals.height}x{proposals.width} "
+            "but the index "
             f"says {image['height']}x{image['width']}; rerun `liid proposals --force`"
         )
     return proposals
 
 
-SPEC = StageSpec(name="export-coco", config_model=ExportCocoConfig, upstream=("proposals", "cut"), run=run)
+SPEC = StageSpec(
+    name="export-coco", config_model=ExportCocoConfig, upstream=("proposals", "cut"), run=run
+)

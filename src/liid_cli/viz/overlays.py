@@ -47,27 +47,36 @@ def _outline(mask: np.ndarray) -> np.ndarray:
     return mask & ~interior
 
 
-def draw_instances(image: np.ndarray, instances: Sequence[Instance], cell: int, alpha: float = 0.45) -> Image.Image:
-    """The RGB image scaled to `cell` px (longer side) with every instance blended, outlined and captioned."""
+def draw_instances(
+    image: np.ndarray, instances: Sequence[Instance], cell: int, alpha: float = 0.45
+) -> Image.Image:
+    """The image scaled to `cell` px (longer side), every instance blended, outlined, captioned."""
     base, factor = _scaled(image, cell)
     canvas = np.asarray(base, dtype=np.float32).copy()
     size = base.size
-    decoded = [np.asarray(Image.fromarray(masks.decode(inst.rle)).resize(size, Image.Resampling.NEAREST))
-               for inst in instances]
-    for inst, mask in zip(instances, decoded):
+    decoded = [
+        np.asarray(Image.fromarray(masks.decode(inst.rle)).resize(size, Image.Resampling.NEAREST))
+        for inst in instances
+    ]
+    for inst, mask in zip(instances, decoded, strict=True):
         colour = PALETTE[inst.label].astype(np.float32)
         canvas[mask] = canvas[mask] * (1.0 - alpha) + colour * alpha
         canvas[_outline(mask)] = colour
     result = Image.fromarray(canvas.clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(result)
     font = _font()
-    for inst, mask in zip(instances, decoded):
+    for inst, mask in zip(instances, decoded, strict=True):
         x0, y0, _, _ = masks.box_xyxy(mask)
         left, top, right, bottom = draw.textbbox((x0, y0), inst.caption, font=font)
         top_shift = min(y0, bottom - top)  # caption above the box when there is room
         box = (left, top - top_shift, right + 2, bottom - top_shift)
         draw.rectangle(box, fill=tuple(int(c) for c in PALETTE[inst.label]))
-        draw.text((x0 + 1, y0 - top_shift), inst.caption, fill=_text_colour(PALETTE[inst.label]), font=font)
+        draw.text(
+            (x0 + 1, y0 - top_shift),
+            inst.caption,
+            fill=_text_colour(PALETTE[inst.label]),
+            font=font,
+        )
     return result
 
 
@@ -76,7 +85,9 @@ def render_label_map(label_map: np.ndarray, cell: int) -> Image.Image:
     height, width = label_map.shape
     factor = cell / max(height, width)
     image = Image.fromarray(PALETTE[label_map])
-    return image.resize((max(1, round(width * factor)), max(1, round(height * factor))), Image.Resampling.NEAREST)
+    return image.resize(
+        (max(1, round(width * factor)), max(1, round(height * factor))), Image.Resampling.NEAREST
+    )
 
 
 def _text_colour(background: np.ndarray) -> tuple[int, int, int]:
@@ -84,8 +95,13 @@ def _text_colour(background: np.ndarray) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 140 else (255, 255, 255)
 
 
-def grid(rows: Sequence[Sequence[Image.Image | None]], column_titles: Sequence[str], row_titles: Sequence[str],
-         cell: int, gap: int = 6) -> Image.Image:
+def grid(
+    rows: Sequence[Sequence[Image.Image | None]],
+    column_titles: Sequence[str],
+    row_titles: Sequence[str],
+    cell: int,
+    gap: int = 6,
+) -> Image.Image:
     """Cells in a table with a title row and a title above each row; None leaves a cell blank."""
     font = _font(TEXT_SIZE + 1)
     title_height = TEXT_SIZE + 8
@@ -96,7 +112,7 @@ def grid(rows: Sequence[Sequence[Image.Image | None]], column_titles: Sequence[s
     draw = ImageDraw.Draw(sheet)
     for column, title in enumerate(column_titles):
         draw.text((gap + column * (cell + gap), 4), title, fill=(20, 20, 20), font=font)
-    for row_number, (cells, row_title) in enumerate(zip(rows, row_titles)):
+    for row_number, (cells, row_title) in enumerate(zip(rows, row_titles, strict=True)):
         top = title_height + row_number * (cell + title_height + gap)
         draw.text((gap, top + 3), row_title, fill=(90, 90, 90), font=_font(TEXT_SIZE - 1))
         for column, image in enumerate(cells):

@@ -42,11 +42,14 @@ class Panel:
 
     index: DatasetIndex
     instance_columns: dict[str, Path] = field(default_factory=dict)  # title -> COCO json
-    semantic_columns: dict[str, Path] = field(default_factory=dict)  # title -> folder of palette PNGs
+    semantic_columns: dict[str, Path] = field(
+        default_factory=dict
+    )  # title -> folder of palette PNGs
 
     @property
     def title(self) -> str:
-        return f"{self.index.info.get('name', 'data')} / {self.index.info.get('split', self.index.path.stem)}"
+        info = self.index.info
+        return f"{info.get('name', 'data')} / {info.get('split', self.index.path.stem)}"
 
 
 def stage_index_path(run_dir: Path, stage: str) -> Path | None:
@@ -67,8 +70,12 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     export_dir = artifacts.stage_dir(run_dir, "export-coco")
     export_index = stage_index_path(run_dir, "export-coco")
     if export_index is not None:
-        panel(export_index).instance_columns["pseudo labels"] = export_dir / artifacts.PSEUDO_INSTANCES_JSON
-        panel(export_index).semantic_columns["semantic pseudo labels"] = export_dir / artifacts.SEMANTIC_DIR
+        panel(export_index).instance_columns["pseudo labels"] = (
+            export_dir / artifacts.PSEUDO_INSTANCES_JSON
+        )
+        panel(export_index).semantic_columns["semantic pseudo labels"] = (
+            export_dir / artifacts.SEMANTIC_DIR
+        )
     predictions = artifacts.stage_dir(run_dir, "predict") / artifacts.PREDICTIONS_JSON
     predict_index = stage_index_path(run_dir, "predict")
     if predict_index is not None and predictions.is_file():
@@ -94,7 +101,11 @@ def load_instances(
     """Per image id, the instances of a COCO instances json or results list, best score first."""
     document: Any = read_json(path)
     annotations = document["annotations"] if isinstance(document, dict) else document
-    images = {int(im["id"]): im for im in document.get("images", [])} if isinstance(document, dict) else {}
+    images = (
+        {int(im["id"]): im for im in document.get("images", [])}
+        if isinstance(document, dict)
+        else {}
+    )
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for ann in annotations:
         if not ann.get("iscrowd", 0) and float(ann.get("score", 1.0)) >= settings.min_score:
@@ -105,11 +116,15 @@ def load_instances(
         instances = []
         for ann in anns[: settings.max_instances]:
             label = classes.to_internal(int(ann["category_id"]))
-            caption = classes.names[label - 1] + (f" {float(ann['score']):.2f}" if scored and "score" in ann else "")
+            caption = classes.names[label - 1] + (
+                f" {float(ann['score']):.2f}" if scored and "score" in ann else ""
+            )
             segmentation = ann["segmentation"]
             if not isinstance(segmentation, dict) or isinstance(segmentation.get("counts"), list):
                 image = images[image_id]
-                segmentation = segmentation_rle(segmentation, int(image["height"]), int(image["width"]))
+                segmentation = segmentation_rle(
+                    segmentation, int(image["height"]), int(image["width"])
+                )
             instances.append(Instance(segmentation, label, caption))
         result[image_id] = instances
     return result
@@ -119,7 +134,9 @@ def sample_images(index: DatasetIndex, settings: DrawSettings) -> list[dict[str,
     images = index.images
     if len(images) <= settings.max_images:
         return list(images)
-    chosen = np.random.default_rng(settings.seed).choice(len(images), settings.max_images, replace=False)
+    chosen = np.random.default_rng(settings.seed).choice(
+        len(images), settings.max_images, replace=False
+    )
     return [images[i] for i in sorted(chosen)]
 
 
@@ -132,7 +149,9 @@ def draw_panel(panel: Panel, settings: DrawSettings) -> Image.Image:
         columns["ground truth"] = load_instances(gt_path, classes, settings, scored=False)
     for title, path in panel.instance_columns.items():
         columns[title] = load_instances(path, classes, settings, scored=True)
-    semantic = {title: folder for title, folder in panel.semantic_columns.items() if folder.is_dir()}
+    semantic = {
+        title: folder for title, folder in panel.semantic_columns.items() if folder.is_dir()
+    }
     titles = ["image", *columns, *semantic]
     rows = []
     images = sample_images(panel.index, settings)
@@ -140,9 +159,15 @@ def draw_panel(panel: Panel, settings: DrawSettings) -> Image.Image:
         pixels = read_rgb(panel.index.image_path(image))
         cells: list[Image.Image | None] = [draw_instances(pixels, [], settings.cell)]
         for by_image in columns.values():
-            cells.append(draw_instances(pixels, by_image.get(int(image["id"]), []), settings.cell, settings.alpha))
+            cells.append(
+                draw_instances(
+                    pixels, by_image.get(int(image["id"]), []), settings.cell, settings.alpha
+                )
+            )
         for folder in semantic.values():
             png = folder / f"{image['name']}.png"
-            cells.append(render_label_map(read_label_png(png), settings.cell) if png.is_file() else None)
+            cells.append(
+                render_label_map(read_label_png(png), settings.cell) if png.is_file() else None
+            )
         rows.append(cells)
     return grid(rows, titles, [str(image["name"]) for image in images], settings.cell)

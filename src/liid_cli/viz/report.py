@@ -37,22 +37,38 @@ def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
         if manifest is None:
             continue
         timings = manifest.get("timings", {})
-        scalars = {k: v for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, (int, float, str))}
-        rows.append({
-            "stage": stage, "seconds": timings.get("seconds"),
-            "finished": datetime.datetime.fromtimestamp(timings["finished"]).strftime("%Y-%m-%d %H:%M")
-            if "finished" in timings else "",
-            "device": manifest.get("device", ""), "metrics": dict(list(scalars.items())[:MAX_METRICS_SHOWN]),
-        })
+        scalars = {
+            k: v
+            for k, v in (manifest.get("metrics") or {}).items()
+            if isinstance(v, (int, float, str))
+        }
+        rows.append(
+            {
+                "stage": stage,
+                "seconds": timings.get("seconds"),
+                "finished": datetime.datetime.fromtimestamp(timings["finished"]).strftime(
+                    "%Y-%m-%d %H:%M"
+                )
+                if "finished" in timings
+                else "",
+                "device": manifest.get("device", ""),
+                "metrics": dict(list(scalars.items())[:MAX_METRICS_SHOWN]),
+            }
+        )
     return rows
 
 
 def _table(headers: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(
-            f"<td class='num'>{html.escape(cell)}</td>" if i >= numeric_from else f"<td>{html.escape(cell)}</td>"
-            for i, cell in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td class='num'>{html.escape(cell)}</td>"
+            if i >= numeric_from
+            else f"<td>{html.escape(cell)}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
@@ -67,8 +83,13 @@ def timings_section(rows: list[dict[str, Any]]) -> str:
         return "<p class='empty'>No finished stage in this run yet.</p>"
     total = sum(r["seconds"] or 0.0 for r in rows)
     table_rows = [
-        [r["stage"], f"{r['seconds']:.1f}" if r["seconds"] is not None else "-", r["finished"], r["device"],
-         ", ".join(f"{k}={_format_metric(v)}" for k, v in r["metrics"].items())]
+        [
+            r["stage"],
+            f"{r['seconds']:.1f}" if r["seconds"] is not None else "-",
+            r["finished"],
+            r["device"],
+            ", ".join(f"{k}={_format_metric(v)}" for k, v in r["metrics"].items()),
+        ]
         for r in rows
     ]
     table_rows.append(["total", f"{total:.1f}", "", "", ""])
@@ -77,54 +98,81 @@ def timings_section(rows: list[dict[str, Any]]) -> str:
 
 def metrics_section(records: dict[str, dict[str, Any]]) -> str:
     if not records:
-        return "<p class='empty'>No evaluation yet: run <code>liid eval instances</code> / <code>liid eval semantic</code>.</p>"
+        return (
+            "<p class='empty'>No evaluation yet: run <code>liid eval instances</code> / "
+            "<code>liid eval semantic</code>.</p>"
+        )
     parts = []
-    instance_rows = [[name, *(percent(r["metrics"].get(k)) for k in METRIC_KEYS)]
-                     for name, r in records.items() if r["kind"] == "instances"]
+    instance_rows = [
+        [name, *(percent(r["metrics"].get(k)) for k in METRIC_KEYS)]
+        for name, r in records.items()
+        if r["kind"] == "instances"
+    ]
     if instance_rows:
         parts.append("<h3>Instances (%)</h3>" + _table(["evaluation", *METRIC_KEYS], instance_rows))
     for name, record in records.items():
         if record["kind"] == "semantic":
             per_class = record["metrics"]["per_class"]
-            parts.append(f"<h3>Semantic: {html.escape(name)} (%)</h3>" + _table(
-                ["mIoU", *per_class], [[percent(record["metrics"]["mIoU"]), *map(percent, per_class.values())]],
-                numeric_from=0))
+            parts.append(
+                f"<h3>Semantic: {html.escape(name)} (%)</h3>"
+                + _table(
+                    ["mIoU", *per_class],
+                    [[percent(record["metrics"]["mIoU"]), *map(percent, per_class.values())]],
+                    numeric_from=0,
+                )
+            )
     return "".join(parts)
 
 
 def per_class_chart(records: dict[str, dict[str, Any]], metric: str = "AP50") -> str:
     """Horizontal grouped bars: one group per class, one bar per instance evaluation."""
-    series = {name: r["metrics"]["per_class"] for name, r in records.items() if r["kind"] == "instances"}
+    series = {
+        name: r["metrics"]["per_class"] for name, r in records.items() if r["kind"] == "instances"
+    }
     if not series:
         return "<p class='empty'>No instance evaluation to chart.</p>"
     classes = list(next(iter(series.values())))
     bar, label_width, plot_width = 14, 110, 520
     group = bar * len(series) + 10
     height = group * len(classes) + 30 + 18 * len(series)
-    svg = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_width + plot_width + 60}' height='{height}' "
-           "font-family='sans-serif' font-size='12'>"]
+    svg = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_width + plot_width + 60}' "
+        f"height='{height}' "
+        "font-family='sans-serif' font-size='12'>"
+    ]
     for tick in range(0, 101, 25):
         x = label_width + plot_width * tick / 100
-        svg.append(f"<line x1='{x}' y1='0' x2='{x}' y2='{group * len(classes)}' stroke='#ddd'/>"
-                   f"<text x='{x}' y='{group * len(classes) + 14}' text-anchor='middle'>{tick}</text>")
+        svg.append(
+            f"<line x1='{x}' y1='0' x2='{x}' y2='{group * len(classes)}' stroke='#ddd'/>"
+            f"<text x='{x}' y='{group * len(classes) + 14}' text-anchor='middle'>{tick}</text>"
+        )
     for row, class_name in enumerate(classes):
         top = row * group
-        svg.append(f"<text x='{label_width - 6}' y='{top + group / 2}' text-anchor='end' dominant-baseline='middle'>"
-                   f"{html.escape(class_name)}</text>")
+        svg.append(
+            f"<text x='{label_width - 6}' y='{top + group / 2}' text-anchor='end' "
+            "dominant-baseline='middle'>"
+            f"{html.escape(class_name)}</text>"
+        )
         for column, (name, per_class) in enumerate(series.items()):
             value = (per_class.get(class_name) or {}).get(metric)
             width = plot_width * (value or 0.0)
             y = top + column * bar + 5
             colour = BAR_COLOURS[column % len(BAR_COLOURS)]
-            svg.append(f"<rect x='{label_width}' y='{y}' width='{width:.1f}' height='{bar - 2}' fill='{colour}'>"
-                       f"<title>{html.escape(name)}: {percent(value)}</title></rect>"
-                       f"<text x='{label_width + width + 4:.1f}' y='{y + bar / 2}' dominant-baseline='middle'>"
-                       f"{percent(value)}</text>")
+            svg.append(
+                f"<rect x='{label_width}' y='{y}' width='{width:.1f}' height='{bar - 2}' "
+                f"fill='{colour}'>"
+                f"<title>{html.escape(name)}: {percent(value)}</title></rect>"
+                f"<text x='{label_width + width + 4:.1f}' y='{y + bar / 2}' "
+                "dominant-baseline='middle'>"
+                f"{percent(value)}</text>"
+            )
     for column, name in enumerate(series):
         y = group * len(classes) + 30 + 18 * column
-        svg.append(f"<rect x='{label_width}' y='{y - 10}' width='12' height='12' "
-                   f"fill='{BAR_COLOURS[column % len(BAR_COLOURS)]}'/>"
-                   f"<text x='{label_width + 18}' y='{y}'>{html.escape(name)} ({metric}, %)</text>")
+        svg.append(
+            f"<rect x='{label_width}' y='{y - 10}' width='12' height='12' "
+            f"fill='{BAR_COLOURS[column % len(BAR_COLOURS)]}'/>"
+            f"<text x='{label_width + 18}' y='{y}'>{html.escape(name)} ({metric}, %)</text>"
+        )
     svg.append("</svg>")
     return "".join(svg)
 
@@ -133,16 +181,23 @@ def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def build_report(run_dir: Path, grids: list[tuple[str, Path]], records: dict[str, dict[str, Any]]) -> str:
+def build_report(
+    run_dir: Path, grids: list[tuple[str, Path]], records: dict[str, dict[str, Any]]
+) -> str:
     """The HTML text of the report of `run_dir`; `grids` are (title, PNG path) pairs to embed."""
-    pictures = "".join(
-        f"<h3>{html.escape(title)}</h3><img class='grid' alt='{html.escape(title)}' src='{_embedded_png(path)}'>"
-        for title, path in grids
-    ) or "<p class='empty'>No pictures: no data set index was found for this run (pass --data).</p>"
+    pictures = (
+        "".join(
+            f"<h3>{html.escape(title)}</h3>"
+            f"<img class='grid' alt='{html.escape(title)}' src='{_embedded_png(path)}'>"
+            for title, path in grids
+        )
+        or "<p class='empty'>No pictures: no data set index found for this run (pass --data).</p>"
+    )
     generated = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>liid report: {html.escape(run_dir.name)}</title><style>{STYLE}</style></head><body>"
+        f"<title>liid report: {html.escape(run_dir.name)}</title>"
+        f"<style>{STYLE}</style></head><body>"
         f"<h1>liid report: {html.escape(run_dir.name)}</h1>"
         f"<p class='sub'>{html.escape(str(run_dir.resolve()))} &middot; generated {generated}</p>"
         f"<h2>Stage timings</h2>{timings_section(stage_rows(run_dir))}"

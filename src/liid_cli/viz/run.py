@@ -1,4 +1,4 @@
-"""`liid viz` as a plain function: draw the run's grids into `<run>/viz/` and write `<run>/report.html`."""
+"""`liid viz` as a plain function: the run's grids into `<run>/viz/`, then `<run>/report.html`."""
 
 from __future__ import annotations
 
@@ -24,8 +24,14 @@ class VizConfig(StageConfig):
 
 def run_viz(run_dir: Path, data: Path | None, config: VizConfig, seed: int) -> Path:
     """Redraw every grid the run allows and the report; returns the report's path."""
-    settings = DrawSettings(max_images=config.max_images, cell=config.cell, alpha=config.alpha,
-                            min_score=config.min_score, max_instances=config.max_instances, seed=seed)
+    settings = DrawSettings(
+        max_images=config.max_images,
+        cell=config.cell,
+        alpha=config.alpha,
+        min_score=config.min_score,
+        max_instances=config.max_instances,
+        seed=seed,
+    )
     panels = find_panels(run_dir, data)
     viz_dir = run_dir / artifacts.VIZ_DIR
     grids: list[tuple[str, Path]] = []
