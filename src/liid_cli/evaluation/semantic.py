@@ -36,9 +36,8 @@ class ConfusionMatrix:
             raise ValueError(
                 f"ground-truth label {int(true.max())} outside 0..{self.num_labels - 1}"
             )
-        predicted = np.minimum(
-            prediction[keep].astype(np.int64), self.num_labels
-        )  # >K -> "no class"
+        # Any prediction above K (255 included) lands in the extra "no class" column.
+        predicted = np.minimum(prediction[keep].astype(np.int64), self.num_labels)
         cells = np.bincount(true * (self.num_labels + 1) + predicted, minlength=self.counts.size)
         self.counts += cells.reshape(self.counts.shape)
 

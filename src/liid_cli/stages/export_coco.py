@@ -114,9 +114,8 @@ def semantic_map(instances: PseudoInstances, height: int, width: int, overlap: s
         return label_map_from_instances(
             instances.rles, instances.labels.tolist(), height, width, IGNORE_LABEL
         )
-    ascending = np.argsort(
-        instances.scores, kind="stable"
-    )  # later wins: the highest score paints last
+    # The later instance wins an overlap, so the highest score paints last.
+    ascending = np.argsort(instances.scores, kind="stable")
     return label_map_from_instances(
         [instances.rles[i] for i in ascending],
         instances.labels[ascending].tolist(),

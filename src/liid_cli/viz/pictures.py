@@ -42,9 +42,7 @@ class Panel:
 
     index: DatasetIndex
     instance_columns: dict[str, Path] = field(default_factory=dict)  # title -> COCO json
-    semantic_columns: dict[str, Path] = field(
-        default_factory=dict
-    )  # title -> folder of palette PNGs
+    semantic_columns: dict[str, Path] = field(default_factory=dict)  # title -> PNG folder
 
     @property
     def title(self) -> str:
