@@ -34,7 +34,6 @@ STAGE_DIRS: dict[str, str] = {
     "eval": "eval",
     "train-box2mask": "box2mask_model",
     "box2mask": "box2mask",
-    "eval-proposals": "eval_proposals",
 }
 
 PROPOSALS_H5 = "proposals.h5"
@@ -60,6 +59,7 @@ EVAL_PSEUDO = "pseudo_labels"  # export-coco's pseudo instances vs the training 
 EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's ground truth
 EVAL_SEMANTIC = "semantic"  # export-coco's palette PNGs vs label maps painted from the ground truth
 EVAL_SEMANTIC_PREDICTIONS = "semantic_predictions"  # predict-semantic's PNGs vs the ground truth
+EVAL_PROPOSALS = "proposals"  # `liid eval proposals`: proposal recall and ABO vs the ground truth
 VIZ_DIR = "viz"  # `liid viz`: overlay grids and palette renderings (report.html sits in the run folder)
 BOX2MASK_CHECKPOINT = "box2mask.pt"
 BOX2MASK_ROUNDS_DIR = "rounds"  # box2mask --rounds R: rounds/round_<r>/ per round

@@ -1,0 +1,280 @@
+"""Stage `proposals`: segment-based object proposals (masks, boxes, rank scores) for every image.
+
+Reads the data set index (and, for the importers, `liid proposals --import PATH`); writes
+`<run>/proposals/proposals.h5` (schema liid.proposals/1, see proposals/store.py).
+
+Work is split into chunks of images. Finished chunks are kept in the stage's cache folder, so an
+interrupted run recomputes only unfinished chunks; `--workers N` runs chunks in N processes.
+`--shard i/n` (run_shard) computes a contiguous 1/n of the chunks and writes
+`<run>/proposal_parts/part-<i>-of-<n>.h5`; a plain run then takes every image it finds in parts
+made with the same config and data set, computes whatever is missing, and writes proposals.h5.
+Selective search runs on the CPU (no GPU step); scale it with --workers and shards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+from pydantic import Field
+
+from liid_cli import __version__, artifacts
+from liid_cli.config import StageConfig
+from liid_cli.data.images import read_rgb
+from liid_cli.data.index import DatasetIndex, load_index
+from liid_cli.errors import LiidError
+from liid_cli.fileio import file_sha256, text_sha256
+from liid_cli.log import log, track
+from liid_cli.proposals import importers
+from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandidates, select
+from liid_cli.proposals.selective_search import Strategy, selective_search
+from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_proposals
+from liid_cli.runner import StageContext, StageSpec
+
+CHUNK_IMAGES = 8  # images per resumable unit of work
+PART_KEY_ATTR = "work_key"
+
+Method = Literal["selective_search", "mcg", "rle_json", "label_png"]
+Similarity = Literal["colour", "texture", "size", "fill"]
+
+
+class SelectiveSearchConfig(StageConfig):
+    colour_spaces: list[Literal["hsv", "lab", "rgb", "rgi"]] = Field(min_length=1)
+    scales: list[float] = Field(min_length=1)
+    similarity_sets: list[list[Similarity]] = Field(min_length=1)
+    sigma: float = Field(ge=0)
+    min_size_ratio: float = Field(ge=0)
+    small_region_penalty: float = Field(ge=0)
+
+
+class ProposalsConfig(StageConfig):
+    method: Method
+    top_n: int = Field(ge=1)
+    max_iou: float = Field(gt=0, le=1)
+    min_area: float = Field(ge=0, lt=1)
+    max_area: float = Field(gt=0, le=1)
+    selective_search: SelectiveSearchConfig
+
+    def filter_settings(self) -> FilterSettings:
+        return FilterSettings(self.top_n, self.max_iou, self.min_area, self.max_area)
+
+    def strategies(self) -> list[Strategy]:
+        search = self.selective_search
+        return [Strategy(space, scale, tuple(similarities)) for space, scale, similarities
+                in itertools.product(search.colour_spaces, search.scales, search.similarity_sets)]
+
+
+# --- one image ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageTask:
+    """What one image needs: its index record, image file, and where imported proposals are."""
+
+    record: dict[str, Any]
+    image_path: Path
+    source: Path | None  # importer input (file or folder); None for selective search
+    rle_entries: importers.RleEntries  # the image's entries of an RLE json import
+
+
+def _selective_search(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
+    search = config.selective_search
+    return RegionCandidates(selective_search(
+        image, config.strategies(), search.sigma, search.min_size_ratio, search.small_region_penalty
+    ))
+
+
+def _mcg(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
+    path = importers.per_image_file(_source(task), task.record, ".mat")
+    return RegionCandidates([importers.read_mcg(path, *image.shape[:2])])
+
+
+def _label_png(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
+    path = importers.per_image_file(_source(task), task.record, ".png")
+    return RegionCandidates([importers.read_label_png(path, *image.shape[:2])])
+
+
+def _rle_json(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
+    return importers.rle_candidates(_source(task), task.rle_entries, *image.shape[:2])
+
+
+def _source(task: ImageTask) -> Path:
+    assert task.source is not None  # checked when the tasks are made
+    return task.source
+
+
+CANDIDATE_SOURCES: dict[str, Callable[[ProposalsConfig, np.ndarray, ImageTask], Candidates]] = {
+    "selective_search": _selective_search,
+    "mcg": _mcg,
+    "rle_json": _rle_json,
+    "label_png": _label_png,
+}
+
+
+def propose(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> tuple[np.ndarray, np.ndarray]:
+    """Filtered proposals of one decoded image: bool masks (K, H, W) best first, scores (K,)."""
+    candidates = CANDIDATE_SOURCES[config.method](config, image, task)
+    return select(candidates, config.filter_settings(), *image.shape[:2])
+
+
+def proposals_for_image(config: ProposalsConfig, task: ImageTask) -> ImageProposals:
+    image = read_rgb(task.image_path)
+    masks, scores = propose(config, image, task)
+    return ImageProposals.from_masks(task.record["id"], masks, scores)
+
+
+# --- chunks, resume, workers ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChunkJob:
+    config: ProposalsConfig
+    tasks: list[ImageTask]
+    out: Path
+    fingerprint: str
+
+
+def _run_chunk(job: ChunkJob) -> int:
+    write_proposals(job.out, job.fingerprint, [proposals_for_image(job.config, t) for t in job.tasks])
+    return len(job.tasks)
+
+
+def work_key(config: ProposalsConfig, fingerprint: str, seed: int) -> str:
+    """Identifies results that can be reused: same config, data set, seed and liid version."""
+    return text_sha256(json.dumps(
+        {"config": config.model_dump(mode="json"), "index": fingerprint, "seed": seed,
+         "version": __version__}, sort_keys=True,
+    ))[:16]
+
+
+def _tasks(config: ProposalsConfig, index: DatasetIndex, source: Path | None) -> list[ImageTask]:
+    if config.method != "selective_search" and source is None:
+        raise LiidError(f"proposals method {config.method!r} imports proposals: pass --import PATH")
+    if config.method == "selective_search" and source is not None:
+        raise LiidError("--import PATH needs an importer method (mcg, rle_json, label_png), "
+                        "not selective_search; e.g. --set method=mcg")
+    rle: dict[int, importers.RleEntries] = {}
+    if config.method == "rle_json":
+        assert source is not None
+        rle = importers.load_rle_json(source, (image["id"] for image in index.images))
+    return [ImageTask(image, index.image_path(image), source, rle.get(int(image["id"]), []))
+            for image in index.images]
+
+
+def _chunk_jobs(config: ProposalsConfig, tasks: list[ImageTask], folder: Path,
+                fingerprint: str) -> list[ChunkJob]:
+    return [ChunkJob(config, tasks[start:start + CHUNK_IMAGES],
+                     folder / f"chunk-{start // CHUNK_IMAGES:06d}.h5", fingerprint)
+            for start in range(0, len(tasks), CHUNK_IMAGES)]
+
+
+def _compute(jobs: list[ChunkJob], workers: int) -> None:
+    """Run the jobs whose chunk file does not exist yet (finished chunks survive interruptions)."""
+    pending = [job for job in jobs if not job.out.is_file()]
+    if len(pending) < len(jobs):
+        log.info(f"proposals: resuming, {len(jobs) - len(pending)} of {len(jobs)} chunks already done")
+    if not pending:
+        return
+    pending[0].out.parent.mkdir(parents=True, exist_ok=True)
+    images = sum(len(job.tasks) for job in pending)
+    for _ in track(_finished(pending, workers), f"proposals ({images} images, chunks)", len(pending)):
+        pass
+
+
+def _finished(jobs: list[ChunkJob], workers: int) -> Iterator[int]:
+    """Run the jobs, in this process or a pool of `workers` processes; yield as each finishes."""
+    if workers <= 1:
+        for job in jobs:
+            yield _run_chunk(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(_run_chunk, job) for job in jobs]):
+            yield future.result()
+
+
+def _read_all(paths: list[Path], fingerprint: str) -> dict[int, ImageProposals]:
+    found: dict[int, ImageProposals] = {}
+    for path in paths:
+        with open_proposals_file(path, fingerprint) as store:
+            found.update((p.image_id, p) for p in store)
+    return found
+
+
+def _matching_parts(run_dir: Path, key: str) -> list[Path]:
+    folder = run_dir / artifacts.PROPOSAL_PARTS_DIR
+    parts = []
+    for path in sorted(folder.glob("part-*.h5")):
+        with h5py.File(path, "r") as handle:
+            if handle.attrs.get(PART_KEY_ATTR) == key:
+                parts.append(path)
+    return parts
+
+
+# --- stage and shard entry points -----------------------------------------------------------------
+
+def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
+    """Proposals for every image of the index -> `<out>/proposals.h5`; reuses finished chunks
+    from the cache and images found in matching shard parts."""
+    index = load_index(context.index_path)
+    fingerprint = file_sha256(context.index_path)
+    key = work_key(config, fingerprint, context.seed)
+    tasks = _tasks(config, index, context.extra_inputs.get("source"))
+    parts = _matching_parts(context.run_dir, key)
+    from_parts = _read_all(parts, fingerprint)
+    if parts:
+        log.info(f"proposals: {len(from_parts)} images taken from {len(parts)} shard part(s)")
+    jobs = [job for job in _chunk_jobs(config, tasks, context.cache_dir / key, fingerprint)
+            if any(int(t.record["id"]) not in from_parts for t in job.tasks)]
+    _compute(jobs, context.workers)
+    results = {**from_parts, **_read_all([job.out for job in jobs], fingerprint)}
+    ordered = [results[int(image["id"])] for image in index.images]
+    write_proposals(context.out_dir / artifacts.PROPOSALS_H5, fingerprint, ordered,
+                    attrs={"method": config.method})
+    counts = np.array([len(p) for p in ordered])
+    return {
+        "images": len(ordered),
+        "proposals": int(counts.sum()),
+        "mean_per_image": float(counts.mean()) if len(counts) else 0.0,
+        "images_without_proposals": int((counts == 0).sum()),
+        "from_shard_parts": len(from_parts),
+    }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n` with 0 <= i < n."""
+    try:
+        shard, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise LiidError(f"--shard {text!r}: expected i/n, e.g. --shard 0/4") from None
+    if not 0 <= shard < count:
+        raise LiidError(f"--shard {text!r}: need 0 <= i < n")
+    return shard, count
+
+
+def run_shard(config: ProposalsConfig, *, index_path: Path, run_dir: Path, seed: int, workers: int,
+              shard: int, count: int, source: Path | None) -> Path:
+    """Compute shard `shard` of `count` (a contiguous run of chunks) and write its part file."""
+    if not index_path.is_file():
+        raise LiidError(f"{index_path}: data set index not found; run `liid data ...` to make it")
+    index = load_index(index_path)
+    fingerprint = file_sha256(index_path)
+    key = work_key(config, fingerprint, seed)
+    jobs = _chunk_jobs(config, _tasks(config, index, source),
+                       artifacts.cache_dir(run_dir, "proposals") / key, fingerprint)
+    mine = jobs[shard * len(jobs) // count:(shard + 1) * len(jobs) // count]
+    _compute(mine, workers)
+    found = _read_all([job.out for job in mine], fingerprint)
+    ordered = [found[int(t.record["id"])] for job in mine for t in job.tasks]
+    path = run_dir / artifacts.PROPOSAL_PARTS_DIR / artifacts.PROPOSAL_PART_FILE.format(
+        index=shard, count=count)
+    write_proposals(path, fingerprint, ordered, attrs={PART_KEY_ATTR: key, "shard": f"{shard}/{count}"})
+    return path
+
+
+SPEC = StageSpec(name="proposals", config_model=ProposalsConfig, upstream=(), run=run)
