@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-from liid_cli.commands.common import Common, stage_command
-from liid_cli.errors import not_implemented
+from liid_cli import artifacts
+from liid_cli.commands.common import Common, run_stage_module, stage_command
+
+
+class Baseline(str, Enum):
+    rect = "rect"
+    ellipse = "ellipse"
+    grabcut = "grabcut"
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "train-box2mask")
     def train_box2mask(common: Common) -> None:
-        """Train the class-agnostic box-to-mask segmenter on source-class masks."""
-        not_implemented("train-box2mask")
+        """Train the class-agnostic box-to-mask segmenter on source-class masks (`source_classes`
+        in stages/train_box2mask.yaml). Writes <run>/box2mask_model/box2mask.pt."""
+        run_stage_module("train_box2mask", common)
 
     @stage_command(app, "box2mask")
-    def box2mask(common: Common) -> None:
-        """Turn boxes into masks with a trained box-to-mask model."""
-        not_implemented("box2mask")
-
+    def box2mask(
+        common: Common,
+        model: Annotated[Optional[Path], typer.Option(
+            "--model", help="Box-to-mask checkpoint. Default: <run>/box2mask_model/box2mask.pt.")] = None,
+        boxes: Annotated[Optional[Path], typer.Option(
+            "--boxes", help="COCO json of boxes (instances file or results list). Default: the index's boxes.")] = None,
+        baseline: Annotated[Optional[Baseline], typer.Option(
+            "--baseline", help="No model: the box itself, the largest ellipse in it, or GrabCut (OpenCV).")] = None,
+        rounds: Annotated[Optional[int], typer.Option(
+            "--rounds", min=1, help="Alternating rounds: semantic FCN score maps feed box-to-mask.")] = None,
+        allow_seen_classes: Annotated[bool, typer.Option(
+            "--allow-seen-classes", help="Label classes the model saw masks of; the run is then "
+            "recorded as not weakly supervised.")] = False,
+    ) -> None:
+        """Turn the boxes of a target data set into COCO pseudo instance masks and palette PNGs.
+        Writes <run>/box2mask/pseudo_instances.json and semantic/."""
+        overrides = []
+        if baseline is not None:
+            overrides.append(f"method={baseline.value}")
+        if rounds is not None:
+            overrides.append(f"rounds={rounds}")
+        if allow_seen_classes:
+            overrides.append("allow_seen_classes=true")
+        extra = {}
+        if boxes is not None:
+            extra["boxes"] = boxes
+        if baseline is None:
+            extra["model"] = model or artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT
+        run_stage_module("box2mask", common, overrides=overrides, extra_inputs=extra)
