@@ -52,7 +52,7 @@ class MaskCandidates:
     def __init__(self, masks: np.ndarray, scores: np.ndarray) -> None:
         self.masks = masks.astype(bool)
         self.scores = np.asarray(scores, dtype=np.float64)
-        self.areas = self.masks.reshape(len(masks), -1).sum(axis=1).astype(np.float64)
+        self.areas = self.masks.sum(axis=(1, 2)).astype(np.float64)
         rows, cols = self.masks.any(axis=2), self.masks.any(axis=1)
         self.boxes = np.stack([
             cols.argmax(axis=1), rows.argmax(axis=1),
