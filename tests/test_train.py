@@ -18,8 +18,20 @@ from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.fileio import read_json
 from liid_cli.palette import read_label_png
 
-TINY = ["--profile", "demo", "--device", "cpu", "--set", "epochs=1", "--set", "batch_size=8",
-        "--set", "lr_reference_batch=8", "--set", "warmup_iters=2"]
+TINY = [
+    "--profile",
+    "demo",
+    "--device",
+    "cpu",
+    "--set",
+    "epochs=1",
+    "--set",
+    "batch_size=8",
+    "--set",
+    "lr_reference_batch=8",
+    "--set",
+    "warmup_iters=2",
+]
 TINY_INSTANCE = [*TINY, "--set", "model.train_sizes=[64]", "--set", "model.max_size=128"]
 TINY_SEMANTIC = [*TINY, "--set", "crop_size=64", "--set", "epochs=2", "--set", "val_every=1"]
 
@@ -32,8 +44,17 @@ def _manifest(run: Path, stage: str) -> dict:
 def instance_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Mask R-CNN trained one epoch on the tiny ground truth (validated on the tiny val split)."""
     run = tmp_path_factory.mktemp("runs") / "gt"
-    result = liid("train", "--run", run, "--data", tiny_demo / "index_train.json",
-                  "--labels", tiny_demo / "gt_train.json", *TINY_INSTANCE, "-q")
+    result = liid(
+        "train",
+        "--run",
+        run,
+        "--data",
+        tiny_demo / "index_train.json",
+        "--labels",
+        tiny_demo / "gt_train.json",
+        *TINY_INSTANCE,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     return run
 
@@ -45,22 +66,47 @@ def test_train_instance_writes_models_and_validates(instance_run: Path, tiny_dem
     assert metrics["epochs"] == 1 and metrics["best_epoch"] == 1
     assert {"AP50", "AP75", "ABO"} <= set(metrics["best"])
     inputs = _manifest(instance_run, "train")["inputs"]
-    assert inputs["val"]["path"] == str(tiny_demo / "index_val.json")  # found beside the training index
-    again = liid("train", "--run", instance_run, "--data", tiny_demo / "index_train.json",
-                 "--labels", tiny_demo / "gt_train.json", *TINY_INSTANCE)
+    assert inputs["val"]["path"] == str(
+        tiny_demo / "index_val.json"
+    )  # found beside the training index
+    again = liid(
+        "train",
+        "--run",
+        instance_run,
+        "--data",
+        tiny_demo / "index_train.json",
+        "--labels",
+        tiny_demo / "gt_train.json",
+        *TINY_INSTANCE,
+    )
     assert again.exit_code == 0 and "up to date" in again.output
 
 
-def test_predict_split_gives_coco_results_that_eval_reads(instance_run: Path, tiny_demo: Path) -> None:
-    result = liid("predict", "--run", instance_run, "--data", tiny_demo / "index_val.json", "-q", "--device", "cpu")
+def test_predict_split_gives_coco_results_that_eval_reads(
+    instance_run: Path, tiny_demo: Path
+) -> None:
+    result = liid(
+        "predict",
+        "--run",
+        instance_run,
+        "--data",
+        tiny_demo / "index_val.json",
+        "-q",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
-    predictions = read_json(artifacts.stage_dir(instance_run, "predict") / artifacts.PREDICTIONS_JSON)
+    predictions = read_json(
+        artifacts.stage_dir(instance_run, "predict") / artifacts.PREDICTIONS_JSON
+    )
     val_ids = {image["id"] for image in read_json(tiny_demo / "index_val.json")["images"]}
     assert predictions and {p["image_id"] for p in predictions} <= val_ids
     assert {"image_id", "category_id", "segmentation", "score", "bbox"} <= set(predictions[0])
     summary = evaluate_instances(tiny_demo / "gt_val.json", predictions)
     assert summary["num_predictions"] == len(predictions)
-    assert _manifest(instance_run, "predict")["metrics"]["ground_truth"]["AP50"] == pytest.approx(summary["AP50"])
+    assert _manifest(instance_run, "predict")["metrics"]["ground_truth"]["AP50"] == pytest.approx(
+        summary["AP50"]
+    )
 
 
 def test_predict_folder_of_images(instance_run: Path, tiny_demo: Path, tmp_path: Path) -> None:
@@ -70,7 +116,9 @@ def test_predict_folder_of_images(instance_run: Path, tiny_demo: Path, tmp_path:
         shutil.copy(tiny_demo / "images" / name, folder / name)
     run = tmp_path / "run"
     model = artifacts.stage_dir(instance_run, "train") / artifacts.MODEL_BEST
-    result = liid("predict", "--run", run, "--model", model, "--images", folder, "-q", "--device", "cpu")
+    result = liid(
+        "predict", "--run", run, "--model", model, "--images", folder, "-q", "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     predictions = read_json(artifacts.stage_dir(run, "predict") / artifacts.PREDICTIONS_JSON)
     assert {p["image_id"] for p in predictions} <= {1, 2}
@@ -89,7 +137,18 @@ def test_predict_with_a_model_of_another_class_count_is_a_clear_error(
     path = tmp_path / "index_five.json"
     path.write_text(json.dumps(index))
     model = artifacts.stage_dir(instance_run, "train") / artifacts.MODEL_BEST
-    result = liid("predict", "--run", tmp_path / "run", "--model", model, "--data", path, "--device", "cpu", "-q")
+    result = liid(
+        "predict",
+        "--run",
+        tmp_path / "run",
+        "--model",
+        model,
+        "--data",
+        path,
+        "--device",
+        "cpu",
+        "-q",
+    )
     assert_one_line_error(result, "the model has 6 classes", "has 5")
 
 
@@ -97,20 +156,42 @@ def test_train_without_export_or_labels_names_the_stage_to_run(tmp_path: Path) -
     assert_one_line_error(liid("train", "--run", tmp_path / "run"), "liid export-coco")
 
 
-def test_train_on_an_empty_annotations_file_is_a_clear_error(tiny_demo: Path, tmp_path: Path) -> None:
+def test_train_on_an_empty_annotations_file_is_a_clear_error(
+    tiny_demo: Path, tmp_path: Path
+) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps(read_json(tiny_demo / "gt_train.json") | {"annotations": []}))
-    result = liid("train", "--run", tmp_path / "run", "--data", tiny_demo / "index_train.json",
-                  "--labels", empty, *TINY_INSTANCE, "-q")
+    result = liid(
+        "train",
+        "--run",
+        tmp_path / "run",
+        "--data",
+        tiny_demo / "index_train.json",
+        "--labels",
+        empty,
+        *TINY_INSTANCE,
+        "-q",
+    )
     assert_one_line_error(result, str(empty), "no annotations")
 
 
 @pytest.fixture(scope="module")
 def semantic_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """DeepLabV3 on the tiny ground truth painted into label maps: interrupted in epoch 2, resumed."""
+    """DeepLabV3 on the tiny ground truth as label maps: interrupted in epoch 2, then resumed."""
     run = tmp_path_factory.mktemp("runs") / "semantic"
-    command = ["train", "--task", "semantic", "--run", run, "--data", tiny_demo / "index_train.json",
-               "--labels", tiny_demo / "gt_train.json", *TINY_SEMANTIC, "-q"]
+    command = [
+        "train",
+        "--task",
+        "semantic",
+        "--run",
+        run,
+        "--data",
+        tiny_demo / "index_train.json",
+        "--labels",
+        tiny_demo / "gt_train.json",
+        *TINY_SEMANTIC,
+        "-q",
+    ]
     original = training.train_one_epoch
     epochs_run: list[str] = []
 
@@ -146,26 +227,60 @@ def test_resume_with_other_settings_is_a_clear_error(tiny_demo: Path, tmp_path: 
     cache = artifacts.cache_dir(run, "train-semantic")
     cache.mkdir(parents=True)
     training.save_checkpoint(cache / training.RESUME_CHECKPOINT, {"key": "other", "epoch": 1})
-    result = liid("train", "--task", "semantic", "--run", run, "--data", tiny_demo / "index_train.json",
-                  "--labels", tiny_demo / "gt_train.json", *TINY_SEMANTIC, "--resume", "-q")
+    result = liid(
+        "train",
+        "--task",
+        "semantic",
+        "--run",
+        run,
+        "--data",
+        tiny_demo / "index_train.json",
+        "--labels",
+        tiny_demo / "gt_train.json",
+        *TINY_SEMANTIC,
+        "--resume",
+        "-q",
+    )
     assert_one_line_error(result, "other settings or inputs", "without --resume")
 
 
 def test_predict_semantic_writes_palette_pngs(semantic_run: Path, tiny_demo: Path) -> None:
-    result = liid("predict", "--task", "semantic", "--run", semantic_run, "--data", tiny_demo / "index_val.json",
-                  "-q", "--device", "cpu")
+    result = liid(
+        "predict",
+        "--task",
+        "semantic",
+        "--run",
+        semantic_run,
+        "--data",
+        tiny_demo / "index_val.json",
+        "-q",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     folder = artifacts.stage_dir(semantic_run, "predict-semantic") / artifacts.SEMANTIC_DIR
     for image in read_json(tiny_demo / "index_val.json")["images"]:
         label_map = read_label_png(folder / f"{image['name']}.png")
         assert label_map.shape == (image["height"], image["width"]) and label_map.max() <= 6
-    assert _manifest(semantic_run, "predict-semantic")["metrics"]["ground_truth"]["mIoU"] is not None
+    assert (
+        _manifest(semantic_run, "predict-semantic")["metrics"]["ground_truth"]["mIoU"] is not None
+    )
 
 
-def test_predict_instance_with_a_semantic_model_is_a_clear_error(semantic_run: Path, tiny_demo: Path) -> None:
+def test_predict_instance_with_a_semantic_model_is_a_clear_error(
+    semantic_run: Path, tiny_demo: Path
+) -> None:
     model = artifacts.stage_dir(semantic_run, "train-semantic") / artifacts.MODEL_BEST
-    result = liid("predict", "--run", semantic_run, "--model", model, "--data", tiny_demo / "index_val.json",
-                  "-q")
+    result = liid(
+        "predict",
+        "--run",
+        semantic_run,
+        "--model",
+        model,
+        "--data",
+        tiny_demo / "index_val.json",
+        "-q",
+    )
     assert_one_line_error(result, "a semantic model", "--task semantic")
 
 
@@ -173,14 +288,39 @@ def test_predict_instance_with_a_semantic_model_is_a_clear_error(semantic_run: P
 def test_torchrun_two_cpu_processes(tiny_demo: Path, tmp_path: Path) -> None:
     """DDP with gloo: two processes train one shard each; only rank 0 writes the stage folder."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "liid_cli",
-               "train", "--run", str(run), "--data", str(tiny_demo / "index_train.json"),
-               "--labels", str(tiny_demo / "gt_train.json"), *TINY_INSTANCE, "--set", "epochs=2",
-               "--set", "batch_size=4"]
+    # `--` stops torchrun from reading liid's --run as an abbreviation of its own --run-path.
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "--",
+        "liid_cli",
+        "train",
+        "--run",
+        str(run),
+        "--data",
+        str(tiny_demo / "index_train.json"),
+        "--labels",
+        str(tiny_demo / "gt_train.json"),
+        *TINY_INSTANCE,
+        "--set",
+        "epochs=2",
+        "--set",
+        "batch_size=4",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = _manifest(run, "train")["metrics"]
     assert metrics["processes"] == 2 and metrics["epochs"] == 2
     assert [record["epoch"] for record in metrics["history"]] == [1, 2]
     assert sorted(p.name for p in run.iterdir()) == [artifacts.CACHE_DIR, "train"]
+    again = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr[-3000:]

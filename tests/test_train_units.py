@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from liid_cli.data.index import load_index
-from liid_cli.downstream.instance_data import InstanceDataset, boxes_from_masks, load_instance_records
+from liid_cli.downstream.instance_data import (
+    InstanceDataset,
+    boxes_from_masks,
+    load_instance_records,
+)
 from liid_cli.downstream.models import SemanticModelConfig, build_resnet, build_semantic_model
 from liid_cli.downstream.semantic_data import SemanticDataset, load_semantic_records, read_label_map
 from liid_cli.downstream.training import TrainingConfig, lr_factor
@@ -19,9 +23,23 @@ from liid_cli.evaluation.semantic import IGNORE_LABEL
 from liid_cli.palette import save_label_png
 
 SCHEDULE = dict(
-    weights="none", epochs=10, batch_size=2, lr=0.1, lr_reference_batch=2, momentum=0.9, weight_decay=0.0,
-    schedule="step", milestones=[5, 8], gamma=0.1, poly_power=1.0, warmup_iters=4, warmup_factor=0.2,
-    clip_grad_norm=0.0, flip=0.5, amp=False, val_every=1,
+    weights="none",
+    epochs=10,
+    batch_size=2,
+    lr=0.1,
+    lr_reference_batch=2,
+    momentum=0.9,
+    weight_decay=0.0,
+    schedule="step",
+    milestones=[5, 8],
+    gamma=0.1,
+    poly_power=1.0,
+    warmup_iters=4,
+    warmup_factor=0.2,
+    clip_grad_norm=0.0,
+    flip=0.5,
+    amp=False,
+    val_every=1,
 )
 
 
@@ -36,7 +54,9 @@ def test_warmup_then_step_schedule() -> None:
 
 
 @pytest.mark.parametrize(("schedule", "halfway"), [("cosine", 0.5), ("poly", 0.5)])
-def test_cosine_and_poly_reach_half_at_midpoint_and_zero_at_end(schedule: str, halfway: float) -> None:
+def test_cosine_and_poly_reach_half_at_midpoint_and_zero_at_end(
+    schedule: str, halfway: float
+) -> None:
     factor = lr_factor(TrainingConfig(**(SCHEDULE | {"schedule": schedule, "warmup_iters": 0})), 10)
     assert factor(0) == pytest.approx(1.0)
     assert factor(50) == pytest.approx(halfway)
@@ -121,7 +141,9 @@ def test_label_above_class_count_is_a_clear_error(tiny_demo: Path, tmp_path: Pat
     folder = tmp_path / "semantic"
     folder.mkdir()
     for image in index.images:
-        save_label_png(folder / f"{image['name']}.png", np.full((image["height"], image["width"]), 9))
+        save_label_png(
+            folder / f"{image['name']}.png", np.full((image["height"], image["width"]), 9)
+        )
     record = load_semantic_records(index, folder, annotated_only=False)[0]
     with pytest.raises(LiidError, match="label 9 exceeds the 6 classes"):
         read_label_map(record, index)
@@ -144,7 +166,9 @@ def test_dilated_resnet18_keeps_output_stride(stride: int) -> None:
 
 
 def test_deeplab_logits_match_input_size() -> None:
-    model = build_semantic_model(SemanticModelConfig(backbone="resnet18", norm="gn", output_stride=16), 3, "none")
+    model = build_semantic_model(
+        SemanticModelConfig(backbone="resnet18", norm="gn", output_stride=16), 3, "none"
+    )
     assert model.eval()(torch.zeros(1, 3, 50, 70))["out"].shape == (1, 4, 50, 70)
 
 

@@ -1,6 +1,5 @@
 """Commands: `liid train` (Mask R-CNN or DeepLabV3, also under torchrun) and `liid predict`."""
 
-
 import dataclasses
 import importlib
 import os
@@ -25,15 +24,25 @@ class DownstreamTask(str, Enum):
 
 
 # task -> (stage module, stage name) of training and of prediction
-TRAIN_STAGES = {DownstreamTask.instance: ("train", "train"),
-                DownstreamTask.semantic: ("train_semantic", "train-semantic")}
-PREDICT_STAGES = {DownstreamTask.instance: ("predict", "predict"),
-                  DownstreamTask.semantic: ("predict_semantic", "predict-semantic")}
-EXPORTED_LABELS = {DownstreamTask.instance: artifacts.PSEUDO_INSTANCES_JSON,
-                   DownstreamTask.semantic: artifacts.SEMANTIC_DIR}
+TRAIN_STAGES = {
+    DownstreamTask.instance: ("train", "train"),
+    DownstreamTask.semantic: ("train_semantic", "train-semantic"),
+}
+PREDICT_STAGES = {
+    DownstreamTask.instance: ("predict", "predict"),
+    DownstreamTask.semantic: ("predict_semantic", "predict-semantic"),
+}
+EXPORTED_LABELS = {
+    DownstreamTask.instance: artifacts.PSEUDO_INSTANCES_JSON,
+    DownstreamTask.semantic: artifacts.SEMANTIC_DIR,
+}
 
-TaskOption = Annotated[DownstreamTask, typer.Option(
-    "--task", help="instance: Mask R-CNN -> COCO results; semantic: DeepLabV3 -> palette PNGs.")]
+TaskOption = Annotated[
+    DownstreamTask,
+    typer.Option(
+        "--task", help="instance: Mask R-CNN -> COCO results; semantic: DeepLabV3 -> palette PNGs."
+    ),
+]
 
 
 def _is_follower() -> bool:
@@ -66,8 +75,10 @@ def _default_val(index: Path | None) -> Path | None:
 def _discard_interrupted(run: Path, stage: str) -> None:
     cache = artifacts.cache_dir(run, stage)
     if cache.exists():
-        log.warning(f"starting over: discarding the interrupted run's checkpoints in {cache} "
-                    "(pass --resume to continue it)")
+        log.warning(
+            f"starting over: discarding the interrupted run's checkpoints in {cache} "
+            "(pass --resume to continue it)"
+        )
         remove_path(cache)
 
 
@@ -76,22 +87,42 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def train(
         common: Common,
         task: TaskOption = DownstreamTask.instance,
-        labels: Annotated[Optional[Path], typer.Option(
-            "--labels", help="COCO instances json (instance or semantic) or folder of palette PNGs (semantic). "
-            "Default: the run's exported pseudo labels.")] = None,
-        val: Annotated[Optional[Path], typer.Option(
-            "--val", help="Index of a split with ground truth for validation. Default: index_val.json "
-            "beside the training index, if it has ground truth.")] = None,
-        weights: Annotated[Optional[str], typer.Option(
-            "--weights", help="Backbone initialisation: imagenet, none or PATH to a state dict. "
-            "Default: the stage YAML's.")] = None,
-        resume: Annotated[bool, typer.Option(
-            "--resume", help="Continue an interrupted run from its last finished epoch.")] = False,
+        labels: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--labels",
+                help="COCO instances json (either task) or folder of palette PNGs (semantic). "
+                "Default: the run's exported pseudo labels.",
+            ),
+        ] = None,
+        val: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--val",
+                help="Index of a split with ground truth for validation. Default: index_val.json "
+                "beside the training index, if it has ground truth.",
+            ),
+        ] = None,
+        weights: Annotated[
+            Optional[str],
+            typer.Option(
+                "--weights",
+                help="Backbone initialisation: imagenet, none or PATH to a state dict. "
+                "Default: the stage YAML's.",
+            ),
+        ] = None,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                "--resume", help="Continue an interrupted run from its last finished epoch."
+            ),
+        ] = False,
     ) -> None:
         """Train Mask R-CNN (instance) or DeepLabV3 (semantic) on pseudo labels or ground truth.
 
-        Writes <run>/train/ (or <run>/train_semantic/): model_best.pt, model_last.pt. Several
-        processes: torchrun --nproc-per-node N -m liid_cli train ... (DDP; rank 0 writes).
+        Writes model_best.pt and model_last.pt into <run>/train/ or <run>/train_semantic/.
+
+        Several processes (DDP): torchrun --nproc-per-node N -m -- liid_cli train --run ...
         """
         from liid_cli.downstream.distributed import run_distributed
 
@@ -110,22 +141,36 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if not resume and not _is_follower():
             _discard_interrupted(common.run, stage)
         spec = importlib.import_module(f"liid_cli.stages.{module}").SPEC
-        run_distributed(spec, resolve_device(common.device), lambda: run_stage_module(
-            module, common, overrides=overrides, extra_inputs=extra_inputs))
+        run_distributed(
+            spec,
+            resolve_device(common.device),
+            lambda: run_stage_module(
+                module, common, overrides=overrides, extra_inputs=extra_inputs
+            ),
+        )
 
     @stage_command(app, "predict")
     def predict(
         common: Common,
         task: TaskOption = DownstreamTask.instance,
-        model: Annotated[Optional[Path], typer.Option(
-            "--model", help="A checkpoint of `liid train`. Default: the run's model_best.pt.")] = None,
-        images: Annotated[Optional[Path], typer.Option(
-            "--images", help="A folder of images to predict (instead of --data INDEX.json).")] = None,
+        model: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--model", help="A checkpoint of `liid train`. Default: the run's model_best.pt."
+            ),
+        ] = None,
+        images: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--images", help="A folder of images to predict (instead of --data INDEX.json)."
+            ),
+        ] = None,
     ) -> None:
-        """Run a trained model over a split (--data INDEX.json) or a folder of images (--images DIR).
+        """Run a trained model over a split (--data INDEX.json) or a folder (--images DIR).
 
-        Writes <run>/predict/predictions.json (COCO results with RLE masks and scores) or
-        <run>/predict_semantic/semantic/<image>.png (palette PNGs); `liid eval` reads them.
+        Instance: <run>/predict/predictions.json (COCO results, RLE masks, scores).
+
+        Semantic: <run>/predict_semantic/semantic/<image>.png (palette PNGs).
         """
         from liid_cli.downstream.folder_index import write_folder_index
 
@@ -133,13 +178,19 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if model is None:
             model = artifacts.stage_dir(common.run, TRAIN_STAGES[task][1]) / artifacts.MODEL_BEST
             if not model.is_file():
-                raise LiidError(f"missing {model}: run `liid train --task {task.value} --run {common.run}` "
-                                "first, or pass --model")
+                raise LiidError(
+                    f"missing {model}: run `liid train --task {task.value} --run {common.run}` "
+                    "first, or pass --model"
+                )
         if images is not None and common.data is not None:
             raise LiidError("pass either --data INDEX.json or --images DIR, not both")
         if images is None and common.data is None:
             raise LiidError("nothing to predict: pass --data INDEX.json (a split) or --images DIR")
         if images is not None:
-            index = common.run / artifacts.INPUTS_DIR / artifacts.FOLDER_INDEX.format(name=images.resolve().name)
+            index = (
+                common.run
+                / artifacts.INPUTS_DIR
+                / artifacts.FOLDER_INDEX.format(name=images.resolve().name)
+            )
             common = dataclasses.replace(common, data=write_folder_index(images, model, index))
         run_stage_module(module, common, extra_inputs={"model": model})

@@ -65,15 +65,20 @@ def announce_start(config: StageConfig, context: StageContext) -> None:
     if not is_distributed() or not is_main() or _state["announced"]:
         return
     _state["announced"] = True
-    _broadcast({
-        "config": config.model_dump(mode="json"),
-        "context": {
-            "run_dir": str(context.run_dir), "cache_dir": str(context.cache_dir),
-            "index_path": str(context.index_path), "seed": context.seed, "device": context.device,
-            "workers": context.workers,
-            "extra_inputs": {name: str(path) for name, path in context.extra_inputs.items()},
-        },
-    })
+    _broadcast(
+        {
+            "config": config.model_dump(mode="json"),
+            "context": {
+                "run_dir": str(context.run_dir),
+                "cache_dir": str(context.cache_dir),
+                "index_path": str(context.index_path),
+                "seed": context.seed,
+                "device": context.device,
+                "workers": context.workers,
+                "extra_inputs": {name: str(path) for name, path in context.extra_inputs.items()},
+            },
+        }
+    )
 
 
 def run_distributed(spec: StageSpec[Any], device: str, run_on_main: Callable[[], None]) -> None:
@@ -104,8 +109,12 @@ def _follow(spec: StageSpec[Any], payload: dict[str, Any]) -> None:
     config = spec.config_model.model_validate(payload["config"])
     with tempfile.TemporaryDirectory(prefix=f"liid-rank{rank()}-") as scratch:
         context = StageContext(
-            run_dir=Path(fields["run_dir"]), out_dir=Path(scratch), cache_dir=Path(fields["cache_dir"]),
-            index_path=Path(fields["index_path"]), seed=fields["seed"], device=fields["device"],
+            run_dir=Path(fields["run_dir"]),
+            out_dir=Path(scratch),
+            cache_dir=Path(fields["cache_dir"]),
+            index_path=Path(fields["index_path"]),
+            seed=fields["seed"],
+            device=fields["device"],
             workers=fields["workers"],
             extra_inputs={name: Path(path) for name, path in fields["extra_inputs"].items()},
         )

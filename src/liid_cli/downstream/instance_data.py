@@ -72,22 +72,31 @@ def load_instance_records(index: DatasetIndex, labels_path: Path) -> list[Instan
             "are the labels and the index from the same data set and split?"
         )
     records = []
-    for image_id, annotations in sorted(by_image.items()):
+    for image_id, image_annotations in sorted(by_image.items()):
         image = images.get(image_id)
         if image is None:
             continue
         height, width = int(image["height"]), int(image["width"])
-        rles = [segmentation_rle(a["segmentation"], height, width) for a in annotations]
+        rles = [segmentation_rle(a["segmentation"], height, width) for a in image_annotations]
         nonempty = [i for i, rle in enumerate(rles) if mask_utils.area(rle) > 0]
         if not nonempty:
             continue
-        records.append(InstanceRecord(
-            image_id=image_id, path=index.image_path(image), height=height, width=width,
-            labels=tuple(classes.to_internal(int(annotations[i]["category_id"])) for i in nonempty),
-            rles=tuple(rles[i] for i in nonempty),
-        ))
+        records.append(
+            InstanceRecord(
+                image_id=image_id,
+                path=index.image_path(image),
+                height=height,
+                width=width,
+                labels=tuple(
+                    classes.to_internal(int(image_annotations[i]["category_id"])) for i in nonempty
+                ),
+                rles=tuple(rles[i] for i in nonempty),
+            )
+        )
     if not records:
-        raise LiidError(f"{labels_path}: every instance mask is empty; there is nothing to train on")
+        raise LiidError(
+            f"{labels_path}: every instance mask is empty; there is nothing to train on"
+        )
     require_images_on_disk([record.path for record in records], index.path)
     return records
 
@@ -96,7 +105,8 @@ def require_images_on_disk(paths: list[Path], index_path: Path) -> None:
     missing = [path for path in paths if not path.is_file()]
     if missing:
         raise LiidError(
-            f"{missing[0]}: image listed in {index_path} is missing on disk ({len(missing)} missing); "
+            f"{missing[0]}: image listed in {index_path} is missing on disk "
+            f"({len(missing)} missing); "
             "restore the images or remake the index with `liid data ...`"
         )
 
@@ -134,14 +144,19 @@ class InstanceDataset(Dataset):
         masks = torch.from_numpy(np.stack([decode(rle) for rle in record.rles]))
         if image.shape[1:] != masks.shape[1:]:
             raise LiidError(
-                f"{record.path}: image is {tuple(image.shape[1:])} but its masks are {tuple(masks.shape[1:])}; "
+                f"{record.path}: image is {tuple(image.shape[1:])} but its masks are "
+                f"{tuple(masks.shape[1:])}; "
                 "the labels were made for other images"
             )
         labels = torch.tensor(record.labels, dtype=torch.int64)
         if random.random() < self.flip_probability:
             image = image.flip(-1)
             masks = masks.flip(-1)
-        target = {"boxes": boxes_from_masks(masks), "labels": labels, "masks": masks.to(torch.uint8)}
+        target = {
+            "boxes": boxes_from_masks(masks),
+            "labels": labels,
+            "masks": masks.to(torch.uint8),
+        }
         return image, target
 
 

@@ -1,4 +1,4 @@
-"""Downstream model builders: Mask R-CNN (ResNet-FPN) and DeepLabV3 (ResNet), from torchvision parts.
+"""Downstream model builders from torchvision parts: Mask R-CNN (ResNet-FPN), DeepLabV3 (ResNet).
 
 The settings of a model (`InstanceModelConfig`, `SemanticModelConfig`) are stored in every
 checkpoint, so `liid predict` rebuilds exactly the trained architecture. Normalisation is a
@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-import torch
 import torch.nn as nn
 import torchvision
 from pydantic import Field
@@ -44,7 +43,9 @@ class InstanceModelConfig(StageConfig):
     fpn_channels: int = Field(ge=16)
     box_head_size: int = Field(ge=16)
     anchor_sizes: list[int] = Field(min_length=5, max_length=5)  # one per FPN level, P2..P6
-    train_sizes: list[int] = Field(min_length=1)  # shorter side, one drawn per batch; the largest is the test size
+    train_sizes: list[int] = Field(
+        min_length=1
+    )  # shorter side, one drawn per batch; the largest is the test size
     max_size: int = Field(ge=32)
     rpn_pre_nms_train: int = Field(ge=1)
     rpn_post_nms_train: int = Field(ge=1)
@@ -75,10 +76,18 @@ def norm_layer(norm: Norm) -> Callable[[int], nn.Module]:
 def build_resnet(name: str, norm: Norm, weights: str, output_stride: int = 32) -> nn.Module:
     """A torchvision ResNet with the chosen normalisation and `--weights` loaded (fc left out)."""
     spec = backbone_spec(name)
+    if spec.channels not in STAGE_CHANNELS or not spec.builder.startswith("resnet"):
+        raise LiidError(
+            f"backbone {name!r} cannot serve Mask R-CNN / DeepLabV3 here; "
+            "use resnet18, resnet34, resnet50 or resnet101"
+        )
     bottleneck = spec.channels == 2048
-    dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[output_stride]
+    dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[
+        output_stride
+    ]
     model = getattr(torchvision.models, spec.builder)(
-        weights=None, norm_layer=norm_layer(norm),
+        weights=None,
+        norm_layer=norm_layer(norm),
         replace_stride_with_dilation=dilate if bottleneck else None,
     )
     if not bottleneck and output_stride < 32:
@@ -92,10 +101,10 @@ def build_resnet(name: str, norm: Norm, weights: str, output_stride: int = 32) -
 
 
 def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
-    """Trade the stride of layer4 (and layer3 for 8) for dilation; BasicBlock ResNets lack the option."""
+    """Trade the stride of layer4 (and layer3 for 8) for dilation; BasicBlock ResNets lack it."""
     layers = [model.layer4] if output_stride == 16 else [model.layer3, model.layer4]
     for dilation, layer in enumerate(layers, start=1):
-        rate = 2 ** dilation if output_stride == 8 else 2
+        rate = 2**dilation if output_stride == 8 else 2
         for module in layer.modules():
             if isinstance(module, nn.Conv2d):
                 module.stride = (1, 1)
@@ -114,19 +123,31 @@ def build_instance_model(config: InstanceModelConfig, num_classes: int, weights:
     head_norm = norm_layer("gn") if config.norm == "gn" else None
     channels = config.fpn_channels
     backbone = BackboneWithFPN(
-        resnet, {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-        STAGE_CHANNELS[backbone_spec(config.backbone).channels], channels, norm_layer=head_norm,
+        resnet,
+        {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
+        STAGE_CHANNELS[backbone_spec(config.backbone).channels],
+        channels,
+        norm_layer=head_norm,
     )
-    anchors = AnchorGenerator(tuple((size,) for size in config.anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
+    anchors = AnchorGenerator(
+        tuple((size,) for size in config.anchor_sizes), ((0.5, 1.0, 2.0),) * 5
+    )
     return MaskRCNN(
-        backbone, num_classes=None, min_size=tuple(sorted(config.train_sizes)), max_size=config.max_size,
-        rpn_anchor_generator=anchors, rpn_head=RPNHead(channels, 3),
-        rpn_pre_nms_top_n_train=config.rpn_pre_nms_train, rpn_post_nms_top_n_train=config.rpn_post_nms_train,
-        rpn_pre_nms_top_n_test=config.rpn_pre_nms_test, rpn_post_nms_top_n_test=config.rpn_post_nms_test,
+        backbone,
+        num_classes=None,
+        min_size=tuple(sorted(config.train_sizes)),
+        max_size=config.max_size,
+        rpn_anchor_generator=anchors,
+        rpn_head=RPNHead(channels, 3),
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_train,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_test,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_test,
         box_head=TwoMLPHead(channels * 7 * 7, config.box_head_size),
         box_predictor=FastRCNNPredictor(config.box_head_size, num_classes + 1),
         box_batch_size_per_image=config.box_batch_size_per_image,
-        box_score_thresh=config.score_threshold, box_detections_per_img=config.detections_per_image,
+        box_score_thresh=config.score_threshold,
+        box_detections_per_img=config.detections_per_image,
         mask_head=MaskRCNNHeads(channels, [channels] * 4, 1, norm_layer=head_norm),
         mask_predictor=MaskRCNNPredictor(channels, channels, num_classes + 1),
     )
@@ -137,9 +158,10 @@ def build_semantic_model(config: SemanticModelConfig, num_classes: int, weights:
     resnet = build_resnet(config.backbone, config.norm, weights, config.output_stride)
     backbone = torchvision.models._utils.IntermediateLayerGetter(resnet, {"layer4": "out"})
     rates = (12, 24, 36) if config.output_stride == 8 else (6, 12, 18)
-    return DeepLabV3(backbone, DeepLabHead(backbone_spec(config.backbone).channels, num_classes + 1, rates))
+    return DeepLabV3(
+        backbone, DeepLabHead(backbone_spec(config.backbone).channels, num_classes + 1, rates)
+    )
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

@@ -6,18 +6,32 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from liid_cli.log import console, log
 
 
 @contextlib.contextmanager
-def training_progress(description: str, total: int, *, enabled: bool) -> Iterator[Callable[[float, float], None]]:
+def training_progress(
+    description: str, total: int, *, enabled: bool
+) -> Iterator[Callable[[float, float], None]]:
     """Yield `advance(mean_loss, lr)`; hidden when quiet or off rank 0."""
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]} lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not enabled or not log.isEnabledFor(logging.INFO),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]} lr {task.fields[lr]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled or not log.isEnabledFor(logging.INFO),
     )
     with progress:
         task = progress.add_task(description, total=total, loss="-", lr="-")

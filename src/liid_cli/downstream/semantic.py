@@ -19,20 +19,28 @@ from liid_cli.log import track
 BACKGROUND = "background"
 
 
-def compute_losses(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-                   device: torch.device) -> dict[str, torch.Tensor]:
+def compute_losses(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+) -> dict[str, torch.Tensor]:
     images, labels = batch
     logits = model(images.to(device, non_blocking=True))["out"]
-    return {"loss_ce": F.cross_entropy(logits.float(), labels.to(device, non_blocking=True),
-                                       ignore_index=IGNORE_LABEL)}
+    return {
+        "loss_ce": F.cross_entropy(
+            logits.float(), labels.to(device, non_blocking=True), ignore_index=IGNORE_LABEL
+        )
+    }
 
 
 @torch.inference_mode()
 def predict_label_maps(
-    model: nn.Module, images: list[tuple[str, Any]], device: torch.device, *, flip_test: bool,
+    model: nn.Module,
+    images: list[tuple[str, Any]],
+    device: torch.device,
+    *,
+    flip_test: bool,
     description: str = "predicting",
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, uint8 label map) per (name, image path); with `flip_test` the flipped view is averaged."""
+    """(name, uint8 label map) per (name, image path); `flip_test` averages in the mirrored view."""
     model.eval()
     for name, path in track(images, description):
         image = normalise(image_tensor(path))[None].to(device)
@@ -47,12 +55,22 @@ def semantic_validator(val_index: DatasetIndex, records: list[SemanticRecord]) -
     names = [BACKGROUND, *val_index.classes.names]
 
     def validate(model: nn.Module, device: torch.device) -> dict[str, Any]:
-        predictions = predict_label_maps(model, [(r.name, r.path) for r in records], device,
-                                         flip_test=False, description="validating")
-        pairs = ((read_label_map(record, val_index), label_map)
-                 for record, (_, label_map) in zip(records, predictions))
+        predictions = predict_label_maps(
+            model,
+            [(r.name, r.path) for r in records],
+            device,
+            flip_test=False,
+            description="validating",
+        )
+        pairs = (
+            (read_label_map(record, val_index), label_map)
+            for record, (_, label_map) in zip(records, predictions)
+        )
         summary = evaluate_semantic(pairs, names)
-        return {"mIoU": summary["mIoU"], "pixel_accuracy": summary["pixel_accuracy"],
-                "per_class": summary["per_class"]}
+        return {
+            "mIoU": summary["mIoU"],
+            "pixel_accuracy": summary["pixel_accuracy"],
+            "per_class": summary["per_class"],
+        }
 
     return validate

@@ -41,21 +41,29 @@ class SemanticRecord:
 def load_semantic_records(
     index: DatasetIndex, labels: Path, *, annotated_only: bool
 ) -> list[SemanticRecord]:
-    """Records for the index's images; `labels` is a folder of palette PNGs or a COCO instances json.
+    """Records of the index's images; `labels` is a folder of palette PNGs or a COCO instances json.
 
     With `annotated_only`, images the json gives no instance are left out (training on pseudo
     labels); ground truth for validation keeps every image.
     """
     if labels.is_dir():
         records = [
-            SemanticRecord(image["name"], int(image["id"]), index.image_path(image),
-                           labels / f"{image['name']}.png", None)
+            SemanticRecord(
+                image["name"],
+                int(image["id"]),
+                index.image_path(image),
+                labels / f"{image['name']}.png",
+                None,
+            )
             for image in index.images
         ]
-        missing = [r.label_png for r in records if r.label_png is not None and not r.label_png.is_file()]
+        missing = [
+            r.label_png for r in records if r.label_png is not None and not r.label_png.is_file()
+        ]
         if missing:
             raise LiidError(
-                f"missing {missing[0]}: {labels} lacks the label maps of {len(missing)} image(s) of "
+                f"missing {missing[0]}: {labels} lacks the label maps of {len(missing)} image(s) "
+                f"of "
                 f"{index.path}; rerun `liid export-coco` or pass the folder made for this data set"
             )
     else:
@@ -66,7 +74,9 @@ def load_semantic_records(
     return records
 
 
-def _records_from_json(index: DatasetIndex, path: Path, annotated_only: bool) -> list[SemanticRecord]:
+def _records_from_json(
+    index: DatasetIndex, path: Path, annotated_only: bool
+) -> list[SemanticRecord]:
     document = read_json(path)
     if not isinstance(document, dict) or "annotations" not in document:
         raise LiidError(f"{path}: neither a folder of palette PNGs nor a COCO instances json")
@@ -86,8 +96,13 @@ def _records_from_json(index: DatasetIndex, path: Path, annotated_only: bool) ->
         annotations = by_image.get(int(image["id"]), [])
         if annotated_only and not annotations:
             continue
-        single = {"images": [{key: image[key] for key in ("id", "width", "height")}], "annotations": annotations}
-        records.append(SemanticRecord(image["name"], int(image["id"]), index.image_path(image), None, single))
+        single = {
+            "images": [{key: image[key] for key in ("id", "width", "height")}],
+            "annotations": annotations,
+        }
+        records.append(
+            SemanticRecord(image["name"], int(image["id"]), index.image_path(image), None, single)
+        )
     return records
 
 
@@ -107,7 +122,8 @@ def read_label_map(record: SemanticRecord, index: DatasetIndex) -> np.ndarray:
     bad = values[(values > classes.num_classes) & (values != IGNORE_LABEL)]
     if bad.size:
         raise LiidError(
-            f"{source}: label {int(bad[0])} exceeds the {classes.num_classes} classes of {index.path}; "
+            f"{source}: label {int(bad[0])} exceeds the {classes.num_classes} classes of "
+            f"{index.path}; "
             "use label maps made for this data set"
         )
     return label_map
@@ -120,8 +136,14 @@ def normalise(image: torch.Tensor) -> torch.Tensor:
 class SemanticDataset(Dataset):
     """Training crops: random scale, pad (image 0, label 255), random crop, random flip."""
 
-    def __init__(self, records: list[SemanticRecord], index: DatasetIndex, crop_size: int,
-                 scale_range: tuple[float, float], flip_probability: float) -> None:
+    def __init__(
+        self,
+        records: list[SemanticRecord],
+        index: DatasetIndex,
+        crop_size: int,
+        scale_range: tuple[float, float],
+        flip_probability: float,
+    ) -> None:
         self.records = records
         self.index = index
         self.crop_size = crop_size
@@ -136,8 +158,10 @@ class SemanticDataset(Dataset):
         image = normalise(image_tensor(record.path))
         labels = torch.from_numpy(read_label_map(record, self.index).astype(np.int64))
         if image.shape[1:] != labels.shape:
-            raise LiidError(f"{record.path}: image is {tuple(image.shape[1:])} but its label map is "
-                            f"{tuple(labels.shape)}; the labels were made for other images")
+            raise LiidError(
+                f"{record.path}: image is {tuple(image.shape[1:])} but its label map is "
+                f"{tuple(labels.shape)}; the labels were made for other images"
+            )
         scale = random.uniform(*self.scale_range)
         size = [max(1, round(side * scale)) for side in labels.shape]
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -148,8 +172,8 @@ class SemanticDataset(Dataset):
         labels = F.pad(labels, (0, pad_right, 0, pad_bottom), value=IGNORE_LABEL)
         top = random.randint(0, labels.shape[0] - self.crop_size)
         left = random.randint(0, labels.shape[1] - self.crop_size)
-        image = image[:, top:top + self.crop_size, left:left + self.crop_size]
-        labels = labels[top:top + self.crop_size, left:left + self.crop_size]
+        image = image[:, top : top + self.crop_size, left : left + self.crop_size]
+        labels = labels[top : top + self.crop_size, left : left + self.crop_size]
         if random.random() < self.flip_probability:
             image, labels = image.flip(-1), labels.flip(-1)
         return image.contiguous(), labels.contiguous()

@@ -95,10 +95,16 @@ def lr_factor(config: TrainingConfig, iters_per_epoch: int) -> Callable[[int], f
 
 
 def train_one_epoch(
-    model: nn.Module, loader: Iterable[Any], optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler, device: torch.device,
+    model: nn.Module,
+    loader: Iterable[Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
     compute_losses: Callable[[nn.Module, Any, torch.device], dict[str, torch.Tensor]],
-    clip_grad_norm: float, description: str, total: int,
+    clip_grad_norm: float,
+    description: str,
+    total: int,
 ) -> dict[str, float]:
     """One pass over `loader`; returns the mean of each loss term and of their sum (`loss`)."""
     model.train()
@@ -111,7 +117,8 @@ def train_one_epoch(
                 loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise LiidError(
-                    f"training diverged ({description}: loss {loss.item()}); lower the learning rate, "
+                    f"training diverged ({description}: loss {loss.item()}); "
+                    "lower the learning rate, "
                     "e.g. --set lr=..., or raise warmup_iters"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -134,8 +141,12 @@ def resume_key(config: TrainingConfig, context: StageContext) -> str:
     """What a resumable checkpoint must match: settings, seed and input contents."""
     inputs = {"index": file_sha256(context.index_path)}
     for name, path in sorted(context.extra_inputs.items()):
-        inputs[name] = file_sha256(path) if path.is_file() else sorted(
-            (str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()
+        inputs[name] = (
+            file_sha256(path)
+            if path.is_file()
+            else sorted(
+                (str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()
+            )
         )
     return text_sha256(repr((config.model_dump(mode="json"), context.seed, inputs)))
 
@@ -150,16 +161,29 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     trained = model
     if world > 1:
-        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    sampler = DistributedSampler(task.dataset, num_replicas=world, rank=distributed.rank(),
-                                 shuffle=True, seed=context.seed)
+        trained = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    sampler = DistributedSampler(
+        task.dataset, num_replicas=world, rank=distributed.rank(), shuffle=True, seed=context.seed
+    )
     drop_last = len(task.dataset) >= config.batch_size * world
-    loader = DataLoader(task.dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=task.collate,
-                        num_workers=context.workers if context.workers > 1 else 0, drop_last=drop_last)
+    loader = DataLoader(
+        task.dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=task.collate,
+        num_workers=context.workers if context.workers > 1 else 0,
+        drop_last=drop_last,
+    )
     iters_per_epoch = len(loader)
     lr = config.lr * config.batch_size * world / config.lr_reference_batch
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, iters_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 
@@ -173,34 +197,63 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
         scaler.load_state_dict(state["scaler"])
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
         log.info(f"resuming after epoch {start_epoch} of {config.epochs} from {context.cache_dir}")
-    log.info(f"training {iters_per_epoch} iterations per epoch x {config.epochs} epochs on {world} "
-             f"process(es), {device}, lr {lr:g}")
+    log.info(
+        f"training {iters_per_epoch} iterations per epoch x {config.epochs} epochs on {world} "
+        f"process(es), {device}, lr {lr:g}"
+    )
 
     for epoch in range(start_epoch, config.epochs):
         seed_everything(context.seed + 1000 * epoch + distributed.rank())
         sampler.set_epoch(epoch)
-        losses = train_one_epoch(trained, loader, optimizer, scheduler, scaler, device, task.compute_losses,
-                                 config.clip_grad_norm, f"epoch {epoch + 1}/{config.epochs}", iters_per_epoch)
+        losses = train_one_epoch(
+            trained,
+            loader,
+            optimizer,
+            scheduler,
+            scaler,
+            device,
+            task.compute_losses,
+            config.clip_grad_norm,
+            f"epoch {epoch + 1}/{config.epochs}",
+            iters_per_epoch,
+        )
         validate_now = task.validate is not None and (
-            epoch + 1 == config.epochs or (config.val_every and (epoch + 1) % config.val_every == 0))
+            epoch + 1 == config.epochs or (config.val_every and (epoch + 1) % config.val_every == 0)
+        )
         if distributed.is_main():
-            record: dict[str, Any] = {"epoch": epoch + 1, "losses": losses, "lr": scheduler.get_last_lr()[0]}
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "losses": losses,
+                "lr": scheduler.get_last_lr()[0],
+            }
             if validate_now:
                 record["val"] = task.validate(model, device)
                 value = record["val"].get(task.best_metric)
-                log.info(f"epoch {epoch + 1}: loss {losses['loss']:.4f}, val {task.best_metric} "
-                         f"{_format(value)}")
+                log.info(
+                    f"epoch {epoch + 1}: loss {losses['loss']:.4f}, val {task.best_metric} "
+                    f"{_format(value)}"
+                )
                 if value is not None and (best["value"] is None or value > best["value"]):
                     best = {"epoch": epoch + 1, "value": value, "metrics": record["val"]}
-                    _save_model(context.cache_dir / BEST_CHECKPOINT, model, task, epoch + 1, record["val"])
+                    _save_model(
+                        context.cache_dir / BEST_CHECKPOINT, model, task, epoch + 1, record["val"]
+                    )
             else:
                 log.info(f"epoch {epoch + 1}: loss {losses['loss']:.4f}")
             history.append(record)
-            save_checkpoint(context.cache_dir / RESUME_CHECKPOINT, {
-                "key": key, "epoch": epoch + 1, "history": history, "best": best,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            })
+            save_checkpoint(
+                context.cache_dir / RESUME_CHECKPOINT,
+                {
+                    "key": key,
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best": best,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                },
+            )
         distributed.barrier()
 
     if not distributed.is_main():
@@ -211,12 +264,22 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     if best_path.is_file():
         shutil.copyfile(best_path, context.out_dir / artifacts.MODEL_BEST)
     else:
-        log.warning("no validation split with ground truth: model_best.pt is the last epoch's model")
-        shutil.copyfile(context.out_dir / artifacts.MODEL_LAST, context.out_dir / artifacts.MODEL_BEST)
+        log.warning(
+            "no validation split with ground truth: model_best.pt is the last epoch's model"
+        )
+        shutil.copyfile(
+            context.out_dir / artifacts.MODEL_LAST, context.out_dir / artifacts.MODEL_BEST
+        )
     return {
-        "epochs": config.epochs, "iterations": config.epochs * iters_per_epoch, "processes": world,
-        "train_images": len(task.dataset), "best_metric": task.best_metric, "best_epoch": best["epoch"],
-        "best": best["metrics"], "last": last_metrics, "history": history,
+        "epochs": config.epochs,
+        "iterations": config.epochs * iters_per_epoch,
+        "processes": world,
+        "train_images": len(task.dataset),
+        "best_metric": task.best_metric,
+        "best_epoch": best["epoch"],
+        "best": best["metrics"],
+        "last": last_metrics,
+        "history": history,
     }
 
 
@@ -224,8 +287,12 @@ def _format(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _save_model(path: Path, model: nn.Module, task: Task, epoch: int, metrics: dict[str, Any] | None) -> None:
-    save_checkpoint(path, {**task.description, "epoch": epoch, "metrics": metrics, "model": model.state_dict()})
+def _save_model(
+    path: Path, model: nn.Module, task: Task, epoch: int, metrics: dict[str, Any] | None
+) -> None:
+    save_checkpoint(
+        path, {**task.description, "epoch": epoch, "metrics": metrics, "model": model.state_dict()}
+    )
 
 
 def _load_resume_state(cache_dir: Path, key: str) -> dict[str, Any] | None:

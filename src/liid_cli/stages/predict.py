@@ -51,16 +51,26 @@ def run(config: PredictConfig, context: StageContext) -> dict[str, Any]:
     model = build_instance_model(model_config, index.classes.num_classes, "none")
     model.load_state_dict(checkpoint["model"])
     device = torch.device(context.device)
-    results = predict_instances(model.to(device), index, device, batch_size=config.batch_size,
-                                mask_threshold=model_config.mask_threshold)
+    results = predict_instances(
+        model.to(device),
+        index,
+        device,
+        batch_size=config.batch_size,
+        mask_threshold=model_config.mask_threshold,
+    )
     write_json(context.out_dir / artifacts.PREDICTIONS_JSON, results, indent=None)
 
     def evaluate(ground_truth: Path) -> dict[str, Any]:
         summary = evaluate_instances(ground_truth, results)
         return {key: summary[key] for key in REPORTED}
 
-    return {"model": str(model_path), "model_epoch": checkpoint["epoch"], "num_images": len(index.images),
-            "num_predictions": len(results), "ground_truth": ground_truth_metrics(index.ground_truth_path, evaluate)}
+    return {
+        "model": str(model_path),
+        "model_epoch": checkpoint["epoch"],
+        "num_images": len(index.images),
+        "num_predictions": len(results),
+        "ground_truth": ground_truth_metrics(index.ground_truth_path, evaluate),
+    }
 
 
 SPEC = StageSpec(name="predict", config_model=PredictConfig, upstream=(), run=run)

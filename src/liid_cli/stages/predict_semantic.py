@@ -42,7 +42,9 @@ def run(config: PredictSemanticConfig, context: StageContext) -> dict[str, Any]:
     require_images_on_disk([path for _, path in images], index.path)
     folder = context.out_dir / artifacts.SEMANTIC_DIR
     folder.mkdir()
-    for name, label_map in predict_label_maps(model.to(device), images, device, flip_test=config.flip_test):
+    for name, label_map in predict_label_maps(
+        model.to(device), images, device, flip_test=config.flip_test
+    ):
         save_label_png(folder / f"{name}.png", label_map)
 
     def evaluate(ground_truth: Path) -> dict[str, Any]:
@@ -52,8 +54,12 @@ def run(config: PredictSemanticConfig, context: StageContext) -> dict[str, Any]:
         summary = evaluate_semantic(zip(truths, predictions), [BACKGROUND, *index.classes.names])
         return {"mIoU": summary["mIoU"], "pixel_accuracy": summary["pixel_accuracy"]}
 
-    return {"model": str(model_path), "model_epoch": checkpoint["epoch"], "num_images": len(images),
-            "ground_truth": ground_truth_metrics(index.ground_truth_path, evaluate)}
+    return {
+        "model": str(model_path),
+        "model_epoch": checkpoint["epoch"],
+        "num_images": len(images),
+        "ground_truth": ground_truth_metrics(index.ground_truth_path, evaluate),
+    }
 
 
 SPEC = StageSpec(name="predict-semantic", config_model=PredictSemanticConfig, upstream=(), run=run)

@@ -1,4 +1,4 @@
-"""Stage `train`: Mask R-CNN on COCO instances (the pseudo labels, or ground truth for the upper bound)."""
+"""Stage `train`: Mask R-CNN on COCO instances (pseudo labels, or ground truth: the upper bound)."""
 
 from __future__ import annotations
 
@@ -23,24 +23,33 @@ class TrainConfig(TrainingConfig):
     model: InstanceModelConfig
 
 
-def validation_index(context: StageContext, index: DatasetIndex) -> tuple[DatasetIndex, Path] | None:
-    """The `val` input (an index whose ground truth is on disk) with the training classes, if given."""
+def validation_index(
+    context: StageContext, index: DatasetIndex
+) -> tuple[DatasetIndex, Path] | None:
+    """The `val` input (an index with ground truth on disk, same classes), if one was given."""
     path = context.extra_inputs.get("val")
     if path is None:
         return None
     val_index = load_index(path)
     ground_truth = val_index.ground_truth_path
     if ground_truth is None or not ground_truth.is_file():
-        raise LiidError(f"{path}: this index has no ground truth on disk to validate against; "
-                        "pass --val with a split that has gt_<split>.json")
+        raise LiidError(
+            f"{path}: this index has no ground truth on disk to validate against; "
+            "pass --val with a split that has gt_<split>.json"
+        )
     if val_index.classes != index.classes:
-        raise LiidError(f"{path}: its classes differ from {index.path}'s; validate on a split of the same data set")
+        raise LiidError(
+            f"{path}: its classes differ from {index.path}'s; "
+            "validate on a split of the same data set"
+        )
     return val_index, ground_truth
 
 
 def labels_input(context: StageContext) -> Path:
     if "labels" not in context.extra_inputs:
-        raise LiidError("training needs labels: pass --labels (a COCO instances json or a folder of PNGs)")
+        raise LiidError(
+            "training needs labels: pass --labels (a COCO instances json or a folder of PNGs)"
+        )
     return context.extra_inputs["labels"]
 
 
@@ -56,13 +65,18 @@ def run(config: TrainConfig, context: StageContext) -> dict[str, Any]:
     validate = None
     validation = validation_index(context, index)
     if validation is not None:
-        validate = instance_validator(*validation, batch_size=VALIDATION_BATCH,
-                                      mask_threshold=config.model.mask_threshold)
+        validate = instance_validator(
+            *validation, batch_size=VALIDATION_BATCH, mask_threshold=config.model.mask_threshold
+        )
     seed_everything(context.seed)
     model = build_instance_model(config.model, index.classes.num_classes, config.weights)
     task = Task(
-        model=model, dataset=InstanceDataset(records, config.flip), collate=collate,
-        compute_losses=compute_losses, validate=validate, best_metric="AP50",
+        model=model,
+        dataset=InstanceDataset(records, config.flip),
+        collate=collate,
+        compute_losses=compute_losses,
+        validate=validate,
+        best_metric="AP50",
         description=describe(TASK, config.model.model_dump(mode="json"), index),
     )
     return fit(task, config, context)

@@ -1,4 +1,4 @@
-"""Stage `train-semantic`: DeepLabV3 on label maps (the exported palette PNGs, or any COCO instances)."""
+"""Stage `train-semantic`: DeepLabV3 on label maps (exported palette PNGs, or COCO instances)."""
 
 from __future__ import annotations
 
@@ -39,13 +39,20 @@ def run(config: TrainSemanticConfig, context: StageContext) -> dict[str, Any]:
     validation = validation_index(context, index)
     if validation is not None:
         val_index, ground_truth = validation
-        validate = semantic_validator(val_index, load_semantic_records(val_index, ground_truth, annotated_only=False))
+        validate = semantic_validator(
+            val_index, load_semantic_records(val_index, ground_truth, annotated_only=False)
+        )
     seed_everything(context.seed)
     model = build_semantic_model(config.model, index.classes.num_classes, config.weights)
     dataset = SemanticDataset(records, index, config.crop_size, config.scale_range, config.flip)
     task = Task(
-        model=model, dataset=dataset, collate=None, compute_losses=compute_losses, validate=validate,
-        best_metric="mIoU", description=describe(TASK, config.model.model_dump(mode="json"), index),
+        model=model,
+        dataset=dataset,
+        collate=None,
+        compute_losses=compute_losses,
+        validate=validate,
+        best_metric="mIoU",
+        description=describe(TASK, config.model.model_dump(mode="json"), index),
     )
     return fit(task, config, context)
 
