@@ -76,7 +76,7 @@ def test_selective_search_stage_writes_ranked_masks_and_eval_reads_them(tiny_dem
     assert "recall" in result.output.lower() or "R@.5" in result.output
     metrics = json.loads((tmp_path / "eval" / "proposals" / "metrics.json").read_text())["metrics"]
     assert metrics["num_ground_truth"] > 0 and 0.5 < metrics["recall@0.5"] <= 1.0
-    again = liid("proposals", "--run", tmp_path, "--profile", "demo")
+    again = liid("proposals", "--data", index, "--run", tmp_path, "--profile", "demo")
     assert again.exit_code == 0 and "up to date" in again.output
 
 
@@ -184,7 +184,7 @@ def test_flat_image_is_kept_with_zero_proposals_and_corrupt_image_is_one_line_er
     read = {p.image_id: p for p in _read(tmp_path / "run", data / "index_val.json")}
     assert len(read[flat["id"]]) == 0 and len(read) == len(index.images)
     index.image_path(broken).write_bytes(b"not an image")
-    result = liid("proposals", "--data", data / "index_val.json", "--run", tmp_path / "run2", "--profile", "demo")
+    result = liid("proposals", "--data", data / "index_val.json", "--run", tmp_path / "run2", "--profile", "demo", "-q")
     assert_one_line_error(result, broken["file_name"], "cannot decode")
 
 
@@ -198,13 +198,13 @@ def test_proposals_of_another_data_set_are_refused(tiny_demo: Path, tmp_path: Pa
     result = liid("eval", "proposals", "--run", tmp_path / "run", "--data", train)
     assert_one_line_error(result, "proposals.h5", "another data set")
     result = liid("proposals", "--data", train, "--run", tmp_path / "run2",
-                  "--import", _rle_file(tmp_path, stacks))
+                  "--import", _rle_file(tmp_path, stacks), "-q")
     assert_one_line_error(result, "sam.json", "not in the data set index", "another data set")
     folder = tmp_path / "pngs"
     folder.mkdir()
     for image in load_index(val).images:
         Image.fromarray(np.ones((7, 9), np.uint8)).save(folder / f"{image['name']}.png")
-    result = liid("proposals", "--data", val, "--run", tmp_path / "run3", "--import", folder)
+    result = liid("proposals", "--data", val, "--run", tmp_path / "run3", "--import", folder, "-q")
     assert_one_line_error(result, ".png", "7x9", "another data set")
     assert file_sha256(val) != file_sha256(train)
 
@@ -221,7 +221,7 @@ def test_importer_options_are_checked(tiny_demo: Path, tmp_path: Path) -> None:
                   "--import", tmp_path / "nowhere")
     assert_one_line_error(result, "nowhere", "not found")
     result = liid("proposals", "--data", tiny_demo / "index_val.json", "--run", tmp_path,
-                  "--set", "method=mcg")
+                  "--set", "method=mcg", "-q")
     assert_one_line_error(result, "--import")
     result = liid("proposals", "--data", tiny_demo / "index_val.json", "--run", tmp_path,
                   "--import", tmp_path, "--set", "method=mcg")

@@ -17,6 +17,7 @@ from liid_cli.proposals.selective_search import (
     Strategy,
     SuperpixelRegions,
     _histograms,
+    _quantised,
     group,
     selective_search,
 )
@@ -53,8 +54,8 @@ def test_grouping_merges_the_most_similar_neighbours_first() -> None:
     labels = np.repeat(np.repeat(np.array([[0, 1, 2]]), 4, axis=1), 4, axis=0)
     values = np.zeros((4, 12, 3))
     values[:, 8:] = 0.9
-    colour = _histograms(values, labels, 3, COLOUR_BINS)
-    texture = _histograms(np.zeros((4, 12, 24)), labels, 3, TEXTURE_BINS)
+    colour = _histograms(_quantised(values, COLOUR_BINS), labels, 3, COLOUR_BINS)
+    texture = _histograms(np.zeros((24, 4, 12), int), labels, 3, TEXTURE_BINS)
     regions = group(labels, colour, texture, ALL, small_region_penalty=0.0)
     assert [sorted(leaves.tolist()) for leaves in regions.leaves[3:]] == [[0, 1], [0, 1, 2]]
     assert regions.areas.tolist() == [16, 16, 16, 32, 48]
@@ -62,6 +63,13 @@ def test_grouping_merges_the_most_similar_neighbours_first() -> None:
     assert np.array_equal(regions.mask(3), labels < 2)
     # region {0, 1} is absorbed by a dissimilar neighbour: it outranks superpixel 0, absorbed by a twin
     assert regions.scores[3] > regions.scores[0]
+
+
+def test_histograms_count_each_channel_per_region() -> None:
+    labels = np.array([[0, 0, 1]])
+    values = np.array([[[0.0, 0.99], [0.5, 0.99], [1.0, 0.0]]])  # (1, 3, 2): two channels
+    histograms = _histograms(_quantised(values, 2), labels, 2, 2)
+    assert histograms.tolist() == [[1, 1, 0, 2], [0, 1, 1, 0]]
 
 
 def _candidates() -> MaskCandidates:

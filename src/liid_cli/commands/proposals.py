@@ -1,6 +1,5 @@
 """Commands: `liid proposals`, `liid eval proposals`."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional

@@ -98,42 +98,44 @@ class SuperpixelRegions:
 
 def _superpixel_sizes_and_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Pixel count (n,) and box (n, 4) xyxy of each superpixel id 0..n-1 (zeros when absent)."""
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=n).astype(np.float64)
-    ys, xs = np.divmod(np.arange(labels.size), labels.shape[1])
+    sizes = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
     boxes = np.zeros((n, 4))
-    boxes[:, 0] = labels.shape[1]
-    boxes[:, 1] = labels.shape[0]
-    np.minimum.at(boxes[:, 0], flat, xs)
-    np.minimum.at(boxes[:, 1], flat, ys)
-    np.maximum.at(boxes[:, 2], flat, xs + 1)
-    np.maximum.at(boxes[:, 3], flat, ys + 1)
-    boxes[sizes == 0] = 0
+    for superpixel, found in enumerate(ndimage.find_objects(labels + 1, max_label=n)):
+        if found is not None:
+            rows, cols = found
+            boxes[superpixel] = (cols.start, rows.start, cols.stop, rows.stop)
     return sizes, boxes
 
 
-def _histograms(values: np.ndarray, labels: np.ndarray, n_regions: int, bins: int) -> np.ndarray:
-    """Per-region histograms of each channel of `values` (H, W, C) in [0, 1] -> (n, C * bins)."""
-    channels = values.shape[2]
-    quantised = np.minimum((values * bins).astype(np.int64), bins - 1)
-    quantised += np.arange(channels) * bins
-    flat = labels[..., None].astype(np.int64) * (channels * bins) + quantised
-    counts = np.bincount(flat.ravel(), minlength=n_regions * channels * bins)
-    return counts.reshape(n_regions, channels * bins).astype(np.float64)
+def _quantised(values: np.ndarray, bins: int) -> np.ndarray:
+    """Bin index of each value in [0, 1]: (H, W, C) values -> (C, H, W) int."""
+    return np.minimum((np.moveaxis(values, 2, 0) * bins).astype(np.int64), bins - 1)
 
 
-def _texture_responses(values: np.ndarray) -> np.ndarray:
-    """Gaussian-derivative responses (sigma 1) in 8 oriented half-directions, each scaled to [0, 1]."""
+def _histograms(quantised: np.ndarray, labels: np.ndarray, n_regions: int, bins: int) -> np.ndarray:
+    """Per-region histograms of each channel of bin indices (C, H, W) -> (n, C * bins)."""
+    base = labels.ravel().astype(np.int64) * bins
+    return np.concatenate([
+        np.bincount(base + channel.ravel(), minlength=n_regions * bins).reshape(n_regions, bins)
+        for channel in quantised
+    ], axis=1).astype(np.float64)
+
+
+def _texture_bins(values: np.ndarray) -> np.ndarray:
+    """Gaussian-derivative responses (sigma 1) in 8 oriented half-directions per channel, each
+    scaled to [0, 1] by its maximum and quantised: (8 C, H, W) bin indices."""
     responses = []
     for channel in range(values.shape[2]):
-        dy = ndimage.gaussian_filter(values[..., channel], 1.0, order=(1, 0))
-        dx = ndimage.gaussian_filter(values[..., channel], 1.0, order=(0, 1))
+        plane = values[..., channel].astype(np.float32)
+        dy = ndimage.gaussian_filter(plane, 1.0, order=(1, 0))
+        dx = ndimage.gaussian_filter(plane, 1.0, order=(0, 1))
         for angle in np.arange(TEXTURE_ORIENTATIONS // 2) * np.pi / (TEXTURE_ORIENTATIONS // 2):
-            directional = np.cos(angle) * dx + np.sin(angle) * dy
-            responses.extend([np.maximum(directional, 0.0), np.maximum(-directional, 0.0)])
-    stacked = np.stack(responses, axis=2)
-    peak = stacked.reshape(-1, stacked.shape[2]).max(axis=0)
-    return stacked / np.maximum(peak, 1e-12)
+            directional = np.float32(np.cos(angle)) * dx + np.float32(np.sin(angle)) * dy
+            for response in (np.maximum(directional, 0.0), np.maximum(-directional, 0.0)):
+                peak = max(float(response.max()), 1e-12)
+                responses.append(np.minimum((response * (TEXTURE_BINS / peak)).astype(np.int64),
+                                            TEXTURE_BINS - 1))
+    return np.stack(responses)
 
 
 def _normalised(histograms: np.ndarray) -> np.ndarray:
@@ -142,12 +144,15 @@ def _normalised(histograms: np.ndarray) -> np.ndarray:
 
 def _adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique (a, b) pairs, a < b, of 4-connected neighbouring superpixels, and their boundary lengths."""
-    pairs = []
+    n = int(labels.max()) + 1
+    codes = []
     for first, second in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
         differ = first != second
-        pairs.append(np.stack([first[differ], second[differ]], axis=1))
-    both = np.sort(np.concatenate(pairs), axis=1)
-    return np.unique(both, axis=0, return_counts=True)
+        low = np.minimum(first[differ], second[differ]).astype(np.int64)
+        high = np.maximum(first[differ], second[differ]).astype(np.int64)
+        codes.append(low * n + high)
+    unique, counts = np.unique(np.concatenate(codes), return_counts=True)
+    return np.stack([unique // n, unique % n], axis=1), counts
 
 
 class _Grouping:
@@ -282,13 +287,14 @@ def selective_search(image: np.ndarray, strategies: list[Strategy], sigma: float
     """All hierarchies of `image` (uint8 RGB), one per strategy; the features of a colour space
     and the superpixels of a (colour space, scale) pair are computed once."""
     hierarchies = []
-    converted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    converted: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     segmented: dict[tuple[str, float], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for strategy in strategies:
         if strategy.colour_space not in converted:
             values = COLOUR_SPACES[strategy.colour_space](image)
-            converted[strategy.colour_space] = (values, _texture_responses(values))
-        values, texture = converted[strategy.colour_space]
+            converted[strategy.colour_space] = (
+                values, _quantised(values, COLOUR_BINS), _texture_bins(values))
+        values, colour_bins, texture_bins = converted[strategy.colour_space]
         key = (strategy.colour_space, strategy.scale)
         if key not in segmented:
             labels = felzenszwalb(
@@ -296,8 +302,8 @@ def selective_search(image: np.ndarray, strategies: list[Strategy], sigma: float
                 min_size=max(int(strategy.scale * min_size_ratio), 1), channel_axis=-1,
             )
             n = int(labels.max()) + 1
-            segmented[key] = (labels, _histograms(values, labels, n, COLOUR_BINS),
-                              _histograms(texture, labels, n, TEXTURE_BINS))
+            segmented[key] = (labels, _histograms(colour_bins, labels, n, COLOUR_BINS),
+                              _histograms(texture_bins, labels, n, TEXTURE_BINS))
         labels, colour_hist, texture_hist = segmented[key]
         hierarchies.append(group(labels, colour_hist, texture_hist, strategy.similarities,
                                  small_region_penalty))
