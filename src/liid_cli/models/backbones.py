@@ -52,7 +52,7 @@ def image_to_tensor(image: Any, size: int) -> Any:
     import torch
     import torch.nn.functional as F
 
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+    tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
     tensor = F.interpolate(tensor[None], size=(size, size), mode="bilinear", align_corners=False)[0]
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)

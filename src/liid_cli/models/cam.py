@@ -33,20 +33,24 @@ class CamClassifier(nn.Module):
 def normalised_cams(
     model: CamClassifier, image: torch.Tensor, classes: list[int], size: tuple[int, int],
     flip_average: bool,
-) -> torch.Tensor:
-    """CAMs of one image for `classes` (0-based), ReLU'd and max-normalised, at `size` (H, W).
-
-    With `flip_average` the maps of the image and of its mirror (flipped back) are summed first.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (K,) of one image and its CAMs for `classes` (0-based), ReLU'd and max-normalised,
+    at `size` (H, W). With `flip_average` the maps of the image and of its mirror (flipped back)
+    are summed first.
     """
     batch = image[None]
     if flip_average:
         batch = torch.cat([batch, batch.flip(-1)])
-    maps = model.class_maps(batch)[:, classes].float()
+    all_maps = model.class_maps(batch)
+    logits = all_maps[0].mean(dim=(1, 2))
+    if not classes:
+        return logits, all_maps.new_zeros((0, *size))
+    maps = all_maps[:, classes].float()
     if flip_average:
         maps = maps[:1] + maps[1:].flip(-1)
     maps = F.interpolate(F.relu(maps), size=size, mode="bilinear", align_corners=False)[0]
     peak = maps.flatten(1).amax(dim=1).clamp_min(1e-5)
-    return maps / peak[:, None, None]
+    return logits, maps / peak[:, None, None]
 
 
 def box_regions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -1,0 +1,215 @@
+"""Stage 2, `liid train-cam`: the multi-label CAM classifier, then CAM scores of every proposal.
+
+Reads the data set index (image labels, images) and `<run>/proposals/proposals.h5`; writes
+`<run>/cam/cam.pt` (checkpoint), `<run>/cam/cam_scores.h5` (`liid.cam_scores/1`, rows aligned with
+proposals.h5: `cam_box_scores` and `cam_mask_scores` (M, K) = mean + max of the CAM inside the box /
+mask for the image's labelled classes, 0 for the others) and, with `save_cams`, heat-map PNGs in
+`<run>/cam/cams/`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from pydantic import Field
+
+from liid_cli import artifacts
+from liid_cli.checkpoints import save_checkpoint, seed_everything
+from liid_cli.config import StageConfig
+from liid_cli.data.images import read_rgb
+from liid_cli.data.index import DatasetIndex, load_index
+from liid_cli.errors import LiidError
+from liid_cli.fileio import file_sha256
+from liid_cli.h5store import write_csr
+from liid_cli.log import log, track
+from liid_cli.models.backbones import backbone_spec, image_to_tensor
+from liid_cli.models.cam import CamClassifier, box_regions, normalised_cams, region_scores
+from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
+from liid_cli.runner import StageContext, StageSpec
+
+class TrainCamConfig(StageConfig):
+    backbone: str
+    weights: str  # imagenet | none | PATH
+    input_size: int = Field(ge=32)
+    scale_jitter: tuple[float, float]
+    flip: bool
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    momentum: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    amp: bool
+    cam_flip_average: bool
+    save_cams: bool
+    save_cams_max: int = Field(ge=0)
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Images resized to a square input, with their (K,) multi-hot labels; optional random flip."""
+
+    def __init__(self, index: DatasetIndex, input_size: int, flip: bool) -> None:
+        self.index = index
+        self.input_size = input_size
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.index.images)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.index.images[position]
+        tensor = image_to_tensor(read_rgb(self.index.image_path(image)), self.input_size)
+        if self.flip and torch.rand(()) < 0.5:
+            tensor = tensor.flip(-1)
+        labels = torch.from_numpy(self.index.classes.label_vector(image["labels"])[1:])
+        return tensor, labels
+
+
+def jitter_size(input_size: int, scale_jitter: tuple[float, float], stride: int) -> int:
+    """A random input size in input_size * [low, high], a multiple of the backbone stride."""
+    scale = float(np.random.uniform(*scale_jitter))
+    return max(stride, int(round(input_size * scale / stride)) * stride)
+
+
+def train_one_epoch(model: CamClassifier, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
+                    config: TrainCamConfig, device: str, epoch: int) -> float:
+    """One pass of BCE training with scale jitter per mini-batch; returns the mean loss."""
+    model.train()
+    stride = backbone_spec(config.backbone).stride
+    total, count = 0.0, 0
+    for step, (images, labels) in enumerate(track(loader, f"train-cam epoch {epoch + 1}/{config.epochs}")):
+        size = jitter_size(config.input_size, config.scale_jitter, stride)
+        images = F.interpolate(images.to(device), size=(size, size), mode="bilinear", align_corners=False)
+        with torch.autocast(device_type="cuda", enabled=scaler.is_enabled()):
+            logits = model(images)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), labels.to(device))
+        if not torch.isfinite(loss):
+            raise LiidError(f"train-cam: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                            "lower `lr` (--set lr=...) or check the images")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item() * len(images)
+        count += len(images)
+    return total / max(count, 1)
+
+
+def train_classifier(index: DatasetIndex, config: TrainCamConfig, context: StageContext) -> tuple[CamClassifier, float]:
+    device = context.device
+    model = CamClassifier(config.backbone, config.weights, index.classes.num_classes).to(device)
+    loader = torch.utils.data.DataLoader(
+        LabelledImages(index, config.input_size, config.flip), batch_size=config.batch_size, shuffle=True,
+        num_workers=context.workers - 1, drop_last=len(index.images) > config.batch_size,
+    )
+    optimizer = torch.optim.SGD(
+        [{"params": model.trunk.parameters()}, {"params": model.classifier.parameters(), "lr": 10 * config.lr}],
+        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+    )
+    total_steps = max(1, config.epochs * len(loader))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total_steps) ** 0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
+    loss = math.nan
+    for epoch in range(config.epochs):
+        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, config, device, epoch)
+        log.info(f"train-cam: epoch {epoch + 1}/{config.epochs} BCE {loss:.4f}")
+    return model, loss
+
+
+def heat_map(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """Blend a [0, 1] map, coloured blue -> green -> red, over a uint8 RGB image."""
+    value = cam[..., None]
+    colour = np.clip(1.5 - np.abs(4.0 * value - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
+    return (0.5 * image + 127.5 * colour).astype(np.uint8)
+
+
+@torch.no_grad()
+def score_proposals(model: CamClassifier, index: DatasetIndex, config: TrainCamConfig,
+                    context: StageContext) -> dict[str, Any]:
+    """CAM box and mask scores of every proposal, written row-aligned with proposals.h5."""
+    model.eval()
+    num_classes = index.classes.num_classes
+    images_by_id = {int(image["id"]): image for image in index.images}
+    box_rows, mask_rows, counts, image_ids = [], [], [], []
+    correct_labels, saved = 0, 0
+    cams_dir = context.out_dir / artifacts.CAM_MAPS_DIR
+    with open_proposals(context.run_dir, context.index_path) as store:
+        missing = set(images_by_id) - {int(i) for i in store.image_ids}
+        if missing:
+            raise LiidError(f"{proposals_path(context.run_dir)}: no proposals for {len(missing)} images of "
+                            f"{context.index_path}; rerun `liid proposals --run {context.run_dir} --force`")
+        for proposals in track(store, "CAM scores", total=len(store)):
+            image = images_by_id[proposals.image_id]
+            rgb = read_rgb(index.image_path(image))
+            classes = [k - 1 for k in index.labels(image)]
+            tensor = image_to_tensor(rgb, config.input_size).to(context.device)
+            logits, cams = normalised_cams(model, tensor, classes, rgb.shape[:2], config.cam_flip_average)
+            truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(logits.device)
+            correct_labels += int(((logits > 0).float() == truth).sum())
+            box_scores, mask_scores = proposal_scores(cams, proposals, classes, num_classes)
+            box_rows.append(box_scores)
+            mask_rows.append(mask_scores)
+            counts.append(len(proposals))
+            image_ids.append(proposals.image_id)
+            if config.save_cams and saved < config.save_cams_max:
+                cams_dir.mkdir(exist_ok=True)
+                for cam, k in zip(cams.cpu().numpy(), classes):
+                    Image.fromarray(heat_map(rgb, cam)).save(
+                        cams_dir / f"{image['name']}_{index.classes.names[k]}.png")
+                saved += 1
+    write_csr(
+        context.out_dir / artifacts.CAM_SCORES_H5, schema=artifacts.SCHEMA_CAM_SCORES,
+        fingerprint=file_sha256(context.index_path), image_ids=np.array(image_ids), counts=np.array(counts),
+        rows={artifacts.H5_CAM_BOX_SCORES: _stack(box_rows, num_classes), artifacts.H5_CAM_MASK_SCORES: _stack(mask_rows, num_classes)},
+        attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(context.run_dir))},
+    )
+    return {"proposals_scored": int(sum(counts)), "images": len(counts),
+            "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes)}
+
+
+def proposal_scores(cams: torch.Tensor, proposals: ImageProposals, classes: list[int],
+                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(M, K) box and mask scores; columns of unlabelled classes stay 0."""
+    box_scores = np.zeros((len(proposals), num_classes), dtype=np.float32)
+    mask_scores = np.zeros_like(box_scores)
+    if len(proposals) and classes:
+        height, width = cams.shape[1:]
+        boxes = torch.from_numpy(box_regions(proposals.boxes, height, width)).to(cams.device)
+        regions = torch.from_numpy(proposals.masks()).to(cams.device)
+        box_scores[:, classes] = region_scores(cams, boxes).cpu().numpy()
+        mask_scores[:, classes] = region_scores(cams, regions).cpu().numpy()
+    return box_scores, mask_scores
+
+
+def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
+    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, num_classes), dtype=np.float32)
+
+
+def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
+    """Train the CAM classifier on the index's image labels; score every proposal by its CAMs."""
+    seed_everything(context.seed)
+    index = load_index(context.index_path)
+    if not index.images:
+        raise LiidError(f"{context.index_path}: no images to train on")
+    model, final_loss = train_classifier(index, config, context)
+    save_checkpoint(context.out_dir / artifacts.CAM_CHECKPOINT, {
+        "model": {k: v.cpu() for k, v in model.state_dict().items()},
+        "config": config.model_dump(mode="json"), "class_names": list(index.classes.names),
+        "epoch": config.epochs,
+    })
+    metrics = score_proposals(model, index, config, context)
+    return {"final_bce": final_loss, **metrics}
+
+
+SPEC = StageSpec(name="train-cam", config_model=TrainCamConfig, upstream=("proposals",), run=run)
+
+
+def cam_scores_path(run_dir: Path) -> Path:
+    return artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5

@@ -1,0 +1,104 @@
+"""CAMs and CAM scores of regions on known maps; `train-cam` end to end on the tiny demo."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from liid_cli import artifacts
+from liid_cli.errors import LiidError
+from liid_cli.fileio import file_sha256
+from liid_cli.h5store import open_csr
+from liid_cli.models.cam import box_regions, normalised_cams, region_scores
+from liid_cli.proposals.store import open_proposals
+from tests.proposal_fixture import run_demo_stage, write_fake_proposals
+
+MAP = torch.tensor([[0.0, 0.1, 0.2, 0.3],
+                    [0.4, 0.5, 0.6, 0.7],
+                    [0.8, 0.9, 1.0, 0.2],
+                    [0.1, 0.1, 0.1, 0.1]])
+
+
+def test_box_regions_cover_the_pixels_of_each_box() -> None:
+    regions = box_regions(np.array([[1.2, 0.5, 3.0, 2.0], [3.5, 3.5, 3.6, 3.6]]), height=4, width=4)
+    expected = np.zeros((4, 4), dtype=bool)
+    expected[0:2, 1:3] = True
+    assert (regions[0] == expected).all()
+    assert regions[1].sum() == 1 and regions[1][3, 3]  # a sub-pixel box still covers one pixel
+
+
+def test_region_score_is_mean_plus_max_inside_the_region() -> None:
+    box = torch.from_numpy(box_regions(np.array([[1.0, 1.0, 3.0, 3.0]]), 4, 4))  # 0.5 0.6 / 0.9 1.0
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[0, 0, :] = True  # 0.0 0.1 0.2 0.3
+    empty = torch.zeros(1, 4, 4, dtype=torch.bool)
+    maps = torch.stack([MAP, 1.0 - MAP])
+    scores = region_scores(maps, torch.cat([box, mask, empty]))
+    expected = torch.tensor([[0.75 + 1.0, 0.25 + 0.5],
+                             [0.15 + 0.3, 0.85 + 1.0],
+                             [0.0, 0.0]])
+    assert torch.allclose(scores, expected)
+
+
+class FixedMaps(torch.nn.Module):
+    """Stands in for the classifier: its class maps are fixed (2 classes, 2 x 2 cells)."""
+
+    def class_maps(self, images: torch.Tensor) -> torch.Tensor:
+        maps = torch.tensor([[[-1.0, 2.0], [4.0, 0.0]], [[3.0, -2.0], [1.0, 1.0]]])
+        return torch.stack([maps if image[0, 0, 0] == 0 else maps.flip(-1) for image in images])
+
+
+def test_cams_are_relu_max_normalised_and_flip_averaged() -> None:
+    image = torch.zeros(3, 8, 8)
+    logits, cams = normalised_cams(FixedMaps(), image, [1, 0], size=(2, 2), flip_average=False)
+    assert torch.allclose(logits, torch.tensor([1.25, 0.75]))
+    assert torch.allclose(cams[1], torch.tensor([[0.0, 0.5], [1.0, 0.0]]))
+    assert torch.allclose(cams[0], torch.tensor([[1.0, 0.0], [1 / 3, 1 / 3]]))
+    _, averaged = normalised_cams(FixedMaps(), image, [0], size=(2, 2), flip_average=True)
+    # the mirrored image gets the same maps here; flipped back and added: [[1, 1], [4, 4]]
+    assert torch.allclose(averaged[0], torch.tensor([[0.25, 0.25], [1.0, 1.0]]))
+
+
+@pytest.fixture(scope="module")
+def cam_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cam") / "run"
+    write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,))
+    run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
+    return run_dir
+
+
+def test_train_cam_writes_scores_aligned_with_the_proposals(cam_run: Path, tiny_demo: Path) -> None:
+    index = tiny_demo / "index_train.json"
+    folder = artifacts.stage_dir(cam_run, "train-cam")
+    with open_proposals(cam_run, index) as store, open_csr(
+            folder / artifacts.CAM_SCORES_H5, artifacts.SCHEMA_CAM_SCORES, file_sha256(index), "train-cam") as cams:
+        assert (cams.image_ids == store.image_ids).all() and (cams.offsets == store.csr.offsets).all()
+        assert cams.rows_of(2) == slice(cams.offsets[1], cams.offsets[1])  # no proposals, no rows
+        box_scores = cams.column(artifacts.H5_CAM_BOX_SCORES)
+        mask_scores = cams.column(artifacts.H5_CAM_MASK_SCORES)
+        assert box_scores.dtype == np.float32 and box_scores.shape == mask_scores.shape
+        assert box_scores.min() >= 0 and box_scores.max() <= 2.0 + 1e-5
+        from liid_cli.data.index import load_index
+
+        data = load_index(index)
+        for position, image in enumerate(data.images):
+            rows = slice(cams.offsets[position], cams.offsets[position + 1])
+            unlabelled = data.classes.label_vector(image["labels"])[1:] == 0
+            assert (box_scores[rows][:, unlabelled] == 0).all()
+    assert (folder / artifacts.CAM_CHECKPOINT).is_file()
+    assert len(list((folder / artifacts.CAM_MAPS_DIR).glob("*.png"))) >= 1
+
+
+def test_proposals_of_another_data_set_are_refused(cam_run: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write_fake_proposals(other, tiny_demo / "index_val.json")
+    run_dir = tmp_path / "run"
+    shutil.copytree(artifacts.stage_dir(cam_run, "proposals"), artifacts.stage_dir(run_dir, "proposals"))
+    shutil.copy(artifacts.stage_dir(other, "proposals") / artifacts.PROPOSALS_H5,
+                artifacts.stage_dir(run_dir, "proposals") / artifacts.PROPOSALS_H5)
+    with pytest.raises(LiidError, match="made from another data set"):
+        run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
