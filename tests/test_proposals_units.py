@@ -43,7 +43,7 @@ def test_selective_search_finds_both_squares_in_its_top_proposals() -> None:
     image, objects = _squares_image()
     hierarchies = selective_search(image, [Strategy("hsv", 50, ALL), Strategy("lab", 50, ALL)],
                                    sigma=0.8, min_size_ratio=0.5, small_region_penalty=2.0)
-    kept, scores = select(RegionCandidates(hierarchies), FilterSettings(5, 0.9, 0.001, 0.9), 64, 64)
+    kept, scores = select(RegionCandidates(hierarchies), FilterSettings(5, 0.9, 0.7, 0.001, 0.9), 64, 64)
     assert len(kept) <= 5 and np.all(np.diff(scores) <= 0)
     iou = masks.iou_matrix([masks.encode(o) for o in objects], masks.encode_many(kept))
     assert iou.max(axis=1).min() > 0.95
@@ -84,13 +84,25 @@ def _candidates() -> MaskCandidates:
 
 
 def test_filter_drops_tiny_whole_image_and_near_duplicates_and_keeps_rank_order() -> None:
-    kept, scores = select(_candidates(), FilterSettings(10, 0.9, 0.01, 0.9), 20, 20)
+    kept, scores = select(_candidates(), FilterSettings(10, 0.9, 0.9, 0.01, 0.9), 20, 20)
     assert scores.tolist() == pytest.approx([0.9, 0.8])
     assert kept[0].sum() == 100 and kept[1].sum() == 90
-    top_one, _ = select(_candidates(), FilterSettings(1, 0.9, 0.01, 0.9), 20, 20)
+    top_one, _ = select(_candidates(), FilterSettings(1, 0.9, 0.9, 0.01, 0.9), 20, 20)
     assert len(top_one) == 1
-    nothing, none_scores = select(_candidates(), FilterSettings(10, 0.9, 0.5, 0.9), 20, 20)
+    nothing, none_scores = select(_candidates(), FilterSettings(10, 0.9, 0.9, 0.5, 0.9), 20, 20)
     assert nothing.shape == (0, 20, 20) and len(none_scores) == 0
+
+
+def test_diversity_ranks_overlapping_candidates_after_distinct_ones() -> None:
+    stack = np.zeros((3, 20, 20), bool)
+    stack[0, 0:10, 0:10] = True  # best
+    stack[1, 0:10, 0:8] = True  # IoU 0.8 with 0: deferred below the distinct one
+    stack[2, 12:20, 12:20] = True  # distinct, lowest score
+    candidates = MaskCandidates(stack, np.array([0.9, 0.8, 0.1]))
+    kept, scores = select(candidates, FilterSettings(3, 0.9, 0.7, 0.0, 1.0), 20, 20)
+    assert scores.tolist() == pytest.approx([0.9, 0.1, 0.8])
+    top_two, _ = select(candidates, FilterSettings(2, 0.9, 0.7, 0.0, 1.0), 20, 20)
+    assert np.array_equal(top_two, stack[[0, 2]])
 
 
 def test_superpixel_regions_from_leaves_give_areas_boxes_and_masks() -> None:

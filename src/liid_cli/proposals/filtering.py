@@ -19,6 +19,7 @@ from liid_cli.proposals.selective_search import SuperpixelRegions
 class FilterSettings:
     top_n: int  # proposals kept per image
     max_iou: float  # a candidate whose mask IoU with a kept one exceeds this is a near-duplicate
+    diverse_iou: float  # above this IoU with a kept one a candidate is ranked after the others
     min_area: float  # fraction of the image; smaller regions are dropped
     max_area: float  # fraction of the image; larger regions count as the whole image and are dropped
 
@@ -65,33 +66,52 @@ class MaskCandidates:
 
 def select(candidates: Candidates, settings: FilterSettings, height: int,
            width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The kept masks, bool (K, H, W) in rank order, and their scores (K,)."""
+    """The kept masks, bool (K, H, W) in rank order, and their scores (K,).
+
+    Candidates go best score first. One overlapping a kept proposal with mask IoU > max_iou is
+    dropped; one with IoU > diverse_iou is deferred: it is ranked after every candidate that does
+    not overlap that much, so the top N covers more objects (ranking by diversity).
+    """
     image_area = float(height * width)
     valid = (candidates.areas >= settings.min_area * image_area) & (
         candidates.areas <= settings.max_area * image_area)
     order = np.argsort(-candidates.scores, kind="stable")
-    kept_masks: list[np.ndarray] = []
     kept: list[int] = []
-    for index in order[valid[order]]:
-        if len(kept) >= settings.top_n:
-            break
-        mask = None
-        area = candidates.areas[index]
-        for row, other in enumerate(kept):
-            other_area = candidates.areas[other]
-            if min(area, other_area) <= settings.max_iou * max(area, other_area):
-                continue
-            if mask is None:
-                mask = candidates.mask(index)
-            if _iou(mask, kept_masks[row], candidates.boxes[index], candidates.boxes[other],
-                    area, other_area) > settings.max_iou:
+    kept_masks: list[np.ndarray] = []
+    deferred: list[int] = []
+    for threshold, pool in ((settings.diverse_iou, order[valid[order]]), (settings.max_iou, None)):
+        for index in (pool if pool is not None else list(deferred)):
+            if len(kept) >= settings.top_n:
                 break
-        else:
-            kept_masks.append(candidates.mask(index) if mask is None else mask)
+            mask, overlap = _largest_overlap(candidates, int(index), kept, kept_masks, threshold)
+            if overlap > settings.max_iou:
+                continue
+            if overlap > threshold:
+                deferred.append(int(index))
+                continue
+            kept_masks.append(candidates.mask(int(index)) if mask is None else mask)
             kept.append(int(index))
     if not kept:
         return np.zeros((0, height, width), dtype=bool), np.zeros(0, dtype=np.float32)
     return np.stack(kept_masks), candidates.scores[kept].astype(np.float32)
+
+
+def _largest_overlap(candidates: Candidates, index: int, kept: list[int], kept_masks: list[np.ndarray],
+                     threshold: float) -> tuple[np.ndarray | None, float]:
+    """The candidate's mask (if it had to be made) and its largest IoU with a kept proposal,
+    computed only where the areas allow an IoU above `threshold` (IoU <= small / large area)."""
+    mask = None
+    largest = 0.0
+    area = candidates.areas[index]
+    for row, other in enumerate(kept):
+        other_area = candidates.areas[other]
+        if min(area, other_area) <= threshold * max(area, other_area):
+            continue
+        if mask is None:
+            mask = candidates.mask(index)
+        largest = max(largest, _iou(mask, kept_masks[row], candidates.boxes[index],
+                                    candidates.boxes[other], area, other_area))
+    return mask, largest
 
 
 def _iou(first: np.ndarray, second: np.ndarray, first_box: np.ndarray, second_box: np.ndarray,

@@ -2,8 +2,9 @@
 
 Layout (CSR, see h5store): `image_ids` (N,), `offsets` (N+1,), per image `image_sizes` int32 (N, 2)
 = (height, width); per proposal row `boxes` float32 (M, 4) xyxy pixels, `masks_rle` ascii COCO RLE
-counts, `scores` float32 (M,). Rows of an image are in rank order (best first); an image with no
-proposals keeps zero rows.
+counts, `scores` float32 (M,). Rows of an image are in rank order (best first; the filter's
+diversity ranking may place a higher-scored proposal that overlaps a better one later); an image
+with no proposals keeps zero rows.
 
 Other stages read proposals with
 ```

@@ -59,12 +59,13 @@ class ProposalsConfig(StageConfig):
     method: Method
     top_n: int = Field(ge=1)
     max_iou: float = Field(gt=0, le=1)
+    diverse_iou: float = Field(gt=0, le=1)
     min_area: float = Field(ge=0, lt=1)
     max_area: float = Field(gt=0, le=1)
     selective_search: SelectiveSearchConfig
 
     def filter_settings(self) -> FilterSettings:
-        return FilterSettings(self.top_n, self.max_iou, self.min_area, self.max_area)
+        return FilterSettings(self.top_n, self.max_iou, self.diverse_iou, self.min_area, self.max_area)
 
     def strategies(self) -> list[Strategy]:
         search = self.selective_search
