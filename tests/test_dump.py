@@ -1,0 +1,61 @@
+"""`liid dump` on the tiny demo: the dump.h5 contract, and an image without proposals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liid_cli import artifacts
+from liid_cli.data.index import load_index
+from liid_cli.fileio import file_sha256
+from liid_cli.h5store import open_csr
+from liid_cli.proposals.store import open_proposals
+from tests.proposal_fixture import run_demo_stage, write_fake_proposals
+
+
+@pytest.fixture(scope="module")
+def dumped(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("dump") / "run"
+    index = tiny_demo / "index_train.json"
+    write_fake_proposals(run_dir, index, random_per_image=3, empty_image_ids=(2,))
+    run_demo_stage("train_cam", run_dir, index, "save_cams=false")
+    run_demo_stage("train_mil", run_dir, index, "epochs=1")
+    manifest = run_demo_stage("dump", run_dir, index)
+    assert manifest["metrics"]["images_per_second"] > 0
+    return run_dir
+
+
+def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
+    index_path = tiny_demo / "index_train.json"
+    index = load_index(index_path)
+    path = artifacts.stage_dir(dumped, "dump") / artifacts.DUMP_H5
+    with open_proposals(dumped, index_path) as store, \
+            open_csr(path, artifacts.SCHEMA_DUMP, file_sha256(index_path), "dump") as dump:
+        assert (dump.image_ids == store.image_ids).all() and (dump.offsets == store.csr.offsets).all()
+        assert dump.rows_of(2).start == dump.rows_of(2).stop  # the image without proposals has no rows
+        probs = dump.column(artifacts.H5_PROBS)
+        features = dump.column(artifacts.H5_FEATURES)
+        assert probs.dtype == np.float32 and probs.shape == (dump.num_rows, 7)
+        assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 128)
+        labels = dump.column(artifacts.H5_LABELS)
+        assert labels.shape == (len(index.images), 7) and (labels[:, 0] == 1).all()
+        for position, proposals in enumerate(store):
+            image = index.images[position]
+            assert (labels[position] == index.classes.label_vector(image["labels"])).all()
+            assert (dump.read(artifacts.H5_BOXES, proposals.image_id) == proposals.boxes).all()
+            assert (dump.read(artifacts.H5_PROPOSAL_INDEX, proposals.image_id) == np.arange(len(proposals))).all()
+
+
+def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Path) -> None:
+    index_path = tiny_demo / "index_train.json"
+    single = run_demo_stage("dump", dumped, index_path, "batch_size=1", force=True)
+    assert single["metrics"]["proposals"] > 0
+    path = artifacts.stage_dir(dumped, "dump") / artifacts.DUMP_H5
+    with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
+        one_by_one = dump.column(artifacts.H5_PROBS)
+    run_demo_stage("dump", dumped, index_path, "batch_size=5", force=True)
+    with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
+        assert np.allclose(dump.column(artifacts.H5_PROBS), one_by_one, atol=1e-5)

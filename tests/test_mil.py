@@ -1,0 +1,144 @@
+"""`train-mil` on the tiny demo: the loss goes down, resume, NaN stop, mismatched inputs refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from liid_cli import artifacts
+from liid_cli.checkpoints import load_checkpoint
+from liid_cli.config import load_stage_config
+from liid_cli.errors import LiidError
+from liid_cli.models.mil import ClassCentres, MilNetwork, ProposalDataset, single_item
+from liid_cli.runner import StageContext
+from liid_cli.stages import train_mil
+from tests.proposal_fixture import TEST_SETTINGS, run_demo_stage, write_fake_proposals
+
+
+@pytest.fixture(scope="module")
+def cam_ready(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder with proposals (image 2 has none) and a finished train-cam."""
+    run_dir = tmp_path_factory.mktemp("mil") / "run"
+    write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,))
+    run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json", "save_cams=false")
+    return run_dir
+
+
+def test_network_gives_one_row_per_box_in_order() -> None:
+    network = MilNetwork("tinynet", "none", num_classes=3, roi_op="align", roi_size=2).eval()
+    images = torch.randn(2, 3, 32, 32)
+    boxes = [torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 8.0, 32.0, 32.0]]), torch.tensor([[0.0, 0.0, 32.0, 32.0]])]
+    logits, features = network(images, boxes)
+    assert logits.shape == (3, 4) and features.shape == (3, network.feature_dim)
+    alone, _ = network(images[1:], boxes[1:])
+    assert torch.allclose(alone, logits[2:], atol=1e-5)
+    pooled, _ = MilNetwork("tinynet", "none", 3, roi_op="pool", roi_size=2).eval()(images, boxes)
+    assert pooled.shape == (3, 4)
+
+
+def _context(run_dir: Path, index: Path, out: Path) -> StageContext:
+    return StageContext(run_dir=run_dir, out_dir=out, cache_dir=artifacts.cache_dir(run_dir, "train-mil"),
+                        index_path=index, seed=0, device="cpu", workers=1)
+
+
+def _config(*extra: str) -> train_mil.TrainMilConfig:
+    return load_stage_config("train-mil", train_mil.TrainMilConfig, profile="demo",
+                             overrides=[*TEST_SETTINGS["train_mil"], *extra])
+
+
+def test_a_few_epochs_lower_the_loss_and_skip_images_without_proposals(
+        cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    index = tiny_demo / "index_train.json"
+    config = _config("epochs=3", "lr=0.01")
+    context = _context(cam_ready, index, tmp_path)
+    items = train_mil.training_images(train_mil.load_index(index), context, "box")
+    assert 2 not in {item.image_id for item in items} and len(items) == 23
+    network = train_mil.build_network(config, 6, cam_ready)
+    centres = ClassCentres(6, network.feature_dim)
+    optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    loader = torch.utils.data.DataLoader(ProposalDataset(items, config.input_size, flip=False), batch_size=1,
+                                         collate_fn=single_item)
+    means = [train_mil.train_one_epoch(network, centres, loader, optimizer, scaler, config, "cpu", epoch, 1)
+             for epoch in range(3)]
+    assert means[-1]["total"] < means[0]["total"], means
+    assert set(means[0]) == {"total", "att", "mil", "cent"}
+    assert bool(centres.known.any())
+
+
+def test_nan_loss_stops_training_naming_the_step(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    config = _config()
+    context = _context(cam_ready, tiny_demo / "index_train.json", tmp_path)
+    items = train_mil.training_images(train_mil.load_index(context.index_path), context, "box")
+    network = train_mil.build_network(config, 6, cam_ready)
+    with torch.no_grad():
+        network.classifier.weight[0, 0] = float("nan")
+    loader = torch.utils.data.DataLoader(ProposalDataset(items, config.input_size, flip=False), batch_size=1,
+                                         collate_fn=single_item)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+    with pytest.raises(LiidError, match=r"loss became nan at epoch 2, step 1 \(image id \d+\)"):
+        train_mil.train_one_epoch(network, ClassCentres(6, network.feature_dim), loader, optimizer,
+                                  torch.amp.GradScaler("cuda", enabled=False), config, "cpu", 1, 1)
+
+
+def test_resume_continues_at_the_next_epoch(cam_ready: Path, tiny_demo: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    index = tiny_demo / "index_train.json"
+    real_epoch = train_mil.train_one_epoch
+    epochs_run: list[int] = []
+
+    def stop_in_second_epoch(*args: object) -> dict[str, float]:
+        epoch = args[7]
+        if epoch == 1 and not epochs_run.count(-1):
+            epochs_run.append(-1)
+            raise KeyboardInterrupt
+        epochs_run.append(epoch)  # type: ignore[arg-type]
+        return real_epoch(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(train_mil, "train_one_epoch", stop_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo_stage("train_mil", cam_ready, index, "epochs=3", force=True)
+    assert not (artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MANIFEST).exists()
+    assert load_checkpoint(artifacts.cache_dir(cam_ready, "train-mil") / train_mil.RESUME_CHECKPOINT)["epoch"] == 1
+    manifest = run_demo_stage("train_mil", cam_ready, index, "epochs=3", "resume=true", force=True)
+    assert epochs_run == [0, -1, 1, 2]
+    assert manifest["metrics"]["start_epoch"] == 1 and "resume" not in manifest["config"]
+    saved = load_checkpoint(artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MIL_CHECKPOINT)
+    assert saved["epoch"] == 3 and saved["class_names"][0] == "ellipse"
+    assert not artifacts.cache_dir(cam_ready, "train-mil").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    context = _context(cam_ready, tiny_demo / "index_train.json", tmp_path)
+    context.cache_dir.mkdir(parents=True, exist_ok=True)
+    other = _config("lr=0.5")
+    network = train_mil.build_network(other, 6, cam_ready)
+    from liid_cli.checkpoints import save_checkpoint
+
+    save_checkpoint(context.cache_dir / train_mil.RESUME_CHECKPOINT,
+                    {"epoch": 1, "config": other.model_dump(mode="json"), "model": network.state_dict()})
+    try:
+        with pytest.raises(LiidError, match="other settings"):
+            train_mil.resume_state(_config("resume=true"), context, network, ClassCentres(6, 128),
+                                   torch.optim.SGD(network.parameters(), lr=0.1), None,
+                                   torch.amp.GradScaler("cuda", enabled=False))
+    finally:
+        (context.cache_dir / train_mil.RESUME_CHECKPOINT).unlink()
+
+
+def test_cam_scores_of_other_proposals_are_refused(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cam_ready, run_dir)
+    write_fake_proposals(run_dir, tiny_demo / "index_train.json", seed=7)  # proposals remade after train-cam
+    with pytest.raises(LiidError, match=r"other proposals.*liid train-cam .*--force"):
+        run_demo_stage("train_mil", run_dir, tiny_demo / "index_train.json")
+
+
+def test_all_losses_off_is_an_error(cam_ready: Path, tiny_demo: Path) -> None:
+    with pytest.raises(LiidError, match="every loss is switched off"):
+        run_demo_stage("train_mil", cam_ready, tiny_demo / "index_train.json", "loss.attention=false",
+                       "loss.mil=false", "loss.centre=false")
