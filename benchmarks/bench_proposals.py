@@ -61,7 +61,7 @@ def recall(truth: list[np.ndarray], boxes: np.ndarray, threshold: float) -> list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--count", type=int, default=20, help="proposals per image compared")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -75,6 +75,8 @@ def main() -> None:
     times: dict[str, list[float]] = {"liid": [], "opencv": []}
     walls: dict[str, list[float]] = {"liid": [], "opencv": []}
     found: dict[str, dict[float, list[bool]]] = {"liid": {0.5: [], 0.7: []}, "opencv": {0.5: [], 0.7: []}}
+    opencv_all: list[bool] = []  # OpenCV with every box it returns, for context
+    opencv_counts: list[int] = []
     propose(config, scenes[0][0], task)  # warm-up (imports, caches)
     for image, instances in scenes:
         truth = [masks.box_xyxy(mask) for _, mask in instances]
@@ -86,9 +88,12 @@ def main() -> None:
         boxes = {"liid": ours}
         if opencv is not None:
             start, wall = time.process_time(), time.perf_counter()
-            boxes["opencv"] = opencv(image)[: args.count]
+            every = opencv(image)
             times["opencv"].append(time.process_time() - start)
             walls["opencv"].append(time.perf_counter() - wall)
+            boxes["opencv"] = every[: args.count]
+            opencv_all.extend(recall(truth, every, 0.5))
+            opencv_counts.append(len(every))
         for name, method_boxes in boxes.items():
             for threshold in (0.5, 0.7):
                 found[name][threshold].extend(recall(truth, method_boxes, threshold))
@@ -105,6 +110,8 @@ def main() -> None:
         print(f"{name:>7}: median CPU {statistics.median(times[name]):.3f} s/image "
               f"(wall {statistics.median(walls[name]):.3f})  {recalls}")
     if times["opencv"]:
+        print(f"         (opencv with all its boxes, median {int(statistics.median(opencv_counts))} per image: "
+              f"box recall@0.5 {np.mean(opencv_all):.3f})")
         ratio = statistics.median(times["liid"]) / statistics.median(times["opencv"])
         wall_ratio = statistics.median(walls["liid"]) / statistics.median(walls["opencv"])
         delta = np.mean(found["liid"][0.5]) - np.mean(found["opencv"][0.5])
