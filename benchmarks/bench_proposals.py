@@ -74,7 +74,10 @@ def main() -> None:
 
     times: dict[str, list[float]] = {"liid": [], "opencv": []}
     walls: dict[str, list[float]] = {"liid": [], "opencv": []}
-    found: dict[str, dict[float, list[bool]]] = {"liid": {0.5: [], 0.7: []}, "opencv": {0.5: [], 0.7: []}}
+    found: dict[str, dict[float, list[bool]]] = {
+        "liid": {0.5: [], 0.7: []},
+        "opencv": {0.5: [], 0.7: []},
+    }
     opencv_all: list[bool] = []  # OpenCV with every box it returns, for context
     opencv_counts: list[int] = []
     propose(config, scenes[0][0], task)  # warm-up (imports, caches)
@@ -99,24 +102,37 @@ def main() -> None:
                 found[name][threshold].extend(recall(truth, method_boxes, threshold))
 
     n_truth = len(found["liid"][0.5])
-    print(f"{args.images} images of {WIDTH}x{HEIGHT}, {n_truth} objects, {args.count} proposals per image, "
-          f"one core (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})")
+    print(
+        f"{args.images} images of {WIDTH}x{HEIGHT}, {n_truth} objects, "
+        f"{args.count} proposals per image, "
+        f"one core (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
+    )
     for name in ("liid", "opencv"):
         if not times[name]:
-            print(f"{name:>7}: not measured: opencv-contrib-python-headless (cv2.ximgproc) is missing; "
-                  "`.venv/bin/pip install opencv-contrib-python-headless` to compare")
+            print(
+                f"{name:>7}: not measured: opencv-contrib-python-headless (cv2.ximgproc) "
+                "is missing; "
+                "`.venv/bin/pip install opencv-contrib-python-headless` to compare"
+            )
             continue
         recalls = "  ".join(f"box recall@{t} {np.mean(found[name][t]):.3f}" for t in (0.5, 0.7))
-        print(f"{name:>7}: median CPU {statistics.median(times[name]):.3f} s/image "
-              f"(wall {statistics.median(walls[name]):.3f})  {recalls}")
+        print(
+            f"{name:>7}: median CPU {statistics.median(times[name]):.3f} s/image "
+            f"(wall {statistics.median(walls[name]):.3f})  {recalls}"
+        )
     if times["opencv"]:
-        print(f"         (opencv with all its boxes, median {int(statistics.median(opencv_counts))} per image: "
-              f"box recall@0.5 {np.mean(opencv_all):.3f})")
+        print(
+            f"         (opencv with all its boxes, median "
+            f"{int(statistics.median(opencv_counts))} per image: "
+            f"box recall@0.5 {np.mean(opencv_all):.3f})"
+        )
         ratio = statistics.median(times["liid"]) / statistics.median(times["opencv"])
         wall_ratio = statistics.median(walls["liid"]) / statistics.median(walls["opencv"])
         delta = np.mean(found["liid"][0.5]) - np.mean(found["opencv"][0.5])
-        print(f"time ratio liid/opencv: CPU {ratio:.2f}, wall {wall_ratio:.2f} (goal <= 2); "
-              f"box recall@0.5 liid - opencv: {delta:+.3f} (goal >= 0)")
+        print(
+            f"time ratio liid/opencv: CPU {ratio:.2f}, wall {wall_ratio:.2f} (goal <= 2); "
+            f"box recall@0.5 liid - opencv: {delta:+.3f} (goal >= 0)"
+        )
     print(f"liid median CPU {statistics.median(times['liid']):.3f} s/image (goal <= 1 s)")
 
 

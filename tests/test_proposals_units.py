@@ -1,4 +1,4 @@
-"""Proposals building blocks on tiny arrays with known answers: grouping, filter, store, evaluation."""
+"""Proposal building blocks on tiny arrays with known answers: grouping, filter, store, eval."""
 
 from __future__ import annotations
 
@@ -41,9 +41,16 @@ def _squares_image() -> tuple[np.ndarray, list[np.ndarray]]:
 
 def test_selective_search_finds_both_squares_in_its_top_proposals() -> None:
     image, objects = _squares_image()
-    hierarchies = selective_search(image, [Strategy("hsv", 50, ALL), Strategy("lab", 50, ALL)],
-                                   sigma=0.8, min_size_ratio=0.5, small_region_penalty=2.0)
-    kept, scores = select(RegionCandidates(hierarchies), FilterSettings(5, 0.9, 0.7, 0.001, 0.9), 64, 64)
+    hierarchies = selective_search(
+        image,
+        [Strategy("hsv", 50, ALL), Strategy("lab", 50, ALL)],
+        sigma=0.8,
+        min_size_ratio=0.5,
+        small_region_penalty=2.0,
+    )
+    kept, scores = select(
+        RegionCandidates(hierarchies), FilterSettings(5, 0.9, 0.7, 0.001, 0.9), 64, 64
+    )
     assert len(kept) <= 5 and np.all(np.diff(scores) <= 0)
     iou = masks.iou_matrix([masks.encode(o) for o in objects], masks.encode_many(kept))
     assert iou.max(axis=1).min() > 0.95
@@ -61,7 +68,7 @@ def test_grouping_merges_the_most_similar_neighbours_first() -> None:
     assert regions.areas.tolist() == [16, 16, 16, 32, 48]
     assert regions.boxes[3].tolist() == [0, 0, 8, 4]
     assert np.array_equal(regions.mask(3), labels < 2)
-    # region {0, 1} is absorbed by a dissimilar neighbour: it outranks superpixel 0, absorbed by a twin
+    # {0, 1} is absorbed by a dissimilar neighbour, so it outranks 0, which was absorbed by its twin
     assert regions.scores[3] > regions.scores[0]
 
 
@@ -107,8 +114,9 @@ def test_diversity_ranks_overlapping_candidates_after_distinct_ones() -> None:
 
 def test_superpixel_regions_from_leaves_give_areas_boxes_and_masks() -> None:
     superpixels = np.array([[0, 0, 1], [2, 2, 1]])
-    regions = SuperpixelRegions.from_leaves(superpixels, [np.array([0, 1]), np.array([2])],
-                                            np.array([1.0, 0.5]))
+    regions = SuperpixelRegions.from_leaves(
+        superpixels, [np.array([0, 1]), np.array([2])], np.array([1.0, 0.5])
+    )
     assert regions.areas.tolist() == [4, 2]
     assert regions.boxes.tolist() == [[0, 0, 3, 2], [0, 1, 2, 2]]
     assert np.array_equal(regions.mask(0), np.array([[1, 1, 1], [0, 0, 1]], bool))
@@ -170,5 +178,7 @@ def test_proposal_recall_and_abo_match_hand_computed_values() -> None:
 
 
 def test_box_iou_of_known_boxes() -> None:
-    iou = box_iou(np.array([[0, 0, 2, 2]], float), np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]], float))
+    iou = box_iou(
+        np.array([[0, 0, 2, 2]], float), np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6]], float)
+    )
     assert iou[0].tolist() == pytest.approx([1 / 7, 1.0, 0.0])

@@ -1,8 +1,7 @@
 """Commands: `liid proposals`, `liid eval proposals`."""
 
-
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +20,9 @@ def import_method(path: Path) -> str:
     if path.is_file() and path.suffix == ".json":
         return "rle_json"
     if path.is_dir():
-        suffixes = {p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMPORT_SUFFIX_METHODS}
+        suffixes = {
+            p.suffix.lower() for p in path.iterdir() if p.suffix.lower() in IMPORT_SUFFIX_METHODS
+        }
         if len(suffixes) == 1:
             return IMPORT_SUFFIX_METHODS[suffixes.pop()]
     raise LiidError(
@@ -34,14 +35,27 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "proposals")
     def proposals(
         common: Common,
-        import_from: Annotated[Optional[Path], typer.Option(
-            "--import", help="Import proposals instead of selective search: an RLE .json (COCO "
-            "results style), or a folder of MCG <image>.mat or label <image>.png files.")] = None,
-        shard: Annotated[Optional[str], typer.Option(
-            "--shard", help="i/n: compute only part i of n into <run>/proposal_parts/; a later "
-            "run without --shard joins the parts and computes what is missing.")] = None,
+        import_from: Annotated[
+            Path | None,
+            typer.Option(
+                "--import",
+                help="Import proposals instead of selective search: an RLE .json (COCO "
+                "results style), or a folder of MCG <image>.mat or label <image>.png files.",
+            ),
+        ] = None,
+        shard: Annotated[
+            str | None,
+            typer.Option(
+                "--shard",
+                help="i/n: compute only part i of n into <run>/proposal_parts/; a later "
+                "run without --shard joins the parts and computes what is missing.",
+            ),
+        ] = None,
     ) -> None:
-        """Segment-based object proposals with masks (selective search or imported). Writes <run>/proposals/proposals.h5."""
+        """Segment-based object proposals with masks (selective search or imported).
+
+        Writes <run>/proposals/proposals.h5.
+        """
         from liid_cli.stages import proposals as stage
 
         overrides: list[str] = []
@@ -54,33 +68,63 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             run_stage_module("proposals", common, overrides=overrides, extra_inputs=extra)
             return
         index, count = stage.parse_shard(shard)
-        config = load_stage_config("proposals", stage.ProposalsConfig, profile=common.profile,
-                                   config_file=common.config, overrides=[*common.set, *overrides])
+        config = load_stage_config(
+            "proposals",
+            stage.ProposalsConfig,
+            profile=common.profile,
+            config_file=common.config,
+            overrides=[*common.set, *overrides],
+        )
         data = common.data or index_from_upstream(common.run, stage.SPEC.upstream)
         if data is None:
             raise LiidError("no data set given: pass --data INDEX.json to `liid proposals`")
-        path = stage.run_shard(config, index_path=data, run_dir=common.run, seed=common.seed,
-                               workers=common.workers, shard=index, count=count, source=import_from)
-        log.info(f"proposals: shard {index}/{count} written to {path}; run `liid proposals` without "
-                 "--shard (same settings) to join the parts")
+        path = stage.run_shard(
+            config,
+            index_path=data,
+            run_dir=common.run,
+            seed=common.seed,
+            workers=common.workers,
+            shard=index,
+            count=count,
+            source=import_from,
+        )
+        log.info(
+            f"proposals: shard {index}/{count} written to {path}; run `liid proposals` without "
+            "--shard (same settings) to join the parts"
+        )
 
     @eval_app.command("proposals")
     @user_errors
     def eval_proposals(
         run: RunOption = artifacts.DEFAULT_RUN,
-        proposals: Annotated[Optional[Path], typer.Option(
-            "--proposals", help="Any proposals.h5 to evaluate instead of the run's.")] = None,
-        data: Annotated[Optional[Path], typer.Option(
-            "--data", help="Data set index whose ground truth to use. Default: the proposals' own.")] = None,
-        gt: Annotated[Optional[Path], typer.Option(
-            "--gt", help="A COCO instances ground-truth file instead of the data set's.")] = None,
-        name: Annotated[Optional[str], typer.Option(
-            "--name", help="Folder name under <run>/eval/ for metrics.json.")] = None,
+        proposals: Annotated[
+            Path | None,
+            typer.Option("--proposals", help="Any proposals.h5 to evaluate instead of the run's."),
+        ] = None,
+        data: Annotated[
+            Path | None,
+            typer.Option(
+                "--data",
+                help="Data set index whose ground truth to use. Default: the proposals' own.",
+            ),
+        ] = None,
+        gt: Annotated[
+            Path | None,
+            typer.Option(
+                "--gt", help="A COCO instances ground-truth file instead of the data set's."
+            ),
+        ] = None,
+        name: Annotated[
+            str | None,
+            typer.Option("--name", help="Folder name under <run>/eval/ for metrics.json."),
+        ] = None,
         quiet: QuietOption = False,
     ) -> None:
-        """Proposal quality against ground truth: recall at IoU 0.5/0.7 and ABO per proposal count."""
+        """Proposal quality vs ground truth: recall at IoU 0.5/0.7 and ABO per proposal count."""
         from liid_cli.evaluation.proposals import evaluate_run_proposals, print_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_proposals(run, proposals=proposals, gt=gt, index_path=data, name=name)
+        path, record = evaluate_run_proposals(
+            run, proposals=proposals, gt=gt, index_path=data, name=name
+        )
         print_table(record["metrics"], path)

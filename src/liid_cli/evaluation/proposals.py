@@ -1,4 +1,4 @@
-"""Proposal quality against ground-truth instances: recall at IoU 0.5 / 0.7 and ABO per proposal count.
+"""Proposal quality against ground-truth instances: recall at IoU 0.5 / 0.7 and ABO per count.
 
 For each ground-truth instance (crowd regions excluded) and each count k, its best overlap is the
 largest IoU with any of the image's first k proposals (rank order); recall@t = share of instances
@@ -22,18 +22,29 @@ from liid_cli import artifacts, masks
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256, read_json, write_json
-from liid_cli.proposals.store import ImageProposals, ProposalStore, open_proposals_file, proposals_path
+from liid_cli.proposals.store import (
+    ImageProposals,
+    ProposalStore,
+    open_proposals_file,
+    proposals_path,
+)
 from liid_cli.runner import read_manifest
 
 PROPOSAL_COUNTS = (1, 5, 10, 20, 40, 100)
 IOU_THRESHOLDS = (0.5, 0.7)
 
 
-def best_overlaps(truth_rles: list[dict[str, Any]], truth_boxes: np.ndarray,
-                  proposals: ImageProposals, counts: list[int]) -> dict[str, np.ndarray]:
-    """Best mask and box IoU of each truth instance among the first k proposals, (len(counts), G)."""
-    best = {"mask": np.zeros((len(counts), len(truth_rles))),
-            "box": np.zeros((len(counts), len(truth_rles)))}
+def best_overlaps(
+    truth_rles: list[dict[str, Any]],
+    truth_boxes: np.ndarray,
+    proposals: ImageProposals,
+    counts: list[int],
+) -> dict[str, np.ndarray]:
+    """Best mask and box IoU of each truth instance among the first k proposals: (counts, G)."""
+    best = {
+        "mask": np.zeros((len(counts), len(truth_rles))),
+        "box": np.zeros((len(counts), len(truth_rles))),
+    }
     if not truth_rles or not len(proposals):
         return best
     iou = {
@@ -85,7 +96,9 @@ def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> di
             # instances on images missing from the proposals file count as not found
             padded = np.concatenate([best, np.zeros(max(num_truth - len(best), 0))])
             for threshold in IOU_THRESHOLDS:
-                entry[f"{kind}_recall@{threshold}"] = float((padded >= threshold).mean()) if num_truth else 0.0
+                entry[f"{kind}_recall@{threshold}"] = (
+                    float((padded >= threshold).mean()) if num_truth else 0.0
+                )
             entry[f"{kind}_ABO"] = float(padded.mean()) if num_truth else 0.0
         per_count[str(count)] = entry
     counts_per_image = np.diff(store.csr.offsets)
@@ -110,10 +123,15 @@ def _as_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
     return segmentation
 
 
-def evaluate_run_proposals(run_dir: Path, *, proposals: Path | None = None, gt: Path | None = None,
-                           index_path: Path | None = None,
-                           name: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """Evaluate the run's proposals (or any proposals.h5) and write `<run>/eval/<name>/metrics.json`."""
+def evaluate_run_proposals(
+    run_dir: Path,
+    *,
+    proposals: Path | None = None,
+    gt: Path | None = None,
+    index_path: Path | None = None,
+    name: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Evaluate the run's proposals (or any proposals.h5); write <run>/eval/<name>/metrics.json."""
     proposals = proposals or proposals_path(run_dir)
     if index_path is None:
         manifest = read_manifest(proposals.parent)
@@ -124,7 +142,9 @@ def evaluate_run_proposals(run_dir: Path, *, proposals: Path | None = None, gt: 
     if gt is None:
         gt = index.ground_truth_path
         if gt is None or not gt.is_file():
-            raise LiidError(f"{index_path}: the data set has no ground-truth masks; pass --gt GT.json")
+            raise LiidError(
+                f"{index_path}: the data set has no ground-truth masks; pass --gt GT.json"
+            )
     name = name or artifacts.EVAL_PROPOSALS
     if "/" in name or name.startswith("."):
         raise LiidError(f"--name {name!r}: use a plain folder name such as `proposals_mcg`")
@@ -132,10 +152,15 @@ def evaluate_run_proposals(run_dir: Path, *, proposals: Path | None = None, gt: 
     with open_proposals_file(proposals, file_sha256(index_path)) as store:
         metrics = evaluate_proposals(store, read_json(gt))
     record = {
-        "kind": "proposals", "name": name,
-        "inputs": {key: {"path": str(path), "sha256": file_sha256(path)}
-                   for key, path in (("proposals", proposals), ("ground_truth", gt))},
-        "metrics": metrics, "seconds": round(time.time() - started, 3), "finished": time.time(),
+        "kind": "proposals",
+        "name": name,
+        "inputs": {
+            key: {"path": str(path), "sha256": file_sha256(path)}
+            for key, path in (("proposals", proposals), ("ground_truth", gt))
+        },
+        "metrics": metrics,
+        "seconds": round(time.time() - started, 3),
+        "finished": time.time(),
     }
     path = artifacts.eval_metrics_path(run_dir, name)
     write_json(path, record)
@@ -143,11 +168,16 @@ def evaluate_run_proposals(run_dir: Path, *, proposals: Path | None = None, gt: 
 
 
 def proposals_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title=f"proposal quality ({metrics['num_images']} images, "
-                        f"{metrics['num_ground_truth']} instances, %)")
+    table = Table(
+        title=f"proposal quality ({metrics['num_images']} images, "
+        f"{metrics['num_ground_truth']} instances, %)"
+    )
     table.add_column("proposals", justify="right")
-    columns = [f"{kind}_{metric}" for kind in ("mask", "box")
-               for metric in (*(f"recall@{t}" for t in IOU_THRESHOLDS), "ABO")]
+    columns = [
+        f"{kind}_{metric}"
+        for kind in ("mask", "box")
+        for metric in (*(f"recall@{t}" for t in IOU_THRESHOLDS), "ABO")
+    ]
     for column in columns:
         heading = column.replace("_", " ").replace("recall@0.", "R@.")
         table.add_column(heading, justify="right")

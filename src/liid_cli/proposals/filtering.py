@@ -21,7 +21,9 @@ class FilterSettings:
     max_iou: float  # a candidate whose mask IoU with a kept one exceeds this is a near-duplicate
     diverse_iou: float  # above this IoU with a kept one a candidate is ranked after the others
     min_area: float  # fraction of the image; smaller regions are dropped
-    max_area: float  # fraction of the image; larger regions count as the whole image and are dropped
+    max_area: (
+        float  # fraction of the image; larger regions count as the whole image and are dropped
+    )
 
 
 class Candidates(Protocol):
@@ -33,7 +35,7 @@ class Candidates(Protocol):
 
 
 class RegionCandidates:
-    """The regions of several superpixel region sets (hierarchies, MCG files) as one candidate list."""
+    """The regions of several superpixel region sets (hierarchies, MCG files) as one list."""
 
     def __init__(self, hierarchies: list[SuperpixelRegions]) -> None:
         self.hierarchies = hierarchies
@@ -55,17 +57,27 @@ class MaskCandidates:
         self.scores = np.asarray(scores, dtype=np.float64)
         self.areas = self.masks.sum(axis=(1, 2)).astype(np.float64)
         rows, cols = self.masks.any(axis=2), self.masks.any(axis=1)
-        self.boxes = np.stack([
-            cols.argmax(axis=1), rows.argmax(axis=1),
-            cols.shape[1] - cols[:, ::-1].argmax(axis=1), rows.shape[1] - rows[:, ::-1].argmax(axis=1),
-        ], axis=1).astype(np.float64) if len(masks) else np.zeros((0, 4))
+        self.boxes = (
+            np.stack(
+                [
+                    cols.argmax(axis=1),
+                    rows.argmax(axis=1),
+                    cols.shape[1] - cols[:, ::-1].argmax(axis=1),
+                    rows.shape[1] - rows[:, ::-1].argmax(axis=1),
+                ],
+                axis=1,
+            ).astype(np.float64)
+            if len(masks)
+            else np.zeros((0, 4))
+        )
 
     def mask(self, index: int) -> np.ndarray:
         return self.masks[index]
 
 
-def select(candidates: Candidates, settings: FilterSettings, height: int,
-           width: int) -> tuple[np.ndarray, np.ndarray]:
+def select(
+    candidates: Candidates, settings: FilterSettings, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The kept masks, bool (K, H, W) in rank order, and their scores (K,).
 
     Candidates go best score first. One overlapping a kept proposal with mask IoU > max_iou is
@@ -74,13 +86,14 @@ def select(candidates: Candidates, settings: FilterSettings, height: int,
     """
     image_area = float(height * width)
     valid = (candidates.areas >= settings.min_area * image_area) & (
-        candidates.areas <= settings.max_area * image_area)
+        candidates.areas <= settings.max_area * image_area
+    )
     order = np.argsort(-candidates.scores, kind="stable")
     kept: list[int] = []
     kept_masks: list[np.ndarray] = []
     deferred: list[int] = []
     for threshold, pool in ((settings.diverse_iou, order[valid[order]]), (settings.max_iou, None)):
-        for index in (pool if pool is not None else list(deferred)):
+        for index in pool if pool is not None else list(deferred):
             if len(kept) >= settings.top_n:
                 break
             mask, overlap = _largest_overlap(candidates, int(index), kept, kept_masks, threshold)
@@ -96,8 +109,13 @@ def select(candidates: Candidates, settings: FilterSettings, height: int,
     return np.stack(kept_masks), candidates.scores[kept].astype(np.float32)
 
 
-def _largest_overlap(candidates: Candidates, index: int, kept: list[int], kept_masks: list[np.ndarray],
-                     threshold: float) -> tuple[np.ndarray | None, float]:
+def _largest_overlap(
+    candidates: Candidates,
+    index: int,
+    kept: list[int],
+    kept_masks: list[np.ndarray],
+    threshold: float,
+) -> tuple[np.ndarray | None, float]:
     """The candidate's mask (if it had to be made) and its largest IoU with a kept proposal,
     computed only where the areas allow an IoU above `threshold` (IoU <= small / large area)."""
     mask = None
@@ -109,13 +127,28 @@ def _largest_overlap(candidates: Candidates, index: int, kept: list[int], kept_m
             continue
         if mask is None:
             mask = candidates.mask(index)
-        largest = max(largest, _iou(mask, kept_masks[row], candidates.boxes[index],
-                                    candidates.boxes[other], area, other_area))
+        largest = max(
+            largest,
+            _iou(
+                mask,
+                kept_masks[row],
+                candidates.boxes[index],
+                candidates.boxes[other],
+                area,
+                other_area,
+            ),
+        )
     return mask, largest
 
 
-def _iou(first: np.ndarray, second: np.ndarray, first_box: np.ndarray, second_box: np.ndarray,
-         first_area: float, second_area: float) -> float:
+def _iou(
+    first: np.ndarray,
+    second: np.ndarray,
+    first_box: np.ndarray,
+    second_box: np.ndarray,
+    first_area: float,
+    second_area: float,
+) -> float:
     """Mask IoU, counting the intersection only inside the two boxes' overlap."""
     x0, y0 = np.maximum(first_box[:2], second_box[:2]).astype(int)
     x1, y1 = np.minimum(first_box[2:], second_box[2:]).astype(int)

@@ -59,14 +59,20 @@ def read_mcg(path: Path, height: int, width: int) -> SuperpixelRegions:
     try:
         content = scipy.io.loadmat(path)
     except NotImplementedError:
-        raise LiidError(f"{path}: MATLAB v7.3 file; resave it with -v7 (scipy cannot read v7.3)") from None
+        raise LiidError(
+            f"{path}: MATLAB v7.3 file; resave it with -v7 (scipy cannot read v7.3)"
+        ) from None
     except (OSError, ValueError) as error:
         raise LiidError(f"{path}: not a readable .mat file ({error}); replace the file") from None
     if "superpixels" not in content or "labels" not in content:
-        raise LiidError(f"{path}: expected MCG fields `superpixels` and `labels`; found {sorted(content)}")
+        raise LiidError(
+            f"{path}: expected MCG fields `superpixels` and `labels`; found {sorted(content)}"
+        )
     superpixels = np.asarray(content["superpixels"]).astype(np.int64) - 1
     _check_size(path, superpixels.shape, height, width)
-    labels = [np.asarray(entry).astype(np.int64).ravel() - 1 for entry in np.ravel(content["labels"])]
+    labels = [
+        np.asarray(entry).astype(np.int64).ravel() - 1 for entry in np.ravel(content["labels"])
+    ]
     if "scores" in content:
         scores = np.asarray(content["scores"], dtype=np.float64).ravel()
     else:
@@ -82,7 +88,9 @@ def read_label_png(path: Path, height: int, width: int) -> SuperpixelRegions:
         with Image.open(path) as image:
             label_map = np.asarray(image).astype(np.int64)
     except (UnidentifiedImageError, OSError) as error:
-        raise LiidError(f"{path}: cannot decode the label PNG ({error}); replace the file") from None
+        raise LiidError(
+            f"{path}: cannot decode the label PNG ({error}); replace the file"
+        ) from None
     if label_map.ndim != 2:
         raise LiidError(f"{path}: expected a single-channel label PNG (value i+1 = proposal i)")
     _check_size(path, label_map.shape, height, width)
@@ -97,7 +105,9 @@ def load_rle_json(path: Path, image_ids: Iterable[int]) -> dict[int, RleEntries]
     document = read_json(path)
     entries = document.get("annotations") if isinstance(document, dict) else document
     if not isinstance(entries, list):
-        raise LiidError(f"{path}: expected a list of {{image_id, segmentation, score}} or a COCO document")
+        raise LiidError(
+            f"{path}: expected a list of {{image_id, segmentation, score}} or a COCO document"
+        )
     known = set(int(i) for i in image_ids)
     grouped: dict[int, RleEntries] = {}
     unknown: set[int] = set()
@@ -130,5 +140,7 @@ def rle_candidates(path: Path, entries: RleEntries, height: int, width: int) -> 
         decoded.append(masks.decode(rle))
     stack = np.stack(decoded) if decoded else np.zeros((0, height, width), dtype=bool)
     given = [score for _, score in entries]
-    scores = rank_scores(len(entries)) if any(s is None for s in given) else np.asarray(given, float)
+    scores = (
+        rank_scores(len(entries)) if any(s is None for s in given) else np.asarray(given, float)
+    )
     return MaskCandidates(stack, scores)

@@ -48,7 +48,10 @@ def _rgi(image: np.ndarray) -> np.ndarray:
 
 # Every colour space maps uint8 RGB to float channels in [0, 1].
 COLOUR_SPACES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "hsv": _hsv, "lab": _lab, "rgb": _rgb, "rgi": _rgi,
+    "hsv": _hsv,
+    "lab": _lab,
+    "rgb": _rgb,
+    "rgi": _rgi,
 }
 
 
@@ -78,9 +81,10 @@ class SuperpixelRegions:
         return lookup[self.superpixels]
 
     @classmethod
-    def from_leaves(cls, superpixels: np.ndarray, leaves: list[np.ndarray],
-                    scores: np.ndarray) -> SuperpixelRegions:
-        """Regions given by their superpixels; areas and boxes are computed from the superpixel map."""
+    def from_leaves(
+        cls, superpixels: np.ndarray, leaves: list[np.ndarray], scores: np.ndarray
+    ) -> SuperpixelRegions:
+        """Regions given by their superpixels; areas and boxes come from the superpixel map."""
         n = int(superpixels.max()) + 1 if superpixels.size else 1
         sizes, boxes = _superpixel_sizes_and_boxes(superpixels, n)
         region_boxes = np.zeros((len(leaves), 4))
@@ -115,10 +119,13 @@ def _quantised(values: np.ndarray, bins: int) -> np.ndarray:
 def _histograms(quantised: np.ndarray, labels: np.ndarray, n_regions: int, bins: int) -> np.ndarray:
     """Per-region histograms of each channel of bin indices (C, H, W) -> (n, C * bins)."""
     base = labels.ravel().astype(np.int64) * bins
-    return np.concatenate([
-        np.bincount(base + channel.ravel(), minlength=n_regions * bins).reshape(n_regions, bins)
-        for channel in quantised
-    ], axis=1).astype(np.float64)
+    return np.concatenate(
+        [
+            np.bincount(base + channel.ravel(), minlength=n_regions * bins).reshape(n_regions, bins)
+            for channel in quantised
+        ],
+        axis=1,
+    ).astype(np.float64)
 
 
 def _texture_bins(values: np.ndarray) -> np.ndarray:
@@ -133,8 +140,11 @@ def _texture_bins(values: np.ndarray) -> np.ndarray:
             directional = np.float32(np.cos(angle)) * dx + np.float32(np.sin(angle)) * dy
             for response in (np.maximum(directional, 0.0), np.maximum(-directional, 0.0)):
                 peak = max(float(response.max()), 1e-12)
-                responses.append(np.minimum((response * (TEXTURE_BINS / peak)).astype(np.int64),
-                                            TEXTURE_BINS - 1))
+                responses.append(
+                    np.minimum(
+                        (response * (TEXTURE_BINS / peak)).astype(np.int64), TEXTURE_BINS - 1
+                    )
+                )
     return np.stack(responses)
 
 
@@ -143,7 +153,7 @@ def _normalised(histograms: np.ndarray) -> np.ndarray:
 
 
 def _adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (a, b) pairs, a < b, of 4-connected neighbouring superpixels, and their boundary lengths."""
+    """Unique (a, b) pairs, a < b, of 4-connected neighbouring superpixels; boundary lengths."""
     n = int(labels.max()) + 1
     codes = []
     for first, second in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
@@ -158,8 +168,13 @@ def _adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Grouping:
     """Region features of one hierarchy; regions 0..n-1 are superpixels, later ones are merges."""
 
-    def __init__(self, labels: np.ndarray, colour_hist: np.ndarray, texture_hist: np.ndarray,
-                 similarities: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        colour_hist: np.ndarray,
+        texture_hist: np.ndarray,
+        similarities: tuple[str, ...],
+    ) -> None:
         n = colour_hist.shape[0]
         capacity = 2 * n - 1
         self.image_area = float(labels.size)
@@ -201,15 +216,22 @@ class _Grouping:
         size = self.sizes[a] + self.sizes[b]
         self.sizes[new] = size
         self.colour[new] = (self.colour[a] * self.sizes[a] + self.colour[b] * self.sizes[b]) / size
-        self.texture[new] = (self.texture[a] * self.sizes[a] + self.texture[b] * self.sizes[b]) / size
+        self.texture[new] = (
+            self.texture[a] * self.sizes[a] + self.texture[b] * self.sizes[b]
+        ) / size
         self.boxes[new, :2] = np.minimum(self.boxes[a, :2], self.boxes[b, :2])
         self.boxes[new, 2:] = np.maximum(self.boxes[a, 2:], self.boxes[b, 2:])
         self.count += 1
         return new
 
 
-def group(labels: np.ndarray, colour_hist: np.ndarray, texture_hist: np.ndarray,
-          similarities: tuple[str, ...], small_region_penalty: float) -> SuperpixelRegions:
+def group(
+    labels: np.ndarray,
+    colour_hist: np.ndarray,
+    texture_hist: np.ndarray,
+    similarities: tuple[str, ...],
+    small_region_penalty: float,
+) -> SuperpixelRegions:
     """Greedy grouping of the most similar neighbours until one region (per connected part) is left.
 
     Rank score (our choice; the paper's randomised hierarchy position ranks whole objects late):
@@ -221,12 +243,14 @@ def group(labels: np.ndarray, colour_hist: np.ndarray, texture_hist: np.ndarray,
     n = colour_hist.shape[0]
     boundary: list[dict[int, float]] = [{} for _ in range(2 * n - 1)]
     pairs, lengths = _adjacent_pairs(labels)
-    for (a, b), length in zip(pairs.tolist(), lengths.tolist()):
+    for (a, b), length in zip(pairs.tolist(), lengths.tolist(), strict=True):
         boundary[a][b] = boundary[b][a] = float(length)
     heap: list[tuple[float, int, int]] = []
     if len(pairs):
         pair_similarity = grouping.similarity(pairs[:, 0], pairs[:, 1])
-        heap = [(-s, a, b) for s, (a, b) in zip(pair_similarity.tolist(), pairs.tolist())]
+        heap = [
+            (-s, a, b) for s, (a, b) in zip(pair_similarity.tolist(), pairs.tolist(), strict=True)
+        ]
         heapq.heapify(heap)
     alive = np.zeros(2 * n - 1, dtype=bool)
     alive[:n] = True
@@ -245,18 +269,25 @@ def group(labels: np.ndarray, colour_hist: np.ndarray, texture_hist: np.ndarray,
         around = _merged_boundary(boundary, a, b, new)
         if around:
             others = np.fromiter(around, dtype=np.int64, count=len(around))
-            for s, other in zip(grouping.similarity(new, others).tolist(), others.tolist()):
+            for s, other in zip(
+                grouping.similarity(new, others).tolist(), others.tolist(), strict=True
+            ):
                 heapq.heappush(heap, (-s, other, new))
     count = grouping.count
     areas = grouping.sizes[:count].copy()
     return SuperpixelRegions(
-        superpixels=labels, leaves=leaves, areas=areas, boxes=grouping.boxes[:count].copy(),
+        superpixels=labels,
+        leaves=leaves,
+        areas=areas,
+        boxes=grouping.boxes[:count].copy(),
         scores=contrast[:count] - small_region_penalty / np.sqrt(np.maximum(areas, 1.0)),
         n_superpixels=n,
     )
 
 
-def _merged_boundary(boundary: list[dict[int, float]], a: int, b: int, new: int) -> dict[int, float]:
+def _merged_boundary(
+    boundary: list[dict[int, float]], a: int, b: int, new: int
+) -> dict[int, float]:
     """Give `new` the neighbours of a and b (boundary lengths summed) and retire a and b."""
     around = dict(boundary[a])
     for other, length in boundary[b].items():
@@ -282,8 +313,13 @@ def _boundary_contrast(grouping: _Grouping, region: int, boundary: dict[int, flo
     return float(np.dot(weights, 1.0 - grouping.appearance(region, others)) / weights.sum())
 
 
-def selective_search(image: np.ndarray, strategies: list[Strategy], sigma: float,
-                     min_size_ratio: float, small_region_penalty: float) -> list[SuperpixelRegions]:
+def selective_search(
+    image: np.ndarray,
+    strategies: list[Strategy],
+    sigma: float,
+    min_size_ratio: float,
+    small_region_penalty: float,
+) -> list[SuperpixelRegions]:
     """All hierarchies of `image` (uint8 RGB), one per strategy; the features of a colour space
     and the superpixels of a (colour space, scale) pair are computed once."""
     hierarchies = []
@@ -293,18 +329,28 @@ def selective_search(image: np.ndarray, strategies: list[Strategy], sigma: float
         if strategy.colour_space not in converted:
             values = COLOUR_SPACES[strategy.colour_space](image)
             converted[strategy.colour_space] = (
-                values, _quantised(values, COLOUR_BINS), _texture_bins(values))
+                values,
+                _quantised(values, COLOUR_BINS),
+                _texture_bins(values),
+            )
         values, colour_bins, texture_bins = converted[strategy.colour_space]
         key = (strategy.colour_space, strategy.scale)
         if key not in segmented:
             labels = felzenszwalb(
-                values, scale=strategy.scale, sigma=sigma,
-                min_size=max(int(strategy.scale * min_size_ratio), 1), channel_axis=-1,
+                values,
+                scale=strategy.scale,
+                sigma=sigma,
+                min_size=max(int(strategy.scale * min_size_ratio), 1),
+                channel_axis=-1,
             )
             n = int(labels.max()) + 1
-            segmented[key] = (labels, _histograms(colour_bins, labels, n, COLOUR_BINS),
-                              _histograms(texture_bins, labels, n, TEXTURE_BINS))
+            segmented[key] = (
+                labels,
+                _histograms(colour_bins, labels, n, COLOUR_BINS),
+                _histograms(texture_bins, labels, n, TEXTURE_BINS),
+            )
         labels, colour_hist, texture_hist = segmented[key]
-        hierarchies.append(group(labels, colour_hist, texture_hist, strategy.similarities,
-                                 small_region_penalty))
+        hierarchies.append(
+            group(labels, colour_hist, texture_hist, strategy.similarities, small_region_penalty)
+        )
     return hierarchies

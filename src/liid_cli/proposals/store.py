@@ -60,36 +60,57 @@ class ImageProposals:
         return np.stack([masks.decode(self.rle(row)) for row in range(len(self))])
 
     @classmethod
-    def from_masks(cls, image_id: int, mask_stack: np.ndarray, scores: np.ndarray) -> ImageProposals:
+    def from_masks(
+        cls, image_id: int, mask_stack: np.ndarray, scores: np.ndarray
+    ) -> ImageProposals:
         """Build from bool (M, H, W) masks and their scores (rows kept in the given order)."""
         height, width = mask_stack.shape[1:]
         rles = masks.encode_many(mask_stack)
-        boxes = np.stack([masks.box_xyxy(m) for m in mask_stack]) if len(mask_stack) else np.zeros((0, 4))
+        boxes = (
+            np.stack([masks.box_xyxy(m) for m in mask_stack])
+            if len(mask_stack)
+            else np.zeros((0, 4))
+        )
         return cls(
-            image_id=int(image_id), height=int(height), width=int(width),
+            image_id=int(image_id),
+            height=int(height),
+            width=int(width),
             boxes=boxes.astype(np.float32).reshape(-1, 4),
             masks_rle=tuple(rle["counts"] for rle in rles),
             scores=np.asarray(scores, dtype=np.float32).reshape(-1),
         )
 
 
-def write_proposals(path: Path, fingerprint: str, proposals: Sequence[ImageProposals],
-                    attrs: dict[str, Any] | None = None) -> None:
+def write_proposals(
+    path: Path,
+    fingerprint: str,
+    proposals: Sequence[ImageProposals],
+    attrs: dict[str, Any] | None = None,
+) -> None:
     """Write `proposals` (one entry per image, in index order) atomically to `path`."""
     boxes = [p.boxes.reshape(-1, 4) for p in proposals]
     write_csr(
-        path, schema=artifacts.SCHEMA_PROPOSALS, fingerprint=fingerprint,
+        path,
+        schema=artifacts.SCHEMA_PROPOSALS,
+        fingerprint=fingerprint,
         image_ids=np.array([p.image_id for p in proposals], dtype=np.int64),
         counts=np.array([len(p) for p in proposals], dtype=np.int64),
         rows={
-            artifacts.H5_BOXES: np.concatenate(boxes).astype(np.float32) if boxes
+            artifacts.H5_BOXES: np.concatenate(boxes).astype(np.float32)
+            if boxes
             else np.zeros((0, 4), dtype=np.float32),
-            artifacts.H5_MASKS_RLE: np.array([c for p in proposals for c in p.masks_rle], dtype=object),
+            artifacts.H5_MASKS_RLE: np.array(
+                [c for p in proposals for c in p.masks_rle], dtype=object
+            ),
             artifacts.H5_SCORES: np.concatenate([p.scores for p in proposals]).astype(np.float32)
-            if proposals else np.zeros(0, dtype=np.float32),
+            if proposals
+            else np.zeros(0, dtype=np.float32),
         },
-        per_image={artifacts.H5_IMAGE_SIZES: np.array(
-            [[p.height, p.width] for p in proposals], dtype=np.int32).reshape(-1, 2)},
+        per_image={
+            artifacts.H5_IMAGE_SIZES: np.array(
+                [[p.height, p.width] for p in proposals], dtype=np.int32
+            ).reshape(-1, 2)
+        },
         attrs=attrs,
     )
 
@@ -115,7 +136,9 @@ class ProposalStore:
         height, width = self.image_sizes[self._position[int(image_id)]]
         handle = self.csr.handle
         return ImageProposals(
-            image_id=int(image_id), height=int(height), width=int(width),
+            image_id=int(image_id),
+            height=int(height),
+            width=int(width),
             boxes=handle[artifacts.H5_BOXES][rows].reshape(-1, 4),
             masks_rle=tuple(handle[artifacts.H5_MASKS_RLE].asstr()[rows]),
             scores=handle[artifacts.H5_SCORES][rows],
@@ -131,8 +154,12 @@ class ProposalStore:
             start, stop = int(offsets[i]), int(offsets[i + 1])
             height, width = self.image_sizes[i]
             yield ImageProposals(
-                image_id=int(image_id), height=int(height), width=int(width),
-                boxes=boxes[start:stop], masks_rle=tuple(rles[start:stop]), scores=scores[start:stop],
+                image_id=int(image_id),
+                height=int(height),
+                width=int(width),
+                boxes=boxes[start:stop],
+                masks_rle=tuple(rles[start:stop]),
+                scores=scores[start:stop],
             )
 
 

@@ -65,15 +65,22 @@ class ProposalsConfig(StageConfig):
     selective_search: SelectiveSearchConfig
 
     def filter_settings(self) -> FilterSettings:
-        return FilterSettings(self.top_n, self.max_iou, self.diverse_iou, self.min_area, self.max_area)
+        return FilterSettings(
+            self.top_n, self.max_iou, self.diverse_iou, self.min_area, self.max_area
+        )
 
     def strategies(self) -> list[Strategy]:
         search = self.selective_search
-        return [Strategy(space, scale, tuple(similarities)) for space, scale, similarities
-                in itertools.product(search.colour_spaces, search.scales, search.similarity_sets)]
+        return [
+            Strategy(space, scale, tuple(similarities))
+            for space, scale, similarities in itertools.product(
+                search.colour_spaces, search.scales, search.similarity_sets
+            )
+        ]
 
 
 # --- one image ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ImageTask:
@@ -87,9 +94,15 @@ class ImageTask:
 
 def _selective_search(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
     search = config.selective_search
-    return RegionCandidates(selective_search(
-        image, config.strategies(), search.sigma, search.min_size_ratio, search.small_region_penalty
-    ))
+    return RegionCandidates(
+        selective_search(
+            image,
+            config.strategies(),
+            search.sigma,
+            search.min_size_ratio,
+            search.small_region_penalty,
+        )
+    )
 
 
 def _mcg(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
@@ -119,7 +132,9 @@ CANDIDATE_SOURCES: dict[str, Callable[[ProposalsConfig, np.ndarray, ImageTask], 
 }
 
 
-def propose(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> tuple[np.ndarray, np.ndarray]:
+def propose(
+    config: ProposalsConfig, image: np.ndarray, task: ImageTask
+) -> tuple[np.ndarray, np.ndarray]:
     """Filtered proposals of one decoded image: bool masks (K, H, W) best first, scores (K,)."""
     candidates = CANDIDATE_SOURCES[config.method](config, image, task)
     return select(candidates, config.filter_settings(), *image.shape[:2])
@@ -133,6 +148,7 @@ def proposals_for_image(config: ProposalsConfig, task: ImageTask) -> ImagePropos
 
 # --- chunks, resume, workers ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ChunkJob:
     config: ProposalsConfig
@@ -142,49 +158,73 @@ class ChunkJob:
 
 
 def _run_chunk(job: ChunkJob) -> int:
-    write_proposals(job.out, job.fingerprint, [proposals_for_image(job.config, t) for t in job.tasks])
+    write_proposals(
+        job.out, job.fingerprint, [proposals_for_image(job.config, t) for t in job.tasks]
+    )
     return len(job.tasks)
 
 
 def work_key(config: ProposalsConfig, fingerprint: str, seed: int) -> str:
     """Identifies results that can be reused: same config, data set, seed and liid version."""
-    return text_sha256(json.dumps(
-        {"config": config.model_dump(mode="json"), "index": fingerprint, "seed": seed,
-         "version": __version__}, sort_keys=True,
-    ))[:16]
+    return text_sha256(
+        json.dumps(
+            {
+                "config": config.model_dump(mode="json"),
+                "index": fingerprint,
+                "seed": seed,
+                "version": __version__,
+            },
+            sort_keys=True,
+        )
+    )[:16]
 
 
 def _tasks(config: ProposalsConfig, index: DatasetIndex, source: Path | None) -> list[ImageTask]:
     if config.method != "selective_search" and source is None:
         raise LiidError(f"proposals method {config.method!r} imports proposals: pass --import PATH")
     if config.method == "selective_search" and source is not None:
-        raise LiidError("--import PATH needs an importer method (mcg, rle_json, label_png), "
-                        "not selective_search; e.g. --set method=mcg")
+        raise LiidError(
+            "--import PATH needs an importer method (mcg, rle_json, label_png), "
+            "not selective_search; e.g. --set method=mcg"
+        )
     rle: dict[int, importers.RleEntries] = {}
     if config.method == "rle_json":
         assert source is not None
         rle = importers.load_rle_json(source, (image["id"] for image in index.images))
-    return [ImageTask(image, index.image_path(image), source, rle.get(int(image["id"]), []))
-            for image in index.images]
+    return [
+        ImageTask(image, index.image_path(image), source, rle.get(int(image["id"]), []))
+        for image in index.images
+    ]
 
 
-def _chunk_jobs(config: ProposalsConfig, tasks: list[ImageTask], folder: Path,
-                fingerprint: str) -> list[ChunkJob]:
-    return [ChunkJob(config, tasks[start:start + CHUNK_IMAGES],
-                     folder / f"chunk-{start // CHUNK_IMAGES:06d}.h5", fingerprint)
-            for start in range(0, len(tasks), CHUNK_IMAGES)]
+def _chunk_jobs(
+    config: ProposalsConfig, tasks: list[ImageTask], folder: Path, fingerprint: str
+) -> list[ChunkJob]:
+    return [
+        ChunkJob(
+            config,
+            tasks[start : start + CHUNK_IMAGES],
+            folder / f"chunk-{start // CHUNK_IMAGES:06d}.h5",
+            fingerprint,
+        )
+        for start in range(0, len(tasks), CHUNK_IMAGES)
+    ]
 
 
 def _compute(jobs: list[ChunkJob], workers: int) -> None:
     """Run the jobs whose chunk file does not exist yet (finished chunks survive interruptions)."""
     pending = [job for job in jobs if not job.out.is_file()]
     if len(pending) < len(jobs):
-        log.info(f"proposals: resuming, {len(jobs) - len(pending)} of {len(jobs)} chunks already done")
+        log.info(
+            f"proposals: resuming, {len(jobs) - len(pending)} of {len(jobs)} chunks already done"
+        )
     if not pending:
         return
     pending[0].out.parent.mkdir(parents=True, exist_ok=True)
     images = sum(len(job.tasks) for job in pending)
-    for _ in track(_finished(pending, workers), f"proposals ({images} images, chunks)", len(pending)):
+    for _ in track(
+        _finished(pending, workers), f"proposals ({images} images, chunks)", len(pending)
+    ):
         pass
 
 
@@ -194,7 +234,9 @@ def _finished(jobs: list[ChunkJob], workers: int) -> Iterator[int]:
         for job in jobs:
             yield _run_chunk(job)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         for future in as_completed([pool.submit(_run_chunk, job) for job in jobs]):
             yield future.result()
 
@@ -219,6 +261,7 @@ def _matching_parts(run_dir: Path, key: str) -> list[Path]:
 
 # --- stage and shard entry points -----------------------------------------------------------------
 
+
 def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
     """Proposals for every image of the index -> `<out>/proposals.h5`; reuses finished chunks
     from the cache and images found in matching shard parts."""
@@ -230,13 +273,20 @@ def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
     from_parts = _read_all(parts, fingerprint)
     if parts:
         log.info(f"proposals: {len(from_parts)} images taken from {len(parts)} shard part(s)")
-    jobs = [job for job in _chunk_jobs(config, tasks, context.cache_dir / key, fingerprint)
-            if any(int(t.record["id"]) not in from_parts for t in job.tasks)]
+    jobs = [
+        job
+        for job in _chunk_jobs(config, tasks, context.cache_dir / key, fingerprint)
+        if any(int(t.record["id"]) not in from_parts for t in job.tasks)
+    ]
     _compute(jobs, context.workers)
     results = {**from_parts, **_read_all([job.out for job in jobs], fingerprint)}
     ordered = [results[int(image["id"])] for image in index.images]
-    write_proposals(context.out_dir / artifacts.PROPOSALS_H5, fingerprint, ordered,
-                    attrs={"method": config.method})
+    write_proposals(
+        context.out_dir / artifacts.PROPOSALS_H5,
+        fingerprint,
+        ordered,
+        attrs={"method": config.method},
+    )
     counts = np.array([len(p) for p in ordered])
     return {
         "images": len(ordered),
@@ -258,23 +308,41 @@ def parse_shard(text: str) -> tuple[int, int]:
     return shard, count
 
 
-def run_shard(config: ProposalsConfig, *, index_path: Path, run_dir: Path, seed: int, workers: int,
-              shard: int, count: int, source: Path | None) -> Path:
+def run_shard(
+    config: ProposalsConfig,
+    *,
+    index_path: Path,
+    run_dir: Path,
+    seed: int,
+    workers: int,
+    shard: int,
+    count: int,
+    source: Path | None,
+) -> Path:
     """Compute shard `shard` of `count` (a contiguous run of chunks) and write its part file."""
     if not index_path.is_file():
         raise LiidError(f"{index_path}: data set index not found; run `liid data ...` to make it")
     index = load_index(index_path)
     fingerprint = file_sha256(index_path)
     key = work_key(config, fingerprint, seed)
-    jobs = _chunk_jobs(config, _tasks(config, index, source),
-                       artifacts.cache_dir(run_dir, "proposals") / key, fingerprint)
-    mine = jobs[shard * len(jobs) // count:(shard + 1) * len(jobs) // count]
+    jobs = _chunk_jobs(
+        config,
+        _tasks(config, index, source),
+        artifacts.cache_dir(run_dir, "proposals") / key,
+        fingerprint,
+    )
+    mine = jobs[shard * len(jobs) // count : (shard + 1) * len(jobs) // count]
     _compute(mine, workers)
     found = _read_all([job.out for job in mine], fingerprint)
     ordered = [found[int(t.record["id"])] for job in mine for t in job.tasks]
-    path = run_dir / artifacts.PROPOSAL_PARTS_DIR / artifacts.PROPOSAL_PART_FILE.format(
-        index=shard, count=count)
-    write_proposals(path, fingerprint, ordered, attrs={PART_KEY_ATTR: key, "shard": f"{shard}/{count}"})
+    path = (
+        run_dir
+        / artifacts.PROPOSAL_PARTS_DIR
+        / artifacts.PROPOSAL_PART_FILE.format(index=shard, count=count)
+    )
+    write_proposals(
+        path, fingerprint, ordered, attrs={PART_KEY_ATTR: key, "shard": f"{shard}/{count}"}
+    )
     return path
 
 
