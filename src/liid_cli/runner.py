@@ -115,9 +115,9 @@ def require_upstream(run_dir: Path, stage: str, index_fingerprint: str) -> dict[
     return manifest
 
 
-def index_from_upstream(run_dir: Path, upstream: tuple[str, ...]) -> Path | None:
-    """The data set index recorded by the nearest finished upstream stage, if any."""
-    for stage in upstream:
+def index_from_upstream(run_dir: Path, stages: tuple[str, ...]) -> Path | None:
+    """The data set index recorded by the first of `stages` that has finished, if any."""
+    for stage in stages:
         manifest = read_manifest(artifacts.stage_dir(run_dir, stage))
         if manifest is not None:
             return Path(manifest["inputs"]["index"]["path"])
@@ -139,7 +139,7 @@ def run_stage(
     """Run `spec` unless an identical finished run exists; return the stage's manifest."""
     extra_inputs = dict(extra_inputs or {})
     if index_path is None:
-        index_path = index_from_upstream(run_dir, spec.upstream)
+        index_path = index_from_upstream(run_dir, (spec.name, *spec.upstream))
         if index_path is None:
             raise LiidError(f"no data set given: pass --data INDEX.json to `liid {spec.name}`")
     if not index_path.is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,13 @@ def stage_command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]]
     """Register `func(common, **own_options)` as `liid <name>` with the common options added."""
 
     def decorator(func: Callable[..., None]) -> Callable[..., None]:
-        own = [p for p in inspect.signature(func).parameters.values() if p.name != "common"]
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        # Resolve string annotations (modules using `from __future__ import annotations`) in the
+        # command's own module, since typer evaluates them in this wrapper's module otherwise.
+        hints = typing.get_type_hints(func, include_extras=True)
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints.get(p.name, p.annotation))
+            for p in inspect.signature(func).parameters.values() if p.name != "common"
+        ]
 
         def command(**kwargs: Any) -> None:
             common = Common(**{key: kwargs.pop(key) for key in COMMON_NAMES})
