@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -47,11 +48,9 @@ def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     for m, (x0, y0, x1, y1) in enumerate(boxes):
         margin_x, margin_y = GRABCUT_MARGIN * (x1 - x0), GRABCUT_MARGIN * (y1 - y0)
-        left, top = int(max(0, np.floor(x0 - margin_x))), int(max(0, np.floor(y0 - margin_y)))
-        right = int(min(width, np.ceil(x1 + margin_x)))
-        bottom = int(min(height, np.ceil(y1 + margin_y)))
-        rect = (int(round(x0)) - left, int(round(y0)) - top,
-                max(1, int(round(x1 - x0))), max(1, int(round(y1 - y0))))
+        left, top = max(0, math.floor(x0 - margin_x)), max(0, math.floor(y0 - margin_y))
+        right, bottom = min(width, math.ceil(x1 + margin_x)), min(height, math.ceil(y1 + margin_y))
+        rect = (round(x0) - left, round(y0) - top, max(1, round(x1 - x0)), max(1, round(y1 - y0)))
         region = np.zeros((bottom - top, right - left), dtype=np.uint8)
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:

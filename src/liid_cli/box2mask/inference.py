@@ -25,6 +25,7 @@ from liid_cli.box2mask.training import object_inputs
 from liid_cli.checkpoints import load_checkpoint
 from liid_cli.errors import LiidError
 
+
 def checkpoint_payload(
     net: SegmentationNet, config: dict[str, Any], source_classes: list[str], source_index: Path,
     source_fingerprint: str, iterations: int,
@@ -102,7 +103,7 @@ def foreground_probabilities(
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     _check_score_maps(model, score_maps, (len(boxes), height, width))
     device = model.device
-    rgb = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(device)
+    rgb = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).to(device)
     size = model.config["crop_size"]
     result = np.zeros((len(boxes), height, width), dtype=np.float32)
     for start in range(0, len(boxes), batch_size):

@@ -19,8 +19,7 @@ from torch.utils.data import Dataset
 
 from liid_cli import masks
 from liid_cli.box2mask.network import SegmentationNet, normalise_rgb
-from liid_cli.box2mask.training import IGNORE_LABEL, fit
-from liid_cli.data.images import read_rgb
+from liid_cli.box2mask.training import IGNORE_LABEL, cached_rgb, fit
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,7 @@ def label_map(image: LabelledImage) -> np.ndarray:
 
 
 def _resized_image(path: Path, size: int) -> torch.Tensor:
-    rgb = torch.from_numpy(read_rgb(path)).permute(2, 0, 1)
-    return F.interpolate(normalise_rgb(rgb)[None], size=(size, size), mode="bilinear",
+    return F.interpolate(normalise_rgb(cached_rgb(path))[None], size=(size, size), mode="bilinear",
                          align_corners=False)[0]
 
 

@@ -23,7 +23,12 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from liid_cli import masks
 from liid_cli.box2mask.data import SourceInstance
 from liid_cli.box2mask.geometry import box_channel, context_windows, crop
-from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, normalise_rgb, widen_input
+from liid_cli.box2mask.network import (
+    SegmentationNet,
+    build_box2mask_net,
+    normalise_rgb,
+    widen_input,
+)
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.images import read_rgb
 from liid_cli.log import log, track
@@ -140,7 +145,7 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if step % checkpoint_every == 0 and step < iterations:
                 save_checkpoint(state_path, {
                     "resume_key": resume_key, "iteration": step, "losses": losses,

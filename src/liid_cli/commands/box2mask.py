@@ -1,6 +1,7 @@
-"""Commands: `liid train-box2mask` `liid box2mask` """
+"""Commands: `liid train-box2mask` `liid box2mask`.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer resolves the option annotations at runtime.
+"""
 
 from enum import Enum
 from pathlib import Path
@@ -10,6 +11,7 @@ import typer
 
 from liid_cli import artifacts
 from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.errors import LiidError
 
 
 class Baseline(str, Enum):
@@ -53,5 +55,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if boxes is not None:
             extra["boxes"] = boxes
         if baseline is None:
-            extra["model"] = model or artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT
+            default = artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT
+            if model is None and not default.is_file():
+                raise LiidError(f"missing {default}: run `liid train-box2mask --run {common.run}` first, "
+                                "or pass --model BOX2MASK.pt or --baseline")
+            extra["model"] = model or default
         run_stage_module("box2mask", common, overrides=overrides, extra_inputs=extra)

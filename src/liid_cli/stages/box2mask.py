@@ -7,7 +7,6 @@ with a semantic FCN's score maps); `rect`, `ellipse` and `grabcut` are the basel
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -17,7 +16,12 @@ from liid_cli import artifacts
 from liid_cli.box2mask import pseudo
 from liid_cli.box2mask.baselines import BASELINES
 from liid_cli.box2mask.data import TargetBox, choose_target_classes, load_target_boxes
-from liid_cli.box2mask.inference import Box2MaskModel, foreground_probabilities, load_box2mask, masks_from_probabilities
+from liid_cli.box2mask.inference import (
+    Box2MaskModel,
+    foreground_probabilities,
+    load_box2mask,
+    masks_from_probabilities,
+)
 from liid_cli.box2mask.rounds import run_round
 from liid_cli.box2mask.training import ScoreMaps
 from liid_cli.checkpoints import seed_everything
@@ -128,20 +132,20 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
 
     rounds_dir = context.out_dir / artifacts.BOX2MASK_ROUNDS_DIR
     labeller = _learned_labeller(model, config, None, index, names) if model else _baseline_labeller(config.method)
-    rounds: list[dict[str, Any]] = []
-    for number in range(1, config.rounds + 1):
-        losses: dict[str, float] = {}
-        if number > 1:
-            assert model is not None
-            model, scores, losses = run_round(
-                number, model, index, annotations, all_boxes, boxes, config.model_dump(mode="json"),
-                context=context, folder=rounds_dir / artifacts.BOX2MASK_ROUND_DIR.format(round=number))
-            labeller = _learned_labeller(model, config, scores, index, names)
+    annotations, fell_back = pseudo.label_boxes(index, boxes, labeller, f"box2mask ({config.method})")
+    rounds = [{"round": 1, **_round_metrics(annotations, fell_back, index, target_ids)}]
+    for number in range(2, config.rounds + 1):
+        if number == 2:
+            pseudo.write_document(rounds_dir / artifacts.BOX2MASK_ROUND_DIR.format(round=1), index,
+                                  annotations, f"{config.method}, round 1")
+        assert model is not None  # _load_model refuses rounds without a model
+        folder = rounds_dir / artifacts.BOX2MASK_ROUND_DIR.format(round=number)
+        model, scores, losses = run_round(number, model, index, annotations, all_boxes, boxes,
+                                          config.model_dump(mode="json"), context=context, folder=folder)
+        labeller = _learned_labeller(model, config, scores, index, names)
         annotations, fell_back = pseudo.label_boxes(index, boxes, labeller, f"box2mask round {number}")
         rounds.append({"round": number, **losses, **_round_metrics(annotations, fell_back, index, target_ids)})
-        if config.rounds > 1:
-            pseudo.write_document(rounds_dir / artifacts.BOX2MASK_ROUND_DIR.format(round=number),
-                                  index, annotations, f"{config.method}, round {number}")
+        pseudo.write_document(folder, index, annotations, f"{config.method}, round {number}")
     pseudo.write_document(context.out_dir, index, annotations, config.method)
     pseudo.write_semantic_pngs(context.out_dir / artifacts.SEMANTIC_DIR, index, annotations, unlabelled)
     for entry in rounds:
