@@ -10,8 +10,10 @@ import numpy as np
 from PIL import Image
 
 from liid_cli import artifacts, masks
+from liid_cli.data.index import load_index
 from liid_cli.fileio import write_json
 from liid_cli.viz.overlays import PALETTE, Instance, draw_instances, grid, render_label_map
+from liid_cli.viz.pictures import load_instances
 from tests.helpers import liid
 from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
@@ -47,9 +49,14 @@ def test_report_of_an_exported_and_evaluated_run(exported: tuple[Path, dict[str,
     run_dir, _ = exported
     assert liid("eval", "instances", "--run", run_dir, "--quiet").exit_code == 0
     assert liid("eval", "semantic", "--run", run_dir, "--quiet").exit_code == 0
+    write_json(
+        artifacts.eval_metrics_path(run_dir, "proposals"),
+        {"kind": "proposals", "name": "proposals", "metrics": {"recall@0.5": 0.5, "ABO": 0.25}},
+    )
     result = liid("viz", "--run", run_dir, "--quiet", "--set", "max_images=3", "--set", "cell=64")
     assert result.exit_code == 0, result.output
     report = (run_dir / artifacts.REPORT_HTML).read_text()
+    assert "Proposals (%)" in report and "<td class='num'>50.0</td>" in report
     for fragment in (
         "Stage timings",
         "export-coco",
@@ -122,3 +129,17 @@ def test_viz_draws_predictions_of_a_trained_model(tiny_demo: Path, tmp_path: Pat
     with Image.open(sheet_path) as sheet:  # image, ground truth, predictions
         assert sheet.size[0] == 3 * (48 + 6) + 6
     assert "predict" in (run_dir / artifacts.REPORT_HTML).read_text()
+
+
+def test_predictions_below_min_score_are_not_drawn(tiny_demo: Path, tmp_path: Path) -> None:
+    index = load_index(artifacts.index_path(tiny_demo, "val"))
+    mask = masks.encode(np.ones((4, 4), dtype=bool))
+    path = tmp_path / "predictions.json"
+    write_json(
+        path,
+        [{"image_id": 1, "category_id": 2, "score": s, "segmentation": mask} for s in (0.1, 0.8)],
+    )
+    drawn = load_instances(path, index, max_instances=5, min_score=0.3, scored=True)
+    assert [inst.caption for inst in drawn[1]] == [f"{index.classes.names[1]} 0.80"]
+    everything = load_instances(path, index, max_instances=5, min_score=0.0, scored=False)
+    assert [inst.label for inst in everything[1]] == [2, 2]

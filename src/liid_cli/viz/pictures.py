@@ -17,7 +17,7 @@ from PIL import Image
 
 from liid_cli import artifacts
 from liid_cli.data.images import read_rgb
-from liid_cli.data.index import ClassMap, DatasetIndex, load_index
+from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.evaluation.instances import segmentation_rle
 from liid_cli.fileio import read_json
 from liid_cli.log import track
@@ -43,6 +43,7 @@ class Panel:
     index: DatasetIndex
     instance_columns: dict[str, Path] = field(default_factory=dict)  # title -> COCO json
     semantic_columns: dict[str, Path] = field(default_factory=dict)  # title -> PNG folder
+    score_filtered: set[str] = field(default_factory=set)  # columns drawn from min_score up
 
     @property
     def title(self) -> str:
@@ -78,6 +79,7 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     predict_index = stage_index_path(run_dir, "predict")
     if predict_index is not None and predictions.is_file():
         panel(predict_index).instance_columns["predictions"] = predictions
+        panel(predict_index).score_filtered.add("predictions")
     semantic_predictions = artifacts.stage_dir(run_dir, "predict-semantic") / artifacts.SEMANTIC_DIR
     semantic_index = stage_index_path(run_dir, "predict-semantic")
     if semantic_index is not None:
@@ -94,25 +96,22 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
 
 
 def load_instances(
-    path: Path, classes: ClassMap, settings: DrawSettings, *, scored: bool
+    path: Path, index: DatasetIndex, max_instances: int, *, min_score: float, scored: bool
 ) -> dict[int, list[Instance]]:
     """Per image id, the instances of a COCO instances json or results list, best score first."""
     document: Any = read_json(path)
     annotations = document["annotations"] if isinstance(document, dict) else document
-    images = (
-        {int(im["id"]): im for im in document.get("images", [])}
-        if isinstance(document, dict)
-        else {}
-    )
+    classes = index.classes
+    images = {int(im["id"]): im for im in index.images}
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for ann in annotations:
-        if not ann.get("iscrowd", 0) and float(ann.get("score", 1.0)) >= settings.min_score:
+        if not ann.get("iscrowd", 0) and float(ann.get("score", 1.0)) >= min_score:
             by_image[int(ann["image_id"])].append(ann)
     result = {}
     for image_id, anns in by_image.items():
         anns.sort(key=lambda a: -float(a.get("score", 1.0)))
         instances = []
-        for ann in anns[: settings.max_instances]:
+        for ann in anns[:max_instances]:
             label = classes.to_internal(int(ann["category_id"]))
             caption = classes.names[label - 1] + (
                 f" {float(ann['score']):.2f}" if scored and "score" in ann else ""
@@ -140,13 +139,17 @@ def sample_images(index: DatasetIndex, settings: DrawSettings) -> list[dict[str,
 
 def draw_panel(panel: Panel, settings: DrawSettings) -> Image.Image:
     """The grid of one panel: rows = sampled images, columns = image, ground truth, sources."""
-    classes = panel.index.classes
     columns: dict[str, dict[int, list[Instance]]] = {}
     gt_path = panel.index.ground_truth_path
     if gt_path is not None and gt_path.is_file():
-        columns["ground truth"] = load_instances(gt_path, classes, settings, scored=False)
+        columns["ground truth"] = load_instances(
+            gt_path, panel.index, settings.max_instances, min_score=0.0, scored=False
+        )
     for title, path in panel.instance_columns.items():
-        columns[title] = load_instances(path, classes, settings, scored=True)
+        min_score = settings.min_score if title in panel.score_filtered else 0.0
+        columns[title] = load_instances(
+            path, panel.index, settings.max_instances, min_score=min_score, scored=True
+        )
     semantic = {
         title: folder for title, folder in panel.semantic_columns.items() if folder.is_dir()
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 """
 BAR_COLOURS = ("#4878cf", "#e8833a", "#6acc65", "#d65f5f", "#956cb4", "#8c613c")
 MAX_METRICS_SHOWN = 6
+PROPOSAL_KEYS = ("recall@0.5", "recall@0.7", "ABO")  # of `liid eval proposals` records
 
 
 def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -58,14 +60,15 @@ def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _table(headers: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
+def _table(headers: list[str], rows: list[list[str]], text_columns: Container[int] = (0,)) -> str:
+    """An HTML table; columns not in `text_columns` are right-aligned numbers."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
         + "".join(
-            f"<td class='num'>{html.escape(cell)}</td>"
-            if i >= numeric_from
-            else f"<td>{html.escape(cell)}</td>"
+            f"<td>{html.escape(cell)}</td>"
+            if i in text_columns
+            else f"<td class='num'>{html.escape(cell)}</td>"
             for i, cell in enumerate(row)
         )
         + "</tr>"
@@ -93,7 +96,8 @@ def timings_section(rows: list[dict[str, Any]]) -> str:
         for r in rows
     ]
     table_rows.append(["total", f"{total:.1f}", "", "", ""])
-    return _table(["stage", "seconds", "finished", "device", "metrics"], table_rows, numeric_from=1)
+    headers = ["stage", "seconds", "finished", "device", "metrics"]
+    return _table(headers, table_rows, text_columns=(0, 2, 3, 4))
 
 
 def metrics_section(records: dict[str, dict[str, Any]]) -> str:
@@ -118,9 +122,18 @@ def metrics_section(records: dict[str, dict[str, Any]]) -> str:
                 + _table(
                     ["mIoU", *per_class],
                     [[percent(record["metrics"]["mIoU"]), *map(percent, per_class.values())]],
-                    numeric_from=0,
+                    text_columns=(),
                 )
             )
+    proposal_rows = [
+        [name, *(percent(r["metrics"].get(k)) for k in PROPOSAL_KEYS)]
+        for name, r in records.items()
+        if r["kind"] == "proposals"
+    ]
+    if proposal_rows:
+        parts.append(
+            "<h3>Proposals (%)</h3>" + _table(["evaluation", *PROPOSAL_KEYS], proposal_rows)
+        )
     return "".join(parts)
 
 
