@@ -193,6 +193,18 @@ def test_nms_keeps_higher_score_within_a_class_and_both_across_classes() -> None
     assert noise_and_low.tolist() == [3, 1]  # best first; noise (0) and the 0.5 box dropped
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_nms_on_the_gpu_keeps_the_same_rows() -> None:
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 80, size=(200, 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 30, size=(200, 2))], axis=1)
+    scores = rng.uniform(size=200).astype(np.float32)
+    labels = rng.integers(0, 4, size=200)
+    on_cpu = select_instances(boxes, scores, labels, min_score=0.1, nms_iou=0.4)
+    on_gpu = select_instances(boxes, scores, labels, min_score=0.1, nms_iou=0.4, device="cuda")
+    assert on_gpu.tolist() == on_cpu.tolist()
+
+
 def test_export_reproduces_the_known_instances_with_mapped_category_ids(
     exported: tuple[Path, dict[str, Any]],
     remapped_index: Path,

@@ -45,23 +45,29 @@ class PseudoInstances:
 
 
 def select_instances(
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, *, min_score: float, nms_iou: float
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    min_score: float,
+    nms_iou: float,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Rows kept: label > 0, score >= min_score, then box NMS per class; best score first."""
     candidates = np.flatnonzero((labels > 0) & (scores >= min_score))
     if len(candidates) == 0:
         return candidates
     kept = batched_nms(
-        torch.as_tensor(boxes[candidates], dtype=torch.float32),
-        torch.as_tensor(scores[candidates], dtype=torch.float32),
-        torch.as_tensor(labels[candidates], dtype=torch.int64),
+        torch.as_tensor(boxes[candidates], dtype=torch.float32, device=device),
+        torch.as_tensor(scores[candidates], dtype=torch.float32, device=device),
+        torch.as_tensor(labels[candidates], dtype=torch.int64, device=device),
         nms_iou,
     )
-    return candidates[kept.numpy()]
+    return candidates[kept.cpu().numpy()]
 
 
 def image_instances(
-    cut: CsrFile, proposals: ImageProposals, config: ExportCocoConfig
+    cut: CsrFile, proposals: ImageProposals, config: ExportCocoConfig, device: str
 ) -> PseudoInstances:
     rows = cut.rows_of(proposals.image_id)
     labels = cut.handle[artifacts.H5_LABELS][rows].astype(np.int64)
@@ -75,7 +81,7 @@ def image_instances(
         )
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
     keep = select_instances(
-        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou
+        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
     )
     return PseudoInstances(
         rles=[proposals.rle(int(row)) for row in proposal_index[keep]],
@@ -166,7 +172,7 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
         labelled_sops = int((cut.column(artifacts.H5_LABELS) > 0).sum())
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
-            instances = image_instances(cut, proposals, config)
+            instances = image_instances(cut, proposals, config, context.device)
             annotations.extend(
                 coco_annotations(image["id"], instances, classes, len(annotations) + 1)
             )
