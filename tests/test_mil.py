@@ -142,3 +142,22 @@ def test_all_losses_off_is_an_error(cam_ready: Path, tiny_demo: Path) -> None:
     with pytest.raises(LiidError, match="every loss is switched off"):
         run_demo_stage("train_mil", cam_ready, tiny_demo / "index_train.json", "loss.attention=false",
                        "loss.mil=false", "loss.centre=false")
+
+
+@pytest.mark.parametrize("output_size", [1, 2, 7])
+def test_roi_align_mean_equals_torchvision_roi_align_then_mean(output_size: int) -> None:
+    from torchvision.ops import roi_align
+
+    from liid_cli.models.mil import roi_align_mean
+
+    generator = torch.Generator().manual_seed(0)
+    feature_map = torch.randn(1, 5, 6, 9, generator=generator, dtype=torch.float64, requires_grad=True)
+    boxes = torch.tensor([[0.0, 0.0, 72.0, 48.0], [10.5, 3.2, 30.1, 17.9], [60.0, 40.0, 90.0, 70.0],
+                          [-20.0, -12.0, 8.0, 4.0], [33.0, 21.0, 34.0, 21.5]], dtype=torch.float64)
+    expected = roi_align(feature_map, [boxes], output_size, spatial_scale=1 / 8, sampling_ratio=2,
+                         aligned=True).mean(dim=(2, 3))
+    found = roi_align_mean(feature_map[0], boxes, output_size, spatial_scale=1 / 8)
+    assert torch.allclose(found, expected, atol=1e-10)
+    (gradient,) = torch.autograd.grad(found.sum(), feature_map)
+    (expected_gradient,) = torch.autograd.grad(expected.sum(), feature_map)
+    assert torch.allclose(gradient, expected_gradient, atol=1e-10)
