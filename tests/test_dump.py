@@ -59,3 +59,21 @@ def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Pa
     run_demo_stage("dump", dumped, index_path, "batch_size=5", force=True)
     with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
         assert np.allclose(dump.column(artifacts.H5_PROBS), one_by_one, atol=1e-5)
+
+
+def test_cli_runs_the_three_stages_and_reports_bad_input(tiny_demo: Path, tmp_path: Path) -> None:
+    from tests.helpers import assert_one_line_error, liid
+
+    run_dir = tmp_path / "run"
+    assert_one_line_error(liid("train-mil", "--run", run_dir, "--data", tiny_demo / "index_train.json"),
+                          "run `liid proposals")
+    write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=2)
+    small = ["--profile", "demo", "--set", "input_size=48", "--set", "epochs=1", "--device", "cpu"]
+    result = liid("train-cam", "--run", run_dir, *small, "--save-cams", "--set", "save_cams_max=1")
+    assert result.exit_code == 0, result.output
+    assert any((artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_MAPS_DIR).iterdir())
+    assert_one_line_error(liid("train-mil", "--run", run_dir, *small, "--weights", tmp_path / "missing.pt"),
+                          "missing.pt")
+    assert liid("train-mil", "--run", run_dir, *small, "--set", "roi_size=2").exit_code == 0
+    result = liid("dump", "--run", run_dir, "--profile", "demo", "--device", "cpu")
+    assert result.exit_code == 0 and "images/s" in result.output, result.output
