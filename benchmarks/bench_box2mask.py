@@ -48,25 +48,43 @@ def main() -> None:
     baselines = ["rect", "ellipse"] + ([] if options.no_grabcut else ["grabcut"])
     for baseline in baselines:
         run = options.run / baseline
-        seconds = liid("box2mask", "--run", str(run), "--data", str(options.data), "--baseline", baseline,
-                       "--set", TARGETS)
+        seconds = liid(
+            "box2mask",
+            "--run",
+            str(run),
+            "--data",
+            str(options.data),
+            "--baseline",
+            baseline,
+            "--set",
+            TARGETS,
+        )
         rows.setdefault(baseline, []).append((rounds_of(run)[0], seconds))
     for seed in options.seeds:
         run = options.run / f"learned-seed{seed}"
-        train_seconds = liid("train-box2mask", "--run", str(run), "--data", str(options.data), "--seed", str(seed))
+        train_seconds = liid(
+            "train-box2mask", "--run", str(run), "--data", str(options.data), "--seed", str(seed)
+        )
         rows.setdefault("train-box2mask (s)", []).append(({}, train_seconds))
         rounds = ["--rounds", "2"] if not options.no_rounds else []
-        seconds = liid("box2mask", "--run", str(run), "--data", str(options.data), "--seed", str(seed), *rounds)
+        seconds = liid(
+            "box2mask", "--run", str(run), "--data", str(options.data), "--seed", str(seed), *rounds
+        )
         for entry in rounds_of(run):
             rows.setdefault(f"learned round {entry['round']}", []).append((entry, seconds))
 
-    print(f"{'method':<22} {'mIoU':>6} {'AP50':>6} {'AP75':>6} {'seconds':>8}   (medians over {len(options.seeds)} seed(s))")
+    print(
+        f"{'method':<22} {'mIoU':>6} {'AP50':>6} {'AP75':>6} {'seconds':>8}   (medians over {len(options.seeds)} seed(s))"
+    )
     for name, results in rows.items():
         seconds = statistics.median(s for _, s in results)
         if not results[0][0]:
             print(f"{name:<22} {'':>6} {'':>6} {'':>6} {seconds:>8.1f}")
             continue
-        values = [statistics.median(r["ground_truth_eval"][key] for r, _ in results) for key in ("mIoU", "AP50", "AP75")]
+        values = [
+            statistics.median(r["ground_truth_eval"][key] for r, _ in results)
+            for key in ("mIoU", "AP50", "AP75")
+        ]
         print(f"{name:<22} {values[0]:>6.3f} {values[1]:>6.3f} {values[2]:>6.3f} {seconds:>8.1f}")
 
 

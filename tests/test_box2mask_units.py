@@ -17,15 +17,24 @@ from liid_cli.box2mask.inference import load_box2mask, masks_from_probabilities,
 from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, widen_input
 from liid_cli.box2mask.pseudo import class_mean_best_iou
 from liid_cli.box2mask.semantic import LabelledImage, label_map
+from liid_cli.box2mask.training import fit
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError
 
-TINY_NET = {"encoder": "slim", "decoder_channels": 8, "crop_size": 32, "context": 0.25, "jitter": 0.0}
+TINY_NET = {
+    "encoder": "slim",
+    "decoder_channels": 8,
+    "crop_size": 32,
+    "context": 0.25,
+    "jitter": 0.0,
+}
 
 
 def test_clip_boxes_reports_clipped_and_empty() -> None:
-    boxes = np.array([[-5, 2, 10, 8], [2, 2, 6, 6], [12, 0, 20, 5], [3, 3, 3.5, 9]], dtype=np.float32)
+    boxes = np.array(
+        [[-5, 2, 10, 8], [2, 2, 6, 6], [12, 0, 20, 5], [3, 3, 3.5, 9]], dtype=np.float32
+    )
     clipped, was_clipped, is_empty = clip_boxes(boxes, height=10, width=12)
     np.testing.assert_allclose(clipped[0], [0, 2, 10, 8])
     assert was_clipped.tolist() == [True, False, True, False]
@@ -58,7 +67,11 @@ def test_rect_and_ellipse_baselines() -> None:
     assert rect_masks(image, boxes)[0].sum() == 20 * 40
     ellipse = ellipse_masks(image, boxes)[0]
     assert abs(ellipse.sum() - np.pi * 10 * 20) < 0.03 * np.pi * 10 * 20
-    assert not ellipse[5, 10] and ellipse[25, 20] and not (ellipse & ~rect_masks(image, boxes)[0]).any()
+    assert (
+        not ellipse[5, 10]
+        and ellipse[25, 20]
+        and not (ellipse & ~rect_masks(image, boxes)[0]).any()
+    )
 
 
 def test_grabcut_finds_a_disc_in_its_box() -> None:
@@ -91,11 +104,19 @@ def test_semantic_net_outputs_all_classes() -> None:
 
 def _checkpoint(path: Path, in_channels: int, declared: int | None = None) -> Path:
     net = build_box2mask_net(TINY_NET, in_channels)
-    save_checkpoint(path, {
-        "schema": artifacts.SCHEMA_BOX2MASK, "model": net.state_dict(), "config": TINY_NET,
-        "in_channels": declared or in_channels, "source_classes": ["ellipse"],
-        "source_index": "index.json", "source_index_fingerprint": "x", "iterations": 1,
-    })
+    save_checkpoint(
+        path,
+        {
+            "schema": artifacts.SCHEMA_BOX2MASK,
+            "model": net.state_dict(),
+            "config": TINY_NET,
+            "in_channels": declared or in_channels,
+            "source_classes": ["ellipse"],
+            "source_index": "index.json",
+            "source_index_fingerprint": "x",
+            "iterations": 1,
+        },
+    )
     return path
 
 
@@ -121,14 +142,20 @@ def test_refine_masks_checks_score_maps_and_stays_in_the_box(tmp_path: Path) -> 
     five = load_box2mask(_checkpoint(tmp_path / "five.pt", 5))
     with pytest.raises(LiidError, match="takes a class score map"):
         refine_masks(five, image, boxes)
-    assert refine_masks(five, image, boxes, np.ones((2, 40, 50), dtype=np.float32)).shape == (2, 40, 50)
+    assert refine_masks(five, image, boxes, np.ones((2, 40, 50), dtype=np.float32)).shape == (
+        2,
+        40,
+        50,
+    )
 
 
 def test_masks_from_probabilities_thresholds_clips_and_falls_back() -> None:
     probabilities = np.zeros((2, 6, 6), dtype=np.float32)
     probabilities[0, 1:5, 1:5] = 0.9  # spills outside its box [2, 2, 6, 6)
     boxes = np.array([[2, 2, 6, 6], [0, 0, 2, 3]], dtype=np.float32)
-    result, scores, fell_back = masks_from_probabilities(probabilities, boxes, threshold=0.5, clip_to_box=True)
+    result, scores, fell_back = masks_from_probabilities(
+        probabilities, boxes, threshold=0.5, clip_to_box=True
+    )
     assert result[0].sum() == 9 and result[0, 2:5, 2:5].all()
     assert fell_back.tolist() == [False, True] and result[1].sum() == 6
     np.testing.assert_allclose(scores, [0.9, 0.0], atol=1e-6)
@@ -145,7 +172,9 @@ def test_seen_classes_are_refused_unless_allowed() -> None:
         choose_target_classes(classes, [], ["moon"], False, "index")
 
 
-def test_target_boxes_from_coco_json_are_clipped_or_skipped(tiny_demo: Path, tmp_path: Path) -> None:
+def test_target_boxes_from_coco_json_are_clipped_or_skipped(
+    tiny_demo: Path, tmp_path: Path
+) -> None:
     index = load_index(tiny_demo / "index_train.json")
     image = index.images[0]
     boxes = [
@@ -188,7 +217,42 @@ def test_label_map_paints_small_objects_last_and_ignores_boxes(tmp_path: Path) -
     big[0:4, 0:4] = True
     small = np.zeros((6, 6), dtype=bool)
     small[1:3, 1:3] = True
-    image = LabelledImage(tmp_path / "x.png", 6, 6,
-                          ((masks.encode(small), 2), (masks.encode(big), 1)), ((4.0, 4.0, 6.0, 6.0),))
+    image = LabelledImage(
+        tmp_path / "x.png",
+        6,
+        6,
+        ((masks.encode(small), 2), (masks.encode(big), 1)),
+        ((4.0, 4.0, 6.0, 6.0),),
+    )
     labels = label_map(image)
     assert labels[1, 1] == 2 and labels[0, 0] == 1 and labels[5, 5] == 255 and labels[4, 0] == 0
+
+
+class _CountingDataset(torch.utils.data.Dataset):
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.reads += 1
+        return torch.randn(4, 32, 32), torch.randint(0, 2, (32, 32))
+
+
+def test_fit_resumes_from_its_state_file(tmp_path: Path) -> None:
+    def adam(model: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    state = tmp_path / "state.pt"
+    settings = {"make_optimizer": adam, "batch_size": 2, "device": "cpu", "workers": 1,
+                "state_path": state, "resume_key": "a", "checkpoint_every": 2, "description": "test"}
+    first = _CountingDataset()
+    fit(build_box2mask_net(TINY_NET, 4), first, iterations=3, **settings)
+    assert first.reads == 6 and torch.load(state, weights_only=True)["iteration"] == 2
+    resumed = _CountingDataset()
+    fit(build_box2mask_net(TINY_NET, 4), resumed, iterations=3, **settings)
+    assert resumed.reads == 2  # only iteration 3 was left
+    other = _CountingDataset()
+    fit(build_box2mask_net(TINY_NET, 4), other, iterations=3, **{**settings, "resume_key": "b"})
+    assert other.reads == 6  # another configuration starts afresh

@@ -18,7 +18,9 @@ GRABCUT_MARGIN = 0.5  # GrabCut runs on the box grown by this x its size per sid
 def rect_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(M, H, W) bool: the pixels of each box."""
     height, width = image.shape[:2]
-    return box_masks(torch.from_numpy(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)), height, width).numpy()
+    return box_masks(
+        torch.from_numpy(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)), height, width
+    ).numpy()
 
 
 def ellipse_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -41,7 +43,9 @@ def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     try:
         import cv2
     except ImportError:
-        raise LiidError("--baseline grabcut needs OpenCV: pip install opencv-python-headless") from None
+        raise LiidError(
+            "--baseline grabcut needs OpenCV: pip install opencv-python-headless"
+        ) from None
     height, width = image.shape[:2]
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     result = rect_masks(image, boxes)
@@ -54,8 +58,15 @@ def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         region = np.zeros((bottom - top, right - left), dtype=np.uint8)
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:
-            cv2.grabCut(bgr[top:bottom, left:right], region, rect, background, foreground,
-                        GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+            cv2.grabCut(
+                bgr[top:bottom, left:right],
+                region,
+                rect,
+                background,
+                foreground,
+                GRABCUT_ITERATIONS,
+                cv2.GC_INIT_WITH_RECT,
+            )
         except cv2.error:
             continue  # e.g. a box that leaves no background to model: keep the box
         labelled = (region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD)

@@ -90,42 +90,65 @@ def load_source_instances(
     instances = []
     for annotation in read_json(gt_path).get("annotations", []):
         image = images.get(int(annotation["image_id"]))
-        if image is None or annotation.get("iscrowd", 0) or int(annotation["category_id"]) not in name_of:
+        if (
+            image is None
+            or annotation.get("iscrowd", 0)
+            or int(annotation["category_id"]) not in name_of
+        ):
             continue
         rle = annotation_rle(annotation, image["height"], image["width"])
         if int(mask_utils.area(rle)) < min_area:
             continue
         x0, y0, w, h = (float(v) for v in mask_utils.toBbox(rle))
-        instances.append(SourceInstance(
-            index.image_path(image), int(image["id"]), (x0, y0, x0 + w, y0 + h), rle,
-            name_of[int(annotation["category_id"])],
-        ))
+        instances.append(
+            SourceInstance(
+                index.image_path(image),
+                int(image["id"]),
+                (x0, y0, x0 + w, y0 + h),
+                rle,
+                name_of[int(annotation["category_id"])],
+            )
+        )
     if not instances:
-        raise LiidError(f"{gt_path}: no instances of the source classes {source_classes}; check source_classes")
+        raise LiidError(
+            f"{gt_path}: no instances of the source classes {source_classes}; check source_classes"
+        )
     return instances
 
 
-def _box_records(index: DatasetIndex, boxes_json: Path | None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def _box_records(
+    index: DatasetIndex, boxes_json: Path | None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     images = {int(image["id"]): image for image in index.images}
     if boxes_json is None:
         if not any("boxes" in image for image in index.images):
-            raise LiidError(f"{index.path}: the index has no boxes; pass --boxes BOXES.json (COCO boxes)")
+            raise LiidError(
+                f"{index.path}: the index has no boxes; pass --boxes BOXES.json (COCO boxes)"
+            )
         return [(image, record) for image in index.images for record in image.get("boxes", [])]
     data = read_json(boxes_json)
     records = data.get("annotations") if isinstance(data, dict) else data
     if not isinstance(records, list):
-        raise LiidError(f"{boxes_json}: expected a COCO instances file or a list of {{image_id, category_id, bbox}}")
+        raise LiidError(
+            f"{boxes_json}: expected a COCO instances file or a list of {{image_id, category_id, bbox}}"
+        )
     known = {int(c["id"]) for c in index.categories}
     pairs = []
     for record in records:
         if not isinstance(record, dict) or not {"image_id", "category_id", "bbox"} <= set(record):
-            raise LiidError(f"{boxes_json}: each box needs image_id, category_id and bbox (x, y, w, h)")
+            raise LiidError(
+                f"{boxes_json}: each box needs image_id, category_id and bbox (x, y, w, h)"
+            )
         image = images.get(int(record["image_id"]))
         if image is None:
-            raise LiidError(f"{boxes_json}: image_id {record['image_id']} is not in {index.path}; "
-                            "use boxes of the same data set")
+            raise LiidError(
+                f"{boxes_json}: image_id {record['image_id']} is not in {index.path}; "
+                "use boxes of the same data set"
+            )
         if int(record["category_id"]) not in known:
-            raise LiidError(f"{boxes_json}: category_id {record['category_id']} is not in {index.path}")
+            raise LiidError(
+                f"{boxes_json}: category_id {record['category_id']} is not in {index.path}"
+            )
         pairs.append((image, record))
     return pairs
 
@@ -138,7 +161,9 @@ def load_target_boxes(
     report = BoxReport()
     for image, record in _box_records(index, boxes_json):
         x, y, w, h = (float(v) for v in record["bbox"])
-        clipped, was_clipped, is_empty = clip_boxes(np.array([x, y, x + w, y + h]), image["height"], image["width"])
+        clipped, was_clipped, is_empty = clip_boxes(
+            np.array([x, y, x + w, y + h]), image["height"], image["width"]
+        )
         report.read += 1
         if is_empty[0]:
             report.empty += 1
@@ -155,8 +180,11 @@ def load_target_boxes(
 
 
 def choose_target_classes(
-    index_classes: list[str], source_classes: list[str], requested: list[str] | None,
-    allow_seen_classes: bool, where: str,
+    index_classes: list[str],
+    source_classes: list[str],
+    requested: list[str] | None,
+    allow_seen_classes: bool,
+    where: str,
 ) -> list[str]:
     """The classes to label. Seen (source) classes are refused unless allowed.
 
@@ -167,7 +195,9 @@ def choose_target_classes(
         return [name for name in index_classes if allow_seen_classes or name not in seen]
     unknown = [name for name in requested if name not in index_classes]
     if unknown:
-        raise LiidError(f"{where}: target_classes {unknown} not among its classes ({', '.join(index_classes)})")
+        raise LiidError(
+            f"{where}: target_classes {unknown} not among its classes ({', '.join(index_classes)})"
+        )
     refused = [name for name in requested if name in seen]
     if refused and not allow_seen_classes:
         raise LiidError(

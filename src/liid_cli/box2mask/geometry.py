@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 
-def clip_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def clip_boxes(
+    boxes: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clip xyxy boxes to the image; return (clipped, was_clipped, is_empty).
 
     A box is empty when, after clipping, it is less than one pixel wide or tall.
@@ -27,7 +29,10 @@ def clip_boxes(boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, 
 
 
 def context_windows(
-    boxes: torch.Tensor, context: float, jitter: float = 0.0, generator: torch.Generator | None = None
+    boxes: torch.Tensor,
+    context: float,
+    jitter: float = 0.0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Grow xyxy boxes by `context` x their size on each side; jitter each margin by +-jitter."""
     sizes = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)
@@ -52,8 +57,14 @@ def box_channel(boxes: torch.Tensor, windows: torch.Tensor, size: int) -> torch.
 def crop(planes: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
     """Resample (C, H, W) planes inside each window to (M, C, size, size); zeros outside the image."""
     rois = torch.cat([windows.new_zeros(len(windows), 1), windows], dim=1)
-    return roi_align(planes[None].float(), rois, output_size=size, spatial_scale=1.0,
-                     sampling_ratio=2, aligned=True)
+    return roi_align(
+        planes[None].float(),
+        rois,
+        output_size=size,
+        spatial_scale=1.0,
+        sampling_ratio=2,
+        aligned=True,
+    )
 
 
 def paste(crops: torch.Tensor, windows: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -65,8 +76,9 @@ def paste(crops: torch.Tensor, windows: torch.Tensor, height: int, width: int) -
     u = 2 * (xs[None] - windows[:, 0:1]) / (windows[:, 2:3] - windows[:, 0:1]) - 1
     v = 2 * (ys[None] - windows[:, 1:2]) / (windows[:, 3:4] - windows[:, 1:2]) - 1
     grid = torch.stack(torch.broadcast_tensors(u[:, None, :], v[:, :, None]), dim=-1)
-    return F.grid_sample(crops.float(), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False)[:, 0]
+    return F.grid_sample(
+        crops.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )[:, 0]
 
 
 def box_masks(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -27,14 +27,22 @@ from liid_cli.errors import LiidError
 
 
 def checkpoint_payload(
-    net: SegmentationNet, config: dict[str, Any], source_classes: list[str], source_index: Path,
-    source_fingerprint: str, iterations: int,
+    net: SegmentationNet,
+    config: dict[str, Any],
+    source_classes: list[str],
+    source_index: Path,
+    source_fingerprint: str,
+    iterations: int,
 ) -> dict[str, Any]:
     """Plain-typed checkpoint: weights, training config, and the source classes it has seen."""
     return {
-        "schema": artifacts.SCHEMA_BOX2MASK, "model": net.state_dict(), "config": config,
-        "in_channels": net.in_channels, "source_classes": list(source_classes),
-        "source_index": str(source_index), "source_index_fingerprint": source_fingerprint,
+        "schema": artifacts.SCHEMA_BOX2MASK,
+        "model": net.state_dict(),
+        "config": config,
+        "in_channels": net.in_channels,
+        "source_classes": list(source_classes),
+        "source_index": str(source_index),
+        "source_index_fingerprint": source_fingerprint,
         "iterations": iterations,
     }
 
@@ -65,8 +73,10 @@ def load_box2mask(path: Path, device: str = "cpu") -> Box2MaskModel:
     """Load a checkpoint from `liid train-box2mask` (or a later round); clear errors otherwise."""
     payload = load_checkpoint(path)
     if payload.get("schema") != artifacts.SCHEMA_BOX2MASK:
-        raise LiidError(f"{path}: not a box-to-mask checkpoint ({artifacts.SCHEMA_BOX2MASK}); "
-                        "train one with `liid train-box2mask`")
+        raise LiidError(
+            f"{path}: not a box-to-mask checkpoint ({artifacts.SCHEMA_BOX2MASK}); "
+            "train one with `liid train-box2mask`"
+        )
     recorded, actual = int(payload["in_channels"]), input_channels_of(payload["model"])
     if recorded != actual or actual not in (IMAGE_AND_BOX, IMAGE_AND_BOX + 1):
         raise LiidError(
@@ -77,26 +87,44 @@ def load_box2mask(path: Path, device: str = "cpu") -> Box2MaskModel:
     net = build_box2mask_net(payload["config"], actual)
     net.load_state_dict(payload["model"])
     net.to(device).eval()
-    return Box2MaskModel(net, payload["config"], tuple(payload["source_classes"]),
-                         Path(payload["source_index"]), payload["source_index_fingerprint"], path)
+    return Box2MaskModel(
+        net,
+        payload["config"],
+        tuple(payload["source_classes"]),
+        Path(payload["source_index"]),
+        payload["source_index_fingerprint"],
+        path,
+    )
 
 
-def _check_score_maps(model: Box2MaskModel, score_maps: np.ndarray | None, shape: tuple[int, int, int]) -> None:
+def _check_score_maps(
+    model: Box2MaskModel, score_maps: np.ndarray | None, shape: tuple[int, int, int]
+) -> None:
     name = model.path or "the box-to-mask model"
     if model.uses_score_map and score_maps is None:
-        raise LiidError(f"{name} takes a class score map per box ({model.in_channels} input channels) "
-                        "but none was given; use a model from `liid train-box2mask` (4 channels)")
+        raise LiidError(
+            f"{name} takes a class score map per box ({model.in_channels} input channels) "
+            "but none was given; use a model from `liid train-box2mask` (4 channels)"
+        )
     if not model.uses_score_map and score_maps is not None:
-        raise LiidError(f"{name} takes no score map ({model.in_channels} input channels) but score maps "
-                        "were given; pass none, or use a model trained with score maps")
+        raise LiidError(
+            f"{name} takes no score map ({model.in_channels} input channels) but score maps "
+            "were given; pass none, or use a model trained with score maps"
+        )
     if score_maps is not None and score_maps.shape != shape:
-        raise LiidError(f"score maps of shape {score_maps.shape} do not match the boxes and image {shape}")
+        raise LiidError(
+            f"score maps of shape {score_maps.shape} do not match the boxes and image {shape}"
+        )
 
 
 @torch.no_grad()
 def foreground_probabilities(
-    model: Box2MaskModel, image: np.ndarray, boxes: np.ndarray, score_maps: np.ndarray | None = None,
-    *, batch_size: int = 64,
+    model: Box2MaskModel,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    score_maps: np.ndarray | None = None,
+    *,
+    batch_size: int = 64,
 ) -> np.ndarray:
     """(M, H, W) float32 foreground probability of each box's object over the whole image."""
     height, width = image.shape[:2]
@@ -107,14 +135,16 @@ def foreground_probabilities(
     size = model.config["crop_size"]
     result = np.zeros((len(boxes), height, width), dtype=np.float32)
     for start in range(0, len(boxes), batch_size):
-        chunk = torch.from_numpy(boxes[start:start + batch_size]).to(device)
+        chunk = torch.from_numpy(boxes[start : start + batch_size]).to(device)
         windows = context_windows(chunk, model.config["context"])
         scores = None
         if score_maps is not None:
-            scores = torch.from_numpy(score_maps[start:start + batch_size].astype(np.float32)).to(device)
+            scores = torch.from_numpy(score_maps[start : start + batch_size].astype(np.float32)).to(
+                device
+            )
         logits = model.net(object_inputs(rgb, chunk, windows, size, scores))
         foreground = torch.softmax(logits, dim=1)[:, 1:2]
-        result[start:start + len(chunk)] = paste(foreground, windows, height, width).cpu().numpy()
+        result[start : start + len(chunk)] = paste(foreground, windows, height, width).cpu().numpy()
     return result
 
 
@@ -126,8 +156,9 @@ def masks_from_probabilities(
     A mask that comes out empty falls back to its box, so every box yields an object.
     """
     height, width = probabilities.shape[1:]
-    inside = box_masks(torch.from_numpy(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
-                       height, width).numpy()
+    inside = box_masks(
+        torch.from_numpy(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)), height, width
+    ).numpy()
     masks = probabilities >= threshold
     if clip_to_box:
         masks &= inside
@@ -139,8 +170,13 @@ def masks_from_probabilities(
 
 
 def refine_masks(
-    model: Box2MaskModel, image: np.ndarray, boxes: np.ndarray, score_maps: np.ndarray | None = None,
-    *, threshold: float = 0.5, clip_to_box: bool = True,
+    model: Box2MaskModel,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    score_maps: np.ndarray | None = None,
+    *,
+    threshold: float = 0.5,
+    clip_to_box: bool = True,
 ) -> np.ndarray:
     """Learned masks for xyxy `boxes` in a uint8 (H, W, 3) image: bool (M, H, W).
 
@@ -148,4 +184,12 @@ def refine_masks(
     model that takes them (`model.uses_score_map`).
     """
     probabilities = foreground_probabilities(model, image, boxes, score_maps)
-    return masks_from_probabilities(probabilities, boxes, threshold=threshold, clip_to_box=clip_to_box)[0]
+    return masks_from_probabilities(
+        probabilities, boxes, threshold=threshold, clip_to_box=clip_to_box
+    )[0]
+
+
+def seen_classes(model: Box2MaskModel, class_names: list[str]) -> list[str]:
+    """The classes of a data set whose masks `model` was trained on: a run that lets the model
+    label them is not weakly supervised, and must say so in its manifest."""
+    return sorted(set(class_names) & set(model.source_classes))

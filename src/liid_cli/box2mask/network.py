@@ -47,7 +47,9 @@ def _build_encoder(
     """(first conv, rest of the stem, the four stages at strides 4..32, their widths)."""
     if name == "slim":
         if weights != "none":
-            raise LiidError(f"encoder 'slim' has no pretrained weights; set weights=none (got {weights!r})")
+            raise LiidError(
+                f"encoder 'slim' has no pretrained weights; set weights=none (got {weights!r})"
+            )
         first = SLIM_WIDTHS[0]
         input_conv = nn.Conv2d(in_channels, first, 7, 2, 3, bias=False)
         stem = nn.Sequential(nn.BatchNorm2d(first), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
@@ -81,18 +83,27 @@ class SegmentationNet(nn.Module):
     """Encoder + top-down decoder; logits (N, num_outputs, H/4, W/4)."""
 
     def __init__(
-        self, *, encoder: str, in_channels: int, num_outputs: int, decoder_channels: int,
+        self,
+        *,
+        encoder: str,
+        in_channels: int,
+        num_outputs: int,
+        decoder_channels: int,
         weights: str = "none",
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.input_conv, self.stem, self.stages, widths = _build_encoder(encoder, in_channels, weights)
+        self.input_conv, self.stem, self.stages, widths = _build_encoder(
+            encoder, in_channels, weights
+        )
         self.laterals = nn.ModuleList(nn.Conv2d(width, decoder_channels, 1) for width in widths)
         self.fuse = nn.Sequential(
             nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(decoder_channels),
+            nn.ReLU(inplace=True),
             nn.Conv2d(decoder_channels, decoder_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(decoder_channels), nn.ReLU(inplace=True),
+            nn.BatchNorm2d(decoder_channels),
+            nn.ReLU(inplace=True),
         )
         self.head = nn.Conv2d(decoder_channels, num_outputs, 1)
 
@@ -109,11 +120,17 @@ class SegmentationNet(nn.Module):
         return self.head(self.fuse(y))
 
 
-def build_box2mask_net(config: dict[str, Any], in_channels: int, weights: str = "none") -> SegmentationNet:
+def build_box2mask_net(
+    config: dict[str, Any], in_channels: int, weights: str = "none"
+) -> SegmentationNet:
     """The binary segmenter described by a train-box2mask config (`encoder`, `decoder_channels`)."""
-    return SegmentationNet(encoder=config["encoder"], in_channels=in_channels,
-                           num_outputs=BOX2MASK_OUTPUTS, decoder_channels=config["decoder_channels"],
-                           weights=weights)
+    return SegmentationNet(
+        encoder=config["encoder"],
+        in_channels=in_channels,
+        num_outputs=BOX2MASK_OUTPUTS,
+        decoder_channels=config["decoder_channels"],
+        weights=weights,
+    )
 
 
 def input_channels_of(state: dict[str, Any]) -> int:

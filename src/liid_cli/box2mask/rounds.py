@@ -17,7 +17,7 @@ from liid_cli.box2mask.data import SourceInstance, TargetBox, load_source_instan
 from liid_cli.box2mask.inference import Box2MaskModel, checkpoint_payload
 from liid_cli.box2mask.network import IMAGE_AND_BOX, SegmentationNet
 from liid_cli.box2mask.semantic import LabelledImage, score_maps, train_semantic
-from liid_cli.box2mask.training import ScoreMaps, train_box2mask
+from liid_cli.box2mask.training import ScoreMaps, image_key, train_box2mask
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
@@ -27,8 +27,12 @@ from liid_cli.runner import StageContext
 
 
 def semantic_training_images(
-    target_index: DatasetIndex, pseudo: list[dict[str, Any]], all_boxes: dict[int, list[TargetBox]],
-    source_index: DatasetIndex, source_instances: list[SourceInstance], class_ids: dict[str, int],
+    target_index: DatasetIndex,
+    pseudo: list[dict[str, Any]],
+    all_boxes: dict[int, list[TargetBox]],
+    source_index: DatasetIndex,
+    source_instances: list[SourceInstance],
+    class_ids: dict[str, int],
 ) -> list[LabelledImage]:
     """One LabelledImage per distinct image file of the target and source sets.
 
@@ -42,8 +46,17 @@ def semantic_training_images(
     entries: dict[str, dict[str, Any]] = {}
 
     def entry(path: Path, image: dict[str, Any]) -> dict[str, Any]:
-        return entries.setdefault(str(path), {"path": path, "height": image["height"], "width": image["width"],
-                                              "instances": [], "taught": set(), "boxes": []})
+        return entries.setdefault(
+            image_key(path),
+            {
+                "path": path,
+                "height": image["height"],
+                "width": image["width"],
+                "instances": [],
+                "taught": set(),
+                "boxes": [],
+            },
+        )
 
     pseudo_by_image: dict[int, list[dict[str, Any]]] = {}
     for annotation in pseudo:
@@ -52,8 +65,12 @@ def semantic_training_images(
         item = entry(target_index.image_path(image), image)
         item["taught"] |= labelled_targets
         for annotation in pseudo_by_image.get(int(image["id"]), []):
-            item["instances"].append((annotation["segmentation"], class_ids[target_names[annotation["category_id"]]]))
-        item["boxes"] += [(target_names[b.category_id], b.box) for b in all_boxes.get(int(image["id"]), [])]
+            item["instances"].append(
+                (annotation["segmentation"], class_ids[target_names[annotation["category_id"]]])
+            )
+        item["boxes"] += [
+            (target_names[b.category_id], b.box) for b in all_boxes.get(int(image["id"]), [])
+        ]
 
     source_images = {int(image["id"]): image for image in source_index.images}
     for instance in source_instances:
@@ -68,27 +85,36 @@ def semantic_training_images(
             continue
         x0, y0, w, h = (float(v) for v in annotation["bbox"])
         entry(source_index.image_path(image), image)["boxes"].append(
-            (source_names[int(annotation["category_id"])], (x0, y0, x0 + w, y0 + h)))
+            (source_names[int(annotation["category_id"])], (x0, y0, x0 + w, y0 + h))
+        )
     return [
-        LabelledImage(item["path"], item["height"], item["width"], tuple(item["instances"]),
-                      tuple(box for name, box in item["boxes"] if name not in item["taught"]))
+        LabelledImage(
+            item["path"],
+            item["height"],
+            item["width"],
+            tuple(item["instances"]),
+            tuple(box for name, box in item["boxes"] if name not in item["taught"]),
+        )
         for item in entries.values()
     ]
 
 
 def needed_score_maps(
-    net: SegmentationNet, images: list[LabelledImage], wanted: dict[str, set[str]],
-    class_ids: dict[str, int], input_size: int,
+    net: SegmentationNet,
+    images: list[LabelledImage],
+    wanted: dict[str, set[str]],
+    class_ids: dict[str, int],
+    input_size: int,
 ) -> ScoreMaps:
     """{(image path, class name): float16 (H, W)} for the classes wanted in each image."""
     maps: ScoreMaps = {}
     for image in track(images, "score maps"):
-        names = wanted.get(str(image.path))
+        names = wanted.get(image_key(image.path))
         if not names:
             continue
         scores = score_maps(net, image, input_size)
         for name in names:
-            maps[(str(image.path), name)] = scores[class_ids[name]].astype(np.float16)
+            maps[(image_key(image.path), name)] = scores[class_ids[name]].astype(np.float16)
     return maps
 
 
@@ -96,19 +122,32 @@ def _source_set(model: Box2MaskModel) -> tuple[DatasetIndex, list[SourceInstance
     """The source data set the model was trained on, checked unchanged since."""
     path = model.source_index
     if not path.is_file():
-        raise LiidError(f"{path}: the source data set index of {model.path} is gone; --rounds retrains "
-                        "box-to-mask on it, so restore it (or retrain with `liid train-box2mask`)")
+        raise LiidError(
+            f"{path}: the source data set index of {model.path} is gone; --rounds retrains "
+            "box-to-mask on it, so restore it (or retrain with `liid train-box2mask`)"
+        )
     if file_sha256(path) != model.source_index_fingerprint:
-        raise LiidError(f"{path} changed since {model.path} was trained on it; retrain with "
-                        "`liid train-box2mask --force` before --rounds")
+        raise LiidError(
+            f"{path} changed since {model.path} was trained on it; retrain with "
+            "`liid train-box2mask --force` before --rounds"
+        )
     index = load_index(path)
-    return index, load_source_instances(index, list(model.source_classes), model.config["min_instance_area"])
+    return index, load_source_instances(
+        index, list(model.source_classes), model.config["min_instance_area"]
+    )
 
 
 def run_round(
-    number: int, model: Box2MaskModel, index: DatasetIndex, annotations: list[dict[str, Any]],
-    all_boxes: dict[int, list[TargetBox]], boxes: dict[int, list[TargetBox]], settings: dict[str, Any],
-    *, context: StageContext, folder: Path,
+    number: int,
+    model: Box2MaskModel,
+    index: DatasetIndex,
+    annotations: list[dict[str, Any]],
+    all_boxes: dict[int, list[TargetBox]],
+    boxes: dict[int, list[TargetBox]],
+    settings: dict[str, Any],
+    *,
+    context: StageContext,
+    folder: Path,
 ) -> tuple[Box2MaskModel, ScoreMaps, dict[str, float]]:
     """One later round: train the semantic FCN on the current pseudo masks (+ source masks), then
     retrain box-to-mask with its score maps as the fifth channel; return the new model, the score
@@ -117,33 +156,68 @@ def run_round(
     names = {int(c["id"]): str(c["name"]) for c in index.categories}
     class_names = sorted({names[a["category_id"]] for a in annotations} | set(model.source_classes))
     class_ids = {name: position + 1 for position, name in enumerate(class_names)}
-    images = semantic_training_images(index, annotations, all_boxes, source_index, source_instances, class_ids)
+    images = semantic_training_images(
+        index, annotations, all_boxes, source_index, source_instances, class_ids
+    )
     semantic_net, semantic_loss = train_semantic(
-        images, len(class_ids), settings["semantic"], device=context.device, workers=context.workers,
-        state_path=context.cache_dir / f"semantic_round_{number}.pt", description=f"semantic FCN round {number}")
+        images,
+        len(class_ids),
+        settings["semantic"],
+        device=context.device,
+        workers=context.workers,
+        state_path=context.cache_dir / f"semantic_round_{number}.pt",
+        description=f"semantic FCN round {number}",
+    )
     wanted: dict[str, set[str]] = {}
     for image in index.images:
         for box in boxes[int(image["id"])]:
-            wanted.setdefault(str(index.image_path(image)), set()).add(names[box.category_id])
+            wanted.setdefault(image_key(index.image_path(image)), set()).add(names[box.category_id])
     for instance in source_instances:
-        wanted.setdefault(str(instance.image_path), set()).add(instance.class_name)
-    scores = needed_score_maps(semantic_net, images, wanted, class_ids, settings["semantic"]["input_size"])
+        wanted.setdefault(image_key(instance.image_path), set()).add(instance.class_name)
+    scores = needed_score_maps(
+        semantic_net, images, wanted, class_ids, settings["semantic"]["input_size"]
+    )
     net, box2mask_loss = train_box2mask(
-        model.config, source_instances, in_channels=IMAGE_AND_BOX + 1,
-        init_state={k: v.cpu() for k, v in model.net.state_dict().items()}, score_maps=scores,
-        score_dropout=settings["score_dropout"], iterations=settings["retrain_iterations"],
-        device=context.device, workers=context.workers,
-        state_path=context.cache_dir / f"box2mask_round_{number}.pt", description=f"box2mask round {number}")
+        model.config,
+        source_instances,
+        in_channels=IMAGE_AND_BOX + 1,
+        init_state={k: v.cpu() for k, v in model.net.state_dict().items()},
+        score_maps=scores,
+        score_dropout=settings["score_dropout"],
+        iterations=settings["retrain_iterations"],
+        device=context.device,
+        workers=context.workers,
+        state_path=context.cache_dir / f"box2mask_round_{number}.pt",
+        description=f"box2mask round {number}",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / artifacts.BOX2MASK_CHECKPOINT
-    save_checkpoint(checkpoint, checkpoint_payload(
-        net, model.config, list(model.source_classes), model.source_index, model.source_index_fingerprint,
-        settings["retrain_iterations"]))
-    save_checkpoint(folder / artifacts.BOX2MASK_SEMANTIC_CHECKPOINT, {
-        "model": {k: v.cpu() for k, v in semantic_net.state_dict().items()},
-        "class_names": class_names, "settings": settings["semantic"],
-    })
+    save_checkpoint(
+        checkpoint,
+        checkpoint_payload(
+            net,
+            model.config,
+            list(model.source_classes),
+            model.source_index,
+            model.source_index_fingerprint,
+            settings["retrain_iterations"],
+        ),
+    )
+    save_checkpoint(
+        folder / artifacts.BOX2MASK_SEMANTIC_CHECKPOINT,
+        {
+            "model": {k: v.cpu() for k, v in semantic_net.state_dict().items()},
+            "class_names": class_names,
+            "settings": settings["semantic"],
+        },
+    )
     net.eval()
-    new_model = Box2MaskModel(net, model.config, model.source_classes, model.source_index,
-                              model.source_index_fingerprint, checkpoint)
+    new_model = Box2MaskModel(
+        net,
+        model.config,
+        model.source_classes,
+        model.source_index,
+        model.source_index_fingerprint,
+        checkpoint,
+    )
     return new_model, scores, {"semantic_loss": semantic_loss, "box2mask_loss": box2mask_loss}

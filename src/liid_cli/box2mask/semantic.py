@@ -37,7 +37,7 @@ def label_map(image: LabelledImage) -> np.ndarray:
     """uint8 (H, W): 0 background, class ids on instances (smaller drawn last), 255 in ignored boxes."""
     labels = np.zeros((image.height, image.width), dtype=np.uint8)
     for x0, y0, x1, y1 in image.ignore_boxes:
-        labels[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = IGNORE_LABEL
+        labels[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = IGNORE_LABEL
     decoded = [(masks.decode(rle), class_id) for rle, class_id in image.instances]
     for mask, class_id in sorted(decoded, key=lambda pair: -int(pair[0].sum())):
         labels[mask] = class_id
@@ -45,8 +45,12 @@ def label_map(image: LabelledImage) -> np.ndarray:
 
 
 def _resized_image(path: Path, size: int) -> torch.Tensor:
-    return F.interpolate(normalise_rgb(cached_rgb(path))[None], size=(size, size), mode="bilinear",
-                         align_corners=False)[0]
+    return F.interpolate(
+        normalise_rgb(cached_rgb(path))[None],
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+    )[0]
 
 
 class SemanticDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -63,33 +67,59 @@ class SemanticDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         image = self.images[item]
         pixels = _resized_image(image.path, self.input_size)
         labels = torch.from_numpy(label_map(image))[None, None].float()
-        labels = F.interpolate(labels, size=(self.input_size, self.input_size), mode="nearest")[0, 0].long()
+        labels = F.interpolate(labels, size=(self.input_size, self.input_size), mode="nearest")[
+            0, 0
+        ].long()
         if torch.rand(()) < 0.5:
             pixels, labels = pixels.flip(-1), labels.flip(-1)
         return pixels, labels
 
 
 def build_semantic_net(settings: dict[str, Any], num_classes: int) -> SegmentationNet:
-    return SegmentationNet(encoder=settings["encoder"], in_channels=3, num_outputs=num_classes + 1,
-                           decoder_channels=settings["decoder_channels"], weights=settings["weights"])
+    return SegmentationNet(
+        encoder=settings["encoder"],
+        in_channels=3,
+        num_outputs=num_classes + 1,
+        decoder_channels=settings["decoder_channels"],
+        weights=settings["weights"],
+    )
 
 
 def train_semantic(
-    images: list[LabelledImage], num_classes: int, settings: dict[str, Any], *, device: str,
-    workers: int, state_path: Path, description: str,
+    images: list[LabelledImage],
+    num_classes: int,
+    settings: dict[str, Any],
+    *,
+    device: str,
+    workers: int,
+    state_path: Path,
+    description: str,
 ) -> tuple[SegmentationNet, float]:
     """Train the FCN with pixel-wise cross-entropy (255 ignored); return it and its final loss."""
     net = build_semantic_net(settings, num_classes)
 
     def sgd(model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.SGD(model.parameters(), lr=settings["lr"], momentum=settings["momentum"],
-                               weight_decay=settings["weight_decay"])
+        return torch.optim.SGD(
+            model.parameters(),
+            lr=settings["lr"],
+            momentum=settings["momentum"],
+            weight_decay=settings["weight_decay"],
+        )
 
     resume_key = repr((sorted(settings.items()), num_classes, len(images)))
-    loss = fit(net, SemanticDataset(images, settings["input_size"]), make_optimizer=sgd,
-               iterations=settings["iterations"], batch_size=settings["batch_size"], device=device,
-               workers=workers, state_path=state_path, resume_key=resume_key,
-               checkpoint_every=settings["checkpoint_every"], description=description)
+    loss = fit(
+        net,
+        SemanticDataset(images, settings["input_size"]),
+        make_optimizer=sgd,
+        iterations=settings["iterations"],
+        batch_size=settings["batch_size"],
+        device=device,
+        workers=workers,
+        state_path=state_path,
+        resume_key=resume_key,
+        checkpoint_every=settings["checkpoint_every"],
+        description=description,
+    )
     return net, loss
 
 
@@ -98,5 +128,7 @@ def score_maps(net: SegmentationNet, image: LabelledImage, input_size: int) -> n
     """(C+1, H, W) float32 softmax of the FCN over the image at its own size."""
     device = next(net.parameters()).device
     logits = net(_resized_image(image.path, input_size)[None].to(device))
-    logits = F.interpolate(logits, size=(image.height, image.width), mode="bilinear", align_corners=False)
+    logits = F.interpolate(
+        logits, size=(image.height, image.width), mode="bilinear", align_corners=False
+    )
     return torch.softmax(logits, dim=1)[0].cpu().numpy()

@@ -35,7 +35,12 @@ from liid_cli.log import log, track
 
 IGNORE_LABEL = 255
 IMAGE_CACHE_SIZE = 256  # decoded images kept per data loading process (objects share images)
-ScoreMaps = dict[tuple[str, str], np.ndarray]  # (image path, class name) -> (H, W) in [0, 1]
+ScoreMaps = dict[tuple[str, str], np.ndarray]  # (image_key, class name) -> (H, W) in [0, 1]
+
+
+def image_key(path: Path) -> str:
+    """One name per image file, however a data set index spells its path."""
+    return str(path.resolve())
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,10 @@ class CropSettings:
 
 
 def object_inputs(
-    rgb: torch.Tensor, boxes: torch.Tensor, windows: torch.Tensor, size: int,
+    rgb: torch.Tensor,
+    boxes: torch.Tensor,
+    windows: torch.Tensor,
+    size: int,
     score_maps: torch.Tensor | None,
 ) -> torch.Tensor:
     """(M, 4 or 5, size, size) network inputs: normalised image crop, box channel, score crop.
@@ -60,8 +68,11 @@ def object_inputs(
     image = crop(normalise_rgb(rgb), windows, size)
     parts = [image, box_channel(boxes, windows, size)]
     if score_maps is not None:
-        parts.append(torch.cat([crop(score_maps[m:m + 1], windows[m:m + 1], size)
-                                for m in range(len(windows))]))
+        parts.append(
+            torch.cat(
+                [crop(score_maps[m : m + 1], windows[m : m + 1], size) for m in range(len(windows))]
+            )
+        )
     return torch.cat(parts, dim=1)
 
 
@@ -75,8 +86,11 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """One training sample per source object; random window jitter and flip."""
 
     def __init__(
-        self, instances: list[SourceInstance], settings: CropSettings,
-        score_maps: ScoreMaps | None = None, score_dropout: float = 0.0,
+        self,
+        instances: list[SourceInstance],
+        settings: CropSettings,
+        score_maps: ScoreMaps | None = None,
+        score_dropout: float = 0.0,
     ) -> None:
         self.instances = instances
         self.settings = settings
@@ -94,7 +108,7 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         window = context_windows(box, self.settings.context, self.settings.jitter)
         score = None
         if self.score_maps is not None:
-            score_map = self.score_maps[(str(instance.image_path), instance.class_name)]
+            score_map = self.score_maps[(image_key(instance.image_path), instance.class_name)]
             score = torch.from_numpy(score_map.astype(np.float32))[None]
             if torch.rand(()) < self.score_dropout:
                 score = torch.zeros_like(score)
@@ -123,34 +137,31 @@ def fit(
     """Train `net` in place for `iterations` steps; return the mean loss of the last tenth."""
     net.to(device)
     optimizer = make_optimizer(net)
-    start = 0
+    start, losses = 0, []
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
         if state["resume_key"] == resume_key:
             net.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            start = int(state["iteration"])
+            start, losses = int(state["iteration"]), list(state["losses"])
             log.info(f"{description}: resuming at iteration {start} from {state_path}")
-    remaining = iterations - start
-    losses: list[float] = list(state["losses"]) if start else []
-    if remaining > 0:
-        sampler = RandomSampler(dataset, replacement=True, num_samples=remaining * batch_size)
-        loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                            num_workers=workers if workers > 1 else 0)
-        net.train()
-        for step, (inputs, targets) in enumerate(track(loader, description), start=start + 1):
-            logits = net(inputs.to(device))
-            logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, targets.to(device), ignore_index=IGNORE_LABEL)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            if step % checkpoint_every == 0 and step < iterations:
-                save_checkpoint(state_path, {
-                    "resume_key": resume_key, "iteration": step, "losses": losses,
-                    "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                })
+    sampler = RandomSampler(dataset, replacement=True, num_samples=(iterations - start) * batch_size)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                        num_workers=workers if workers > 1 else 0)
+    net.train()
+    for step, (inputs, targets) in enumerate(track(loader, description), start=start + 1):
+        logits = net(inputs.to(device))
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, targets.to(device), ignore_index=IGNORE_LABEL)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if step % checkpoint_every == 0 and step < iterations:
+            save_checkpoint(state_path, {
+                "resume_key": resume_key, "iteration": step, "losses": losses,
+                "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+            })
     net.eval()
     tail = losses[-max(1, len(losses) // 10):]
     final = float(np.mean(tail)) if tail else float("nan")
@@ -182,14 +193,29 @@ def train_box2mask(
     else:
         net = build_box2mask_net(config, in_channels)
         net.load_state_dict(widen_input(init_state, in_channels))
-    dataset = CropDataset(instances, CropSettings.from_config(config, train=True), score_maps, score_dropout)
+    dataset = CropDataset(
+        instances, CropSettings.from_config(config, train=True), score_maps, score_dropout
+    )
 
     def adam(model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+        return torch.optim.Adam(
+            model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
+        )
 
-    resume_key = repr((sorted(config.items()), in_channels, iterations, score_dropout, len(instances)))
-    final_loss = fit(net, dataset, make_optimizer=adam, iterations=iterations,
-                     batch_size=config["batch_size"], device=device, workers=workers,
-                     state_path=state_path, resume_key=resume_key,
-                     checkpoint_every=config["checkpoint_every"], description=description)
+    resume_key = repr(
+        (sorted(config.items()), in_channels, iterations, score_dropout, len(instances))
+    )
+    final_loss = fit(
+        net,
+        dataset,
+        make_optimizer=adam,
+        iterations=iterations,
+        batch_size=config["batch_size"],
+        device=device,
+        workers=workers,
+        state_path=state_path,
+        resume_key=resume_key,
+        checkpoint_every=config["checkpoint_every"],
+        description=description,
+    )
     return net, final_loss

@@ -30,17 +30,42 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "box2mask")
     def box2mask(
         common: Common,
-        model: Annotated[Optional[Path], typer.Option(
-            "--model", help="Box-to-mask checkpoint. Default: <run>/box2mask_model/box2mask.pt.")] = None,
-        boxes: Annotated[Optional[Path], typer.Option(
-            "--boxes", help="COCO json of boxes (instances file or results list). Default: the index's boxes.")] = None,
-        baseline: Annotated[Optional[Baseline], typer.Option(
-            "--baseline", help="No model: the box itself, the largest ellipse in it, or GrabCut (OpenCV).")] = None,
-        rounds: Annotated[Optional[int], typer.Option(
-            "--rounds", min=1, help="Alternating rounds: semantic FCN score maps feed box-to-mask.")] = None,
-        allow_seen_classes: Annotated[bool, typer.Option(
-            "--allow-seen-classes", help="Label classes the model saw masks of; the run is then "
-            "recorded as not weakly supervised.")] = False,
+        model: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--model", help="Box-to-mask checkpoint. Default: <run>/box2mask_model/box2mask.pt."
+            ),
+        ] = None,
+        boxes: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--boxes",
+                help="COCO json of boxes (instances file or results list). Default: the index's boxes.",
+            ),
+        ] = None,
+        baseline: Annotated[
+            Optional[Baseline],
+            typer.Option(
+                "--baseline",
+                help="No model: the box itself, the largest ellipse in it, or GrabCut (OpenCV).",
+            ),
+        ] = None,
+        rounds: Annotated[
+            Optional[int],
+            typer.Option(
+                "--rounds",
+                min=1,
+                help="Alternating rounds: semantic FCN score maps feed box-to-mask.",
+            ),
+        ] = None,
+        allow_seen_classes: Annotated[
+            bool,
+            typer.Option(
+                "--allow-seen-classes",
+                help="Label classes the model saw masks of; the run is then "
+                "recorded as not weakly supervised.",
+            ),
+        ] = False,
     ) -> None:
         """Turn the boxes of a target data set into COCO pseudo instance masks and palette PNGs.
         Writes <run>/box2mask/pseudo_instances.json and semantic/."""
@@ -55,9 +80,13 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if boxes is not None:
             extra["boxes"] = boxes
         if baseline is None:
-            default = artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT
+            default = (
+                artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT
+            )
             if model is None and not default.is_file():
-                raise LiidError(f"missing {default}: run `liid train-box2mask --run {common.run}` first, "
-                                "or pass --model BOX2MASK.pt or --baseline")
+                raise LiidError(
+                    f"missing {default}: run `liid train-box2mask --run {common.run}` first, "
+                    "or pass --model BOX2MASK.pt or --baseline"
+                )
             extra["model"] = model or default
         run_stage_module("box2mask", common, overrides=overrides, extra_inputs=extra)

@@ -44,15 +44,29 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
     seed_everything(context.seed)
     settings = config.model_dump(mode="json")
     net, final_loss = train_box2mask(
-        settings, instances, in_channels=IMAGE_AND_BOX, init_state=None, score_maps=None,
-        score_dropout=0.0, iterations=config.iterations, device=context.device,
-        workers=context.workers, state_path=context.cache_dir / artifacts.BOX2MASK_CHECKPOINT,
+        settings,
+        instances,
+        in_channels=IMAGE_AND_BOX,
+        init_state=None,
+        score_maps=None,
+        score_dropout=0.0,
+        iterations=config.iterations,
+        device=context.device,
+        workers=context.workers,
+        state_path=context.cache_dir / artifacts.BOX2MASK_CHECKPOINT,
         description="train-box2mask",
     )
-    save_checkpoint(context.out_dir / artifacts.BOX2MASK_CHECKPOINT, checkpoint_payload(
-        net.cpu(), settings, config.source_classes, context.index_path.resolve(),
-        file_sha256(context.index_path), config.iterations,
-    ))
+    save_checkpoint(
+        context.out_dir / artifacts.BOX2MASK_CHECKPOINT,
+        checkpoint_payload(
+            net.cpu(),
+            settings,
+            config.source_classes,
+            context.index_path.resolve(),
+            file_sha256(context.index_path),
+            config.iterations,
+        ),
+    )
     per_class = Counter(instance.class_name for instance in instances)
     return {
         "source_classes": list(config.source_classes),
