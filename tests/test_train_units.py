@@ -167,7 +167,11 @@ def test_dilated_resnet18_keeps_output_stride(stride: int) -> None:
 
 def test_deeplab_logits_match_input_size() -> None:
     model = build_semantic_model(
-        SemanticModelConfig(backbone="resnet18", norm="gn", output_stride=16), 3, "none"
+        SemanticModelConfig(
+            backbone="resnet18", norm="gn", output_stride=16, atrous_rates=[1, 2, 3]
+        ),
+        3,
+        "none",
     )
     assert model.eval()(torch.zeros(1, 3, 50, 70))["out"].shape == (1, 4, 50, 70)
 

@@ -52,6 +52,8 @@ class InstanceModelConfig(StageConfig):
     rpn_pre_nms_test: int = Field(ge=1)
     rpn_post_nms_test: int = Field(ge=1)
     box_batch_size_per_image: int = Field(ge=1)
+    mask_head_channels: int = Field(ge=8)
+    mask_head_layers: int = Field(ge=1)
     score_threshold: float = Field(ge=0.0, le=1.0)  # detections below are dropped
     mask_threshold: float = Field(gt=0.0, lt=1.0)  # soft mask -> binary mask
     detections_per_image: int = Field(ge=1)
@@ -63,6 +65,7 @@ class SemanticModelConfig(StageConfig):
     backbone: str
     norm: Norm
     output_stride: Literal[8, 16]
+    atrous_rates: list[int] = Field(min_length=3, max_length=3)  # ASPP dilations, in feature cells
 
 
 def norm_layer(norm: Norm) -> Callable[[int], nn.Module]:
@@ -122,6 +125,7 @@ def build_instance_model(config: InstanceModelConfig, num_classes: int, weights:
                 parameter.requires_grad_(False)
     head_norm = norm_layer("gn") if config.norm == "gn" else None
     channels = config.fpn_channels
+    mask_channels = config.mask_head_channels
     backbone = BackboneWithFPN(
         resnet,
         {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
@@ -148,8 +152,10 @@ def build_instance_model(config: InstanceModelConfig, num_classes: int, weights:
         box_batch_size_per_image=config.box_batch_size_per_image,
         box_score_thresh=config.score_threshold,
         box_detections_per_img=config.detections_per_image,
-        mask_head=MaskRCNNHeads(channels, [channels] * 4, 1, norm_layer=head_norm),
-        mask_predictor=MaskRCNNPredictor(channels, channels, num_classes + 1),
+        mask_head=MaskRCNNHeads(
+            channels, [mask_channels] * config.mask_head_layers, 1, norm_layer=head_norm
+        ),
+        mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1),
     )
 
 
@@ -157,9 +163,9 @@ def build_semantic_model(config: SemanticModelConfig, num_classes: int, weights:
     """DeepLabV3 for `num_classes` object classes plus background; forward gives {"out": logits}."""
     resnet = build_resnet(config.backbone, config.norm, weights, config.output_stride)
     backbone = torchvision.models._utils.IntermediateLayerGetter(resnet, {"layer4": "out"})
-    rates = (12, 24, 36) if config.output_stride == 8 else (6, 12, 18)
     return DeepLabV3(
-        backbone, DeepLabHead(backbone_spec(config.backbone).channels, num_classes + 1, rates)
+        backbone,
+        DeepLabHead(backbone_spec(config.backbone).channels, num_classes + 1, config.atrous_rates),
     )
 
 
