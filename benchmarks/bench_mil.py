@@ -25,8 +25,18 @@ from liid_cli.models.losses import update_centres
 from liid_cli.models.mil import ClassCentres, LossConfig, MilNetwork, image_losses
 
 NUM_CLASSES = 20
-LOSSES = LossConfig(attention=True, mil=True, centre=True, alpha=0.5, beta=0.5, gamma=0.1, eta=0.75, r=5.0,
-                    theta=0.01, pooling="box")
+LOSSES = LossConfig(
+    attention=True,
+    mil=True,
+    centre=True,
+    alpha=0.5,
+    beta=0.5,
+    gamma=0.1,
+    eta=0.75,
+    r=5.0,
+    theta=0.01,
+    pooling="box",
+)
 
 
 def median_seconds(step: Callable[[], None], warmup: int, repeats: int) -> float:
@@ -46,7 +56,9 @@ def random_boxes(count: int, size: int, generator: torch.Generator) -> torch.Ten
     return torch.cat([low, torch.maximum(high, low + 8)], dim=1).clamp(0, size)
 
 
-def bench_case(backbone: str, size: int, proposals: int, device: str, warmup: int, repeats: int) -> None:
+def bench_case(
+    backbone: str, size: int, proposals: int, device: str, warmup: int, repeats: int
+) -> None:
     generator = torch.Generator().manual_seed(0)
     image = torch.randn(1, 3, size, size, generator=generator).to(device)
     labels = torch.zeros(NUM_CLASSES + 1, device=device)
@@ -73,13 +85,17 @@ def bench_case(backbone: str, size: int, proposals: int, device: str, warmup: in
         mil_opt.zero_grad(set_to_none=True)
         result.total.backward()
         mil_opt.step()
-        update_centres(centres.centres, centres.known, features.float(), result.assigned, LOSSES.theta)
+        update_centres(
+            centres.centres, centres.known, features.float(), result.assigned, LOSSES.theta
+        )
 
     synchronise = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     plain = median_seconds(lambda: (classifier_step(), synchronise()), warmup, repeats)
     mil = median_seconds(lambda: (mil_step(), synchronise()), warmup, repeats)
-    print(f"{backbone} @ {size} px, {proposals} proposals, {device}: classifier step {plain * 1000:.1f} ms, "
-          f"MIL step {mil * 1000:.1f} ms, ratio {mil / plain:.3f} (goal <= 1.15)")
+    print(
+        f"{backbone} @ {size} px, {proposals} proposals, {device}: classifier step {plain * 1000:.1f} ms, "
+        f"MIL step {mil * 1000:.1f} ms, ratio {mil / plain:.3f} (goal <= 1.15)"
+    )
 
     network.eval()
     batch = torch.randn(8, 3, size, size, generator=generator).to(device)
@@ -96,13 +112,19 @@ def bench_case(backbone: str, size: int, proposals: int, device: str, warmup: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--case", action="append", help="BACKBONE:SIZE (repeatable)")
-    parser.add_argument("--proposals", type=int, default=20, help="boxes per image (paper: 20 on VOC)")
+    parser.add_argument(
+        "--proposals", type=int, default=20, help="boxes per image (paper: 20 on VOC)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

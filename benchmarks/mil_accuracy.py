@@ -5,9 +5,11 @@ Each proposal of the training split gets the class of its best-overlapping groun
   (a) CAM pseudo labels y~ (eta and pooling of the train-mil config),
   (b) MIL argmax p, (c) label-masked MIL argmax (p * image label vector),
 plus the all-background baseline and the accuracy on foreground / background proposals apart,
-which says where one beats the other.
+which says where one beats the other. `--oracle-epochs N` also trains the MIL network of the run's
+train-mil settings on these ground-truth proposal labels (full supervision, cross-entropy) and
+prints its training accuracy per epoch: how learnable the proposals are for that backbone at all.
 
-    python benchmarks/mil_accuracy.py --run runs/demo
+    python benchmarks/mil_accuracy.py --run runs/demo [--oracle-epochs 15]
 (needs finished proposals, train-cam, train-mil and dump stages, and the index's ground truth)
 """
 
@@ -23,16 +25,21 @@ import numpy as np
 import torch
 
 from liid_cli import artifacts, masks
-from liid_cli.data.index import load_index
+from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import open_csr
 from liid_cli.models.losses import pseudo_labels
+from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import read_manifest
 
 
-def ground_truth_labels(rles: list[dict[str, Any]], instances: list[dict[str, Any]],
-                        internal: dict[int, int], threshold: float = 0.5) -> np.ndarray:
+def ground_truth_labels(
+    rles: list[dict[str, Any]],
+    instances: list[dict[str, Any]],
+    internal: dict[int, int],
+    threshold: float = 0.5,
+) -> np.ndarray:
     """Class of each proposal's best-overlapping instance (IoU >= threshold), else 0."""
     labels = np.zeros(len(rles), dtype=np.int64)
     if not rles or not instances:
@@ -45,32 +52,55 @@ def ground_truth_labels(rles: list[dict[str, Any]], instances: list[dict[str, An
     return labels
 
 
-def proposal_label_accuracy(run_dir: Path) -> dict[str, Any]:
-    """Accuracies (a), (b), (c) and their foreground/background split for the run's training split."""
-    mil_manifest = read_manifest(artifacts.stage_dir(run_dir, "train-mil"))
-    if mil_manifest is None:
+def _mil_settings(run_dir: Path) -> tuple[Path, dict[str, Any]]:
+    manifest = read_manifest(artifacts.stage_dir(run_dir, "train-mil"))
+    if manifest is None:
         raise SystemExit(f"{run_dir}: run train-mil and dump first")
-    index_path = Path(mil_manifest["inputs"]["index"]["path"])
-    index = load_index(index_path)
-    loss = mil_manifest["config"]["loss"]
-    column = artifacts.H5_CAM_BOX_SCORES if loss["pooling"] == "box" else artifacts.H5_CAM_MASK_SCORES
-    internal = {cid: index.classes.to_internal(cid) for cid in index.classes.category_ids}
+    return Path(manifest["inputs"]["index"]["path"]), manifest["config"]
+
+
+def _instances(index: DatasetIndex) -> dict[int, list[dict[str, Any]]]:
     instances = defaultdict(list)
     for annotation in read_json(index.ground_truth_path)["annotations"]:
         if not annotation.get("iscrowd", 0):
             instances[annotation["image_id"]].append(annotation)
+    return instances
+
+
+def proposal_label_accuracy(run_dir: Path) -> dict[str, Any]:
+    """Accuracies (a), (b), (c) and their foreground/background split for the run's training split."""
+    index_path, settings = _mil_settings(run_dir)
+    index = load_index(index_path)
+    loss = settings["loss"]
+    column = (
+        artifacts.H5_CAM_BOX_SCORES if loss["pooling"] == "box" else artifacts.H5_CAM_MASK_SCORES
+    )
+    internal = {cid: index.classes.to_internal(cid) for cid in index.classes.category_ids}
+    instances = _instances(index)
     fingerprint = file_sha256(index_path)
     truth, cam, mil, masked = [], [], [], []
-    with open_proposals(run_dir, index_path) as store, \
-            open_csr(artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5,
-                     artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cams, \
-            open_csr(artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5,
-                     artifacts.SCHEMA_DUMP, fingerprint, "dump") as dump:
+    with (
+        open_proposals(run_dir, index_path) as store,
+        open_csr(
+            artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5,
+            artifacts.SCHEMA_CAM_SCORES,
+            fingerprint,
+            "train-cam",
+        ) as cams,
+        open_csr(
+            artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5,
+            artifacts.SCHEMA_DUMP,
+            fingerprint,
+            "dump",
+        ) as dump,
+    ):
         image_labels = dump.column(artifacts.H5_LABELS)
         for position, proposals in enumerate(store):
             if not len(proposals):
                 continue
-            truth.append(ground_truth_labels(proposals.rles(), instances[proposals.image_id], internal))
+            truth.append(
+                ground_truth_labels(proposals.rles(), instances[proposals.image_id], internal)
+            )
             label_vector = torch.from_numpy(image_labels[position])
             scores = torch.from_numpy(cams.read(column, proposals.image_id))
             cam.append(pseudo_labels(scores, label_vector, loss["eta"]).numpy())
@@ -79,29 +109,110 @@ def proposal_label_accuracy(run_dir: Path) -> dict[str, Any]:
             masked.append((probs * image_labels[position]).argmax(axis=1))
     y = np.concatenate(truth)
     foreground = y > 0
-    result: dict[str, Any] = {"proposals": int(len(y)), "foreground_fraction": float(foreground.mean()),
-                              "all_background_accuracy": float((y == 0).mean())}
-    for name, predicted in (("a_cam_pseudo", cam), ("b_mil_argmax", mil), ("c_mil_label_masked", masked)):
+    result: dict[str, Any] = {
+        "proposals": len(y),
+        "foreground_fraction": float(foreground.mean()),
+        "all_background_accuracy": float((y == 0).mean()),
+    }
+    for name, predicted in (
+        ("a_cam_pseudo", cam),
+        ("b_mil_argmax", mil),
+        ("c_mil_label_masked", masked),
+    ):
         guess = np.concatenate(predicted)
         result[name] = {
             "accuracy": float((guess == y).mean()),
-            "foreground_accuracy": float((guess == y)[foreground].mean()) if foreground.any() else None,
-            "background_accuracy": float((guess == y)[~foreground].mean()) if (~foreground).any() else None,
+            "foreground_accuracy": float((guess == y)[foreground].mean())
+            if foreground.any()
+            else None,
+            "background_accuracy": float((guess == y)[~foreground].mean())
+            if (~foreground).any()
+            else None,
             "predicted_foreground_fraction": float((guess > 0).mean()),
         }
     return result
 
 
+def supervised_oracle(run_dir: Path, epochs: int) -> None:
+    """Train the run's MIL network architecture on ground-truth proposal labels; print accuracy per epoch."""
+    index_path, settings = _mil_settings(run_dir)
+    index = load_index(index_path)
+    internal = {cid: index.classes.to_internal(cid) for cid in index.classes.category_ids}
+    instances = _instances(index)
+    images = {int(image["id"]): image for image in index.images}
+    items, targets = [], []
+    with open_proposals(run_dir, index_path) as store:
+        for proposals in store:
+            if len(proposals):
+                image = images[proposals.image_id]
+                targets.append(
+                    torch.from_numpy(
+                        ground_truth_labels(proposals.rles(), instances[image["id"]], internal)
+                    )
+                )
+                items.append(
+                    ProposalImage(
+                        image["id"],
+                        index.image_path(image),
+                        index.classes.label_vector(image["labels"]),
+                        proposals.boxes,
+                        np.zeros((len(proposals), 0), dtype=np.float32),
+                    )
+                )
+    torch.manual_seed(0)
+    network = MilNetwork(
+        settings["backbone"],
+        "none",
+        index.classes.num_classes,
+        settings["roi_op"],
+        settings["roi_size"],
+    )
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    dataset = ProposalDataset(items, settings["input_size"], flip=True)
+    for epoch in range(epochs):
+        network.train()
+        hits = torch.zeros(2)
+        totals = torch.zeros(2)
+        for position in torch.randperm(len(items)).tolist():
+            item, target = dataset[position], targets[position]
+            logits, _ = network(item["image"][None], [item["boxes"]])
+            loss = torch.nn.functional.cross_entropy(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            correct = logits.argmax(dim=1) == target
+            for group, rows in enumerate((target == 0, target > 0)):
+                hits[group] += correct[rows].sum()
+                totals[group] += rows.sum()
+        print(
+            f"oracle epoch {epoch + 1}/{epochs}: background accuracy {hits[0] / totals[0]:.3f}, "
+            f"foreground accuracy {hits[1] / totals[1].clamp_min(1):.3f}",
+            flush=True,
+        )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="run folder with proposals..dump finished")
-    result = proposal_label_accuracy(parser.parse_args().run)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--run", type=Path, required=True, help="run folder with proposals..dump finished"
+    )
+    parser.add_argument(
+        "--oracle-epochs", type=int, default=0, help="also train on ground-truth labels"
+    )
+    args = parser.parse_args()
+    result = proposal_label_accuracy(args.run)
     print(json.dumps(result, indent=1))
     a = result["a_cam_pseudo"]["accuracy"]
     best = max(result["b_mil_argmax"]["accuracy"], result["c_mil_label_masked"]["accuracy"])
-    print(f"(a) CAM {a:.3f}  (b) MIL {result['b_mil_argmax']['accuracy']:.3f}  "
-          f"(c) MIL label-masked {result['c_mil_label_masked']['accuracy']:.3f}  "
-          f"-> MIL {'beats' if best > a else 'does NOT beat'} CAM")
+    print(
+        f"(a) CAM {a:.3f}  (b) MIL {result['b_mil_argmax']['accuracy']:.3f}  "
+        f"(c) MIL label-masked {result['c_mil_label_masked']['accuracy']:.3f}  "
+        f"-> MIL {'beats' if best > a else 'does NOT beat'} CAM"
+    )
+    if args.oracle_epochs:
+        supervised_oracle(args.run, args.oracle_epochs)
 
 
 if __name__ == "__main__":

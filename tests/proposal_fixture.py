@@ -27,7 +27,9 @@ class FakeProposalsConfig(StageConfig):
     empty_image_ids: tuple[int, ...]
 
 
-def _random_blobs(rng: np.random.Generator, height: int, width: int, count: int) -> list[np.ndarray]:
+def _random_blobs(
+    rng: np.random.Generator, height: int, width: int, count: int
+) -> list[np.ndarray]:
     rows, cols = np.mgrid[:height, :width]
     blobs = []
     for _ in range(count):
@@ -61,20 +63,36 @@ def _run(config: FakeProposalsConfig, context: StageContext) -> dict[str, Any]:
                 stack += [mask, grown]
             stack += _random_blobs(rng, height, width, config.random_per_image)
         order = rng.permutation(len(stack))
-        mask_stack = np.stack([stack[i] for i in order]) if stack else np.zeros((0, height, width), bool)
+        mask_stack = (
+            np.stack([stack[i] for i in order]) if stack else np.zeros((0, height, width), bool)
+        )
         proposals.append(ImageProposals.from_masks(image["id"], mask_stack, rng.random(len(stack))))
-    write_proposals(context.out_dir / artifacts.PROPOSALS_H5, file_sha256(context.index_path), proposals)
+    write_proposals(
+        context.out_dir / artifacts.PROPOSALS_H5, file_sha256(context.index_path), proposals
+    )
     return {"proposals": sum(len(p) for p in proposals)}
 
 
-FAKE_PROPOSALS = StageSpec(name="proposals", config_model=FakeProposalsConfig, upstream=(), run=_run)
+FAKE_PROPOSALS = StageSpec(
+    name="proposals", config_model=FakeProposalsConfig, upstream=(), run=_run
+)
 
 
-def write_fake_proposals(run_dir: Path, index_path: Path, *, random_per_image: int = 6,
-                         empty_image_ids: tuple[int, ...] = (), seed: int = 0) -> None:
-    run_stage(FAKE_PROPOSALS, FakeProposalsConfig(random_per_image=random_per_image,
-                                                  empty_image_ids=empty_image_ids),
-              run_dir=run_dir, index_path=index_path, seed=seed)
+def write_fake_proposals(
+    run_dir: Path,
+    index_path: Path,
+    *,
+    random_per_image: int = 6,
+    empty_image_ids: tuple[int, ...] = (),
+    seed: int = 0,
+) -> None:
+    run_stage(
+        FAKE_PROPOSALS,
+        FakeProposalsConfig(random_per_image=random_per_image, empty_image_ids=empty_image_ids),
+        run_dir=run_dir,
+        index_path=index_path,
+        seed=seed,
+    )
 
 
 TEST_SETTINGS = {
@@ -84,10 +102,12 @@ TEST_SETTINGS = {
 }
 
 
-def run_demo_stage(module: str, run_dir: Path, index_path: Path | None = None, *extra: str,
-                   force: bool = False) -> dict[str, Any]:
+def run_demo_stage(
+    module: str, run_dir: Path, index_path: Path | None = None, *extra: str, force: bool = False
+) -> dict[str, Any]:
     """Run one of the CAM/MIL/dump stages with its demo profile shrunk for tests; its manifest."""
     spec = importlib.import_module(f"liid_cli.stages.{module}").SPEC
-    config = load_stage_config(spec.name, spec.config_model, profile="demo",
-                               overrides=[*TEST_SETTINGS[module], *extra])
+    config = load_stage_config(
+        spec.name, spec.config_model, profile="demo", overrides=[*TEST_SETTINGS[module], *extra]
+    )
     return run_stage(spec, config, run_dir=run_dir, index_path=index_path, force=force)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
 from liid_cli.errors import LiidError
@@ -15,12 +16,10 @@ from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.models.cam import box_regions, normalised_cams, region_scores
 from liid_cli.proposals.store import open_proposals
-from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
-MAP = torch.tensor([[0.0, 0.1, 0.2, 0.3],
-                    [0.4, 0.5, 0.6, 0.7],
-                    [0.8, 0.9, 1.0, 0.2],
-                    [0.1, 0.1, 0.1, 0.1]])
+MAP = torch.tensor(
+    [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 0.7], [0.8, 0.9, 1.0, 0.2], [0.1, 0.1, 0.1, 0.1]]
+)
 
 
 def test_box_regions_cover_the_pixels_of_each_box() -> None:
@@ -38,9 +37,7 @@ def test_region_score_is_mean_plus_max_inside_the_region() -> None:
     empty = torch.zeros(1, 4, 4, dtype=torch.bool)
     maps = torch.stack([MAP, 1.0 - MAP])
     scores = region_scores(maps, torch.cat([box, mask, empty]))
-    expected = torch.tensor([[0.75 + 1.0, 0.25 + 0.5],
-                             [0.15 + 0.3, 0.85 + 1.0],
-                             [0.0, 0.0]])
+    expected = torch.tensor([[0.75 + 1.0, 0.25 + 0.5], [0.15 + 0.3, 0.85 + 1.0], [0.0, 0.0]])
     assert torch.allclose(scores, expected)
 
 
@@ -66,7 +63,9 @@ def test_cams_are_relu_max_normalised_and_flip_averaged() -> None:
 @pytest.fixture(scope="module")
 def cam_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("cam") / "run"
-    write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,))
+    write_fake_proposals(
+        run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,)
+    )
     run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
     return run_dir
 
@@ -74,9 +73,18 @@ def cam_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_cam_writes_scores_aligned_with_the_proposals(cam_run: Path, tiny_demo: Path) -> None:
     index = tiny_demo / "index_train.json"
     folder = artifacts.stage_dir(cam_run, "train-cam")
-    with open_proposals(cam_run, index) as store, open_csr(
-            folder / artifacts.CAM_SCORES_H5, artifacts.SCHEMA_CAM_SCORES, file_sha256(index), "train-cam") as cams:
-        assert (cams.image_ids == store.image_ids).all() and (cams.offsets == store.csr.offsets).all()
+    with (
+        open_proposals(cam_run, index) as store,
+        open_csr(
+            folder / artifacts.CAM_SCORES_H5,
+            artifacts.SCHEMA_CAM_SCORES,
+            file_sha256(index),
+            "train-cam",
+        ) as cams,
+    ):
+        assert (cams.image_ids == store.image_ids).all() and (
+            cams.offsets == store.csr.offsets
+        ).all()
         assert cams.rows_of(2) == slice(cams.offsets[1], cams.offsets[1])  # no proposals, no rows
         box_scores = cams.column(artifacts.H5_CAM_BOX_SCORES)
         mask_scores = cams.column(artifacts.H5_CAM_MASK_SCORES)
@@ -93,12 +101,18 @@ def test_train_cam_writes_scores_aligned_with_the_proposals(cam_run: Path, tiny_
     assert len(list((folder / artifacts.CAM_MAPS_DIR).glob("*.png"))) >= 1
 
 
-def test_proposals_of_another_data_set_are_refused(cam_run: Path, tiny_demo: Path, tmp_path: Path) -> None:
+def test_proposals_of_another_data_set_are_refused(
+    cam_run: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     other = tmp_path / "other"
     write_fake_proposals(other, tiny_demo / "index_val.json")
     run_dir = tmp_path / "run"
-    shutil.copytree(artifacts.stage_dir(cam_run, "proposals"), artifacts.stage_dir(run_dir, "proposals"))
-    shutil.copy(artifacts.stage_dir(other, "proposals") / artifacts.PROPOSALS_H5,
-                artifacts.stage_dir(run_dir, "proposals") / artifacts.PROPOSALS_H5)
+    shutil.copytree(
+        artifacts.stage_dir(cam_run, "proposals"), artifacts.stage_dir(run_dir, "proposals")
+    )
+    shutil.copy(
+        artifacts.stage_dir(other, "proposals") / artifacts.PROPOSALS_H5,
+        artifacts.stage_dir(run_dir, "proposals") / artifacts.PROPOSALS_H5,
+    )
     with pytest.raises(LiidError, match="made from another data set"):
         run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.proposals.store import open_proposals
-from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +31,16 @@ def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
     index_path = tiny_demo / "index_train.json"
     index = load_index(index_path)
     path = artifacts.stage_dir(dumped, "dump") / artifacts.DUMP_H5
-    with open_proposals(dumped, index_path) as store, \
-            open_csr(path, artifacts.SCHEMA_DUMP, file_sha256(index_path), "dump") as dump:
-        assert (dump.image_ids == store.image_ids).all() and (dump.offsets == store.csr.offsets).all()
-        assert dump.rows_of(2).start == dump.rows_of(2).stop  # the image without proposals has no rows
+    with (
+        open_proposals(dumped, index_path) as store,
+        open_csr(path, artifacts.SCHEMA_DUMP, file_sha256(index_path), "dump") as dump,
+    ):
+        assert (dump.image_ids == store.image_ids).all() and (
+            dump.offsets == store.csr.offsets
+        ).all()
+        assert (
+            dump.rows_of(2).start == dump.rows_of(2).stop
+        )  # the image without proposals has no rows
         probs = dump.column(artifacts.H5_PROBS)
         features = dump.column(artifacts.H5_FEATURES)
         assert probs.dtype == np.float32 and probs.shape == (dump.num_rows, 7)
@@ -46,7 +52,10 @@ def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
             image = index.images[position]
             assert (labels[position] == index.classes.label_vector(image["labels"])).all()
             assert (dump.read(artifacts.H5_BOXES, proposals.image_id) == proposals.boxes).all()
-            assert (dump.read(artifacts.H5_PROPOSAL_INDEX, proposals.image_id) == np.arange(len(proposals))).all()
+            assert (
+                dump.read(artifacts.H5_PROPOSAL_INDEX, proposals.image_id)
+                == np.arange(len(proposals))
+            ).all()
 
 
 def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Path) -> None:
@@ -65,15 +74,19 @@ def test_cli_runs_the_three_stages_and_reports_bad_input(tiny_demo: Path, tmp_pa
     from tests.helpers import assert_one_line_error, liid
 
     run_dir = tmp_path / "run"
-    assert_one_line_error(liid("train-mil", "--run", run_dir, "--data", tiny_demo / "index_train.json"),
-                          "run `liid proposals")
+    assert_one_line_error(
+        liid("train-mil", "--run", run_dir, "--data", tiny_demo / "index_train.json"),
+        "run `liid proposals",
+    )
     write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=2)
     small = ["--profile", "demo", "--set", "input_size=48", "--set", "epochs=1", "--device", "cpu"]
     result = liid("train-cam", "--run", run_dir, *small, "--save-cams", "--set", "save_cams_max=1")
     assert result.exit_code == 0, result.output
     assert any((artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_MAPS_DIR).iterdir())
-    assert_one_line_error(liid("train-mil", "--run", run_dir, *small, "--weights", tmp_path / "missing.pt"),
-                          "missing.pt")
+    assert_one_line_error(
+        liid("train-mil", "--run", run_dir, *small, "--weights", tmp_path / "missing.pt"),
+        "missing.pt",
+    )
     assert liid("train-mil", "--run", run_dir, *small, "--set", "roi_size=2").exit_code == 0
     result = liid("dump", "--run", run_dir, "--profile", "demo", "--device", "cpu")
     assert result.exit_code == 0 and "images/s" in result.output, result.output

@@ -10,27 +10,32 @@ import torch
 from liid_cli.models import losses
 from liid_cli.models.mil import ClassCentres, LossConfig, image_losses
 
-PROBS = torch.tensor([[0.7, 0.2, 0.1],
-                      [0.1, 0.6, 0.3],
-                      [0.2, 0.2, 0.6]])
+PROBS = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.2, 0.6]])
 LABELS = torch.tensor([1.0, 1.0, 0.0])  # background + class 1; class 2 absent
 
 
 def test_attention_loss_by_hand() -> None:
     targets = torch.tensor([0, 1, 1])
     # K = 2: each proposal adds log p[y~] + 1/2 * (sum of log(1 - p[k]) over the two other classes).
-    by_hand = -(
-        (math.log(0.7) + (math.log(0.8) + math.log(0.9)) / 2)
-        + (math.log(0.6) + (math.log(0.9) + math.log(0.7)) / 2)
-        + (math.log(0.2) + (math.log(0.8) + math.log(0.4)) / 2)
-    ) / 3
+    by_hand = (
+        -(
+            (math.log(0.7) + (math.log(0.8) + math.log(0.9)) / 2)
+            + (math.log(0.6) + (math.log(0.9) + math.log(0.7)) / 2)
+            + (math.log(0.2) + (math.log(0.8) + math.log(0.4)) / 2)
+        )
+        / 3
+    )
     assert losses.attention_loss(PROBS, targets).item() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_pseudo_labels_threshold_to_background_and_ignore_unlabelled_classes() -> None:
-    cam_scores = torch.tensor([[0.5, 0.8],   # class 1 below eta; class 2 high but not labelled
-                               [1.2, 0.2],
-                               [0.9, 1.9]])
+    cam_scores = torch.tensor(
+        [
+            [0.5, 0.8],  # class 1 below eta; class 2 high but not labelled
+            [1.2, 0.2],
+            [0.9, 1.9],
+        ]
+    )
     assert losses.pseudo_labels(cam_scores, LABELS, eta=0.75).tolist() == [0, 1, 1]
     assert losses.pseudo_labels(cam_scores, LABELS, eta=1.0).tolist() == [0, 1, 0]
     assert losses.pseudo_labels(cam_scores, LABELS, eta=2.5).tolist() == [0, 0, 0]
@@ -62,10 +67,13 @@ def test_centre_loss_by_hand_and_unknown_centres_add_nothing() -> None:
     centres = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])
     known = torch.tensor([True, True, True])
     by_hand = (0.0 + (1 - 1 / math.sqrt(2)) + (1 - 1 / math.sqrt(2))) / 3
-    assert losses.centre_loss(features, assigned, centres, known).item() == pytest.approx(by_hand, rel=1e-5)
+    assert losses.centre_loss(features, assigned, centres, known).item() == pytest.approx(
+        by_hand, rel=1e-5
+    )
     known = torch.tensor([True, False, True])
     assert losses.centre_loss(features, assigned, centres, known).item() == pytest.approx(
-        (1 - 1 / math.sqrt(2)) / 3, rel=1e-5)
+        (1 - 1 / math.sqrt(2)) / 3, rel=1e-5
+    )
 
 
 def test_centre_update_moves_by_theta_towards_the_mean_and_initialises_new_classes() -> None:
@@ -84,14 +92,33 @@ def test_image_losses_switches_and_weights() -> None:
     features = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     cam_scores = torch.tensor([[0.5, 0.8], [1.2, 0.2], [0.9, 1.9]])
     centres = ClassCentres(num_classes=2, feature_dim=2)
-    settings = dict(attention=True, mil=True, centre=True, alpha=0.5, beta=0.5, gamma=0.1, eta=0.75,
-                    r=5.0, theta=0.01, pooling="box")
+    settings = {
+        "attention": True,
+        "mil": True,
+        "centre": True,
+        "alpha": 0.5,
+        "beta": 0.5,
+        "gamma": 0.1,
+        "eta": 0.75,
+        "r": 5.0,
+        "theta": 0.01,
+        "pooling": "box",
+    }
     result = image_losses(logits, features, LABELS, cam_scores, centres, LossConfig(**settings))
-    expected = (0.5 * losses.attention_loss(PROBS, torch.tensor([0, 1, 1]))
-                + 0.5 * losses.mil_loss(PROBS, LABELS, 5.0))  # no centre known yet: L_Cent = 0
+    expected = 0.5 * losses.attention_loss(PROBS, torch.tensor([0, 1, 1])) + 0.5 * losses.mil_loss(
+        PROBS, LABELS, 5.0
+    )  # no centre known yet: L_Cent = 0
     assert result.total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert result.assigned.tolist() == [0, 1, 2]
-    only_mil = image_losses(logits, features, LABELS, cam_scores, centres,
-                            LossConfig(**settings | {"attention": False, "centre": False}))
+    only_mil = image_losses(
+        logits,
+        features,
+        LABELS,
+        cam_scores,
+        centres,
+        LossConfig(**settings | {"attention": False, "centre": False}),
+    )
     assert set(only_mil.parts) == {"mil"}
-    assert only_mil.total.item() == pytest.approx(0.5 * losses.mil_loss(PROBS, LABELS, 5.0).item(), rel=1e-5)
+    assert only_mil.total.item() == pytest.approx(
+        0.5 * losses.mil_loss(PROBS, LABELS, 5.0).item(), rel=1e-5
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.proposal_fixture import TEST_SETTINGS, run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint
@@ -14,14 +15,15 @@ from liid_cli.errors import LiidError
 from liid_cli.models.mil import ClassCentres, MilNetwork, ProposalDataset, single_item
 from liid_cli.runner import StageContext
 from liid_cli.stages import train_mil
-from tests.proposal_fixture import TEST_SETTINGS, run_demo_stage, write_fake_proposals
 
 
 @pytest.fixture(scope="module")
 def cam_ready(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with proposals (image 2 has none) and a finished train-cam."""
     run_dir = tmp_path_factory.mktemp("mil") / "run"
-    write_fake_proposals(run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,))
+    write_fake_proposals(
+        run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,)
+    )
     run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json", "save_cams=false")
     return run_dir
 
@@ -29,7 +31,10 @@ def cam_ready(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 def test_network_gives_one_row_per_box_in_order() -> None:
     network = MilNetwork("tinynet", "none", num_classes=3, roi_op="align", roi_size=2).eval()
     images = torch.randn(2, 3, 32, 32)
-    boxes = [torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 8.0, 32.0, 32.0]]), torch.tensor([[0.0, 0.0, 32.0, 32.0]])]
+    boxes = [
+        torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 8.0, 32.0, 32.0]]),
+        torch.tensor([[0.0, 0.0, 32.0, 32.0]]),
+    ]
     logits, features = network(images, boxes)
     assert logits.shape == (3, 4) and features.shape == (3, network.feature_dim)
     alone, _ = network(images[1:], boxes[1:])
@@ -39,17 +44,29 @@ def test_network_gives_one_row_per_box_in_order() -> None:
 
 
 def _context(run_dir: Path, index: Path, out: Path) -> StageContext:
-    return StageContext(run_dir=run_dir, out_dir=out, cache_dir=artifacts.cache_dir(run_dir, "train-mil"),
-                        index_path=index, seed=0, device="cpu", workers=1)
+    return StageContext(
+        run_dir=run_dir,
+        out_dir=out,
+        cache_dir=artifacts.cache_dir(run_dir, "train-mil"),
+        index_path=index,
+        seed=0,
+        device="cpu",
+        workers=1,
+    )
 
 
 def _config(*extra: str) -> train_mil.TrainMilConfig:
-    return load_stage_config("train-mil", train_mil.TrainMilConfig, profile="demo",
-                             overrides=[*TEST_SETTINGS["train_mil"], *extra])
+    return load_stage_config(
+        "train-mil",
+        train_mil.TrainMilConfig,
+        profile="demo",
+        overrides=[*TEST_SETTINGS["train_mil"], *extra],
+    )
 
 
 def test_a_few_epochs_lower_the_loss_and_skip_images_without_proposals(
-        cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+    cam_ready: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     index = tiny_demo / "index_train.json"
     config = _config("epochs=3", "lr=0.01")
     context = _context(cam_ready, index, tmp_path)
@@ -59,32 +76,50 @@ def test_a_few_epochs_lower_the_loss_and_skip_images_without_proposals(
     centres = ClassCentres(6, network.feature_dim)
     optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    loader = torch.utils.data.DataLoader(ProposalDataset(items, config.input_size, flip=False), batch_size=1,
-                                         collate_fn=single_item)
-    means = [train_mil.train_one_epoch(network, centres, loader, optimizer, scaler, config, "cpu", epoch, 1)
-             for epoch in range(3)]
+    loader = torch.utils.data.DataLoader(
+        ProposalDataset(items, config.input_size, flip=False), batch_size=1, collate_fn=single_item
+    )
+    means = [
+        train_mil.train_one_epoch(
+            network, centres, loader, optimizer, scaler, config, "cpu", epoch, 1
+        )
+        for epoch in range(3)
+    ]
     assert means[-1]["total"] < means[0]["total"], means
     assert set(means[0]) == {"total", "att", "mil", "cent"}
     assert bool(centres.known.any())
 
 
-def test_nan_loss_stops_training_naming_the_step(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+def test_nan_loss_stops_training_naming_the_step(
+    cam_ready: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     config = _config()
     context = _context(cam_ready, tiny_demo / "index_train.json", tmp_path)
     items = train_mil.training_images(train_mil.load_index(context.index_path), context, "box")
     network = train_mil.build_network(config, 6, cam_ready)
     with torch.no_grad():
         network.classifier.weight[0, 0] = float("nan")
-    loader = torch.utils.data.DataLoader(ProposalDataset(items, config.input_size, flip=False), batch_size=1,
-                                         collate_fn=single_item)
+    loader = torch.utils.data.DataLoader(
+        ProposalDataset(items, config.input_size, flip=False), batch_size=1, collate_fn=single_item
+    )
     optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
     with pytest.raises(LiidError, match=r"loss became nan at epoch 2, step 1 \(image id \d+\)"):
-        train_mil.train_one_epoch(network, ClassCentres(6, network.feature_dim), loader, optimizer,
-                                  torch.amp.GradScaler("cuda", enabled=False), config, "cpu", 1, 1)
+        train_mil.train_one_epoch(
+            network,
+            ClassCentres(6, network.feature_dim),
+            loader,
+            optimizer,
+            torch.amp.GradScaler("cuda", enabled=False),
+            config,
+            "cpu",
+            1,
+            1,
+        )
 
 
-def test_resume_continues_at_the_next_epoch(cam_ready: Path, tiny_demo: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_continues_at_the_next_epoch(
+    cam_ready: Path, tiny_demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     index = tiny_demo / "index_train.json"
     real_epoch = train_mil.train_one_epoch
     epochs_run: list[int] = []
@@ -101,7 +136,12 @@ def test_resume_continues_at_the_next_epoch(cam_ready: Path, tiny_demo: Path,
     with pytest.raises(KeyboardInterrupt):
         run_demo_stage("train_mil", cam_ready, index, "epochs=3", force=True)
     assert not (artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MANIFEST).exists()
-    assert load_checkpoint(artifacts.cache_dir(cam_ready, "train-mil") / train_mil.RESUME_CHECKPOINT)["epoch"] == 1
+    assert (
+        load_checkpoint(artifacts.cache_dir(cam_ready, "train-mil") / train_mil.RESUME_CHECKPOINT)[
+            "epoch"
+        ]
+        == 1
+    )
     manifest = run_demo_stage("train_mil", cam_ready, index, "epochs=3", "resume=true", force=True)
     assert epochs_run == [0, -1, 1, 2]
     assert manifest["metrics"]["start_epoch"] == 1 and "resume" not in manifest["config"]
@@ -110,38 +150,58 @@ def test_resume_continues_at_the_next_epoch(cam_ready: Path, tiny_demo: Path,
     assert not artifacts.cache_dir(cam_ready, "train-mil").exists()
 
 
-def test_resume_refuses_a_checkpoint_of_other_settings(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_checkpoint_of_other_settings(
+    cam_ready: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     context = _context(cam_ready, tiny_demo / "index_train.json", tmp_path)
     context.cache_dir.mkdir(parents=True, exist_ok=True)
     other = _config("lr=0.5")
     network = train_mil.build_network(other, 6, cam_ready)
     from liid_cli.checkpoints import save_checkpoint
 
-    save_checkpoint(context.cache_dir / train_mil.RESUME_CHECKPOINT,
-                    {"epoch": 1, "config": other.model_dump(mode="json"), "model": network.state_dict()})
+    save_checkpoint(
+        context.cache_dir / train_mil.RESUME_CHECKPOINT,
+        {"epoch": 1, "config": other.model_dump(mode="json"), "model": network.state_dict()},
+    )
     try:
         with pytest.raises(LiidError, match="other settings"):
-            train_mil.resume_state(_config("resume=true"), context, network, ClassCentres(6, 128),
-                                   torch.optim.SGD(network.parameters(), lr=0.1), None,
-                                   torch.amp.GradScaler("cuda", enabled=False))
+            train_mil.resume_state(
+                _config("resume=true"),
+                context,
+                network,
+                ClassCentres(6, 128),
+                torch.optim.SGD(network.parameters(), lr=0.1),
+                None,
+                torch.amp.GradScaler("cuda", enabled=False),
+            )
     finally:
         (context.cache_dir / train_mil.RESUME_CHECKPOINT).unlink()
 
 
-def test_cam_scores_of_other_proposals_are_refused(cam_ready: Path, tiny_demo: Path, tmp_path: Path) -> None:
+def test_cam_scores_of_other_proposals_are_refused(
+    cam_ready: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
     import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(cam_ready, run_dir)
-    write_fake_proposals(run_dir, tiny_demo / "index_train.json", seed=7)  # proposals remade after train-cam
+    write_fake_proposals(
+        run_dir, tiny_demo / "index_train.json", seed=7
+    )  # proposals remade after train-cam
     with pytest.raises(LiidError, match=r"other proposals.*liid train-cam .*--force"):
         run_demo_stage("train_mil", run_dir, tiny_demo / "index_train.json")
 
 
 def test_all_losses_off_is_an_error(cam_ready: Path, tiny_demo: Path) -> None:
     with pytest.raises(LiidError, match="every loss is switched off"):
-        run_demo_stage("train_mil", cam_ready, tiny_demo / "index_train.json", "loss.attention=false",
-                       "loss.mil=false", "loss.centre=false")
+        run_demo_stage(
+            "train_mil",
+            cam_ready,
+            tiny_demo / "index_train.json",
+            "loss.attention=false",
+            "loss.mil=false",
+            "loss.centre=false",
+        )
 
 
 @pytest.mark.parametrize("output_size", [1, 2, 7])
@@ -151,11 +211,22 @@ def test_roi_align_mean_equals_torchvision_roi_align_then_mean(output_size: int)
     from liid_cli.models.mil import roi_align_mean
 
     generator = torch.Generator().manual_seed(0)
-    feature_map = torch.randn(1, 5, 6, 9, generator=generator, dtype=torch.float64, requires_grad=True)
-    boxes = torch.tensor([[0.0, 0.0, 72.0, 48.0], [10.5, 3.2, 30.1, 17.9], [60.0, 40.0, 90.0, 70.0],
-                          [-20.0, -12.0, 8.0, 4.0], [33.0, 21.0, 34.0, 21.5]], dtype=torch.float64)
-    expected = roi_align(feature_map, [boxes], output_size, spatial_scale=1 / 8, sampling_ratio=2,
-                         aligned=True).mean(dim=(2, 3))
+    feature_map = torch.randn(
+        1, 5, 6, 9, generator=generator, dtype=torch.float64, requires_grad=True
+    )
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 72.0, 48.0],
+            [10.5, 3.2, 30.1, 17.9],
+            [60.0, 40.0, 90.0, 70.0],
+            [-20.0, -12.0, 8.0, 4.0],
+            [33.0, 21.0, 34.0, 21.5],
+        ],
+        dtype=torch.float64,
+    )
+    expected = roi_align(
+        feature_map, [boxes], output_size, spatial_scale=1 / 8, sampling_ratio=2, aligned=True
+    ).mean(dim=(2, 3))
     found = roi_align_mean(feature_map[0], boxes, output_size, spatial_scale=1 / 8)
     assert torch.allclose(found, expected, atol=1e-10)
     (gradient,) = torch.autograd.grad(found.sum(), feature_map)

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,6 +19,7 @@ from liid_cli.config import load_stage_config
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError
 from liid_cli.runner import StageContext, index_from_upstream
+
 
 def _weights(weights: str | None) -> tuple[list[str], dict[str, Path]]:
     """The override for --weights, and the weights file as an input when it is a path."""
@@ -32,11 +33,20 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "train-cam")
     def train_cam(
         common: Common,
-        weights: Annotated[Optional[str], typer.Option(
-            "--weights", help="Backbone initialisation: imagenet | none | PATH to a state dict "
-            "(default: stages/train_cam.yaml).")] = None,
-        save_cams: Annotated[bool, typer.Option(
-            "--save-cams", help="Also save heat-map PNGs of the CAMs in <run>/cam/cams/.")] = False,
+        weights: Annotated[
+            str | None,
+            typer.Option(
+                "--weights",
+                help="Backbone initialisation: imagenet | none | PATH to a state dict "
+                "(default: stages/train_cam.yaml).",
+            ),
+        ] = None,
+        save_cams: Annotated[
+            bool,
+            typer.Option(
+                "--save-cams", help="Also save heat-map PNGs of the CAMs in <run>/cam/cams/."
+            ),
+        ] = False,
     ) -> None:
         """Train the multi-label CAM classifier on image labels and score every proposal by its CAM. Writes <run>/cam/."""
         overrides, extra = _weights(weights)
@@ -47,11 +57,20 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "train-mil")
     def train_mil(
         common: Common,
-        weights: Annotated[Optional[str], typer.Option(
-            "--weights", help="Backbone initialisation: imagenet | none | cam (the train-cam backbone) | "
-            "PATH to a state dict (default: stages/train_mil.yaml).")] = None,
-        resume: Annotated[bool, typer.Option(
-            "--resume", help="Continue an unfinished run from its last epoch checkpoint.")] = False,
+        weights: Annotated[
+            str | None,
+            typer.Option(
+                "--weights",
+                help="Backbone initialisation: imagenet | none | cam (the train-cam backbone) | "
+                "PATH to a state dict (default: stages/train_mil.yaml).",
+            ),
+        ] = None,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                "--resume", help="Continue an unfinished run from its last epoch checkpoint."
+            ),
+        ] = False,
     ) -> None:
         """Train the MIL network (L_Att + L_MIL + L_Cent) on proposals. Writes <run>/mil/mil.pt.
 
@@ -73,21 +92,36 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """Per-proposal probabilities and features of the MIL network for every image. Writes <run>/dump/dump.h5."""
         manifest = run_stage_module("dump", common)
         metrics = manifest["metrics"]
-        typer.echo(f"{metrics['proposals']} proposals of {metrics['images']} images "
-                   f"({metrics['images_per_second']:.1f} images/s) -> {artifacts.stage_dir(common.run, 'dump')}")
+        typer.echo(
+            f"{metrics['proposals']} proposals of {metrics['images']} images "
+            f"({metrics['images_per_second']:.1f} images/s) -> {artifacts.stage_dir(common.run, 'dump')}"
+        )
 
 
 def _train_alongside_rank_zero(common: Common, overrides: list[str]) -> None:
     """A DDP process other than rank 0: trains in step with rank 0, writes nothing that is kept."""
     from liid_cli.stages.train_mil import SPEC
 
-    config = load_stage_config(SPEC.name, SPEC.config_model, profile=common.profile, config_file=common.config,
-                               overrides=[*common.set, *overrides])
+    config = load_stage_config(
+        SPEC.name,
+        SPEC.config_model,
+        profile=common.profile,
+        config_file=common.config,
+        overrides=[*common.set, *overrides],
+    )
     index_path = common.data or index_from_upstream(common.run, SPEC.upstream)
     if index_path is None:
         raise LiidError(f"no data set given: pass --data INDEX.json to `liid {SPEC.name}`")
     with tempfile.TemporaryDirectory() as scratch:
-        SPEC.run(config, StageContext(
-            run_dir=common.run, out_dir=Path(scratch), cache_dir=artifacts.cache_dir(common.run, SPEC.name),
-            index_path=index_path, seed=common.seed, device=resolve_device(common.device),
-            workers=common.workers))
+        SPEC.run(
+            config,
+            StageContext(
+                run_dir=common.run,
+                out_dir=Path(scratch),
+                cache_dir=artifacts.cache_dir(common.run, SPEC.name),
+                index_path=index_path,
+                seed=common.seed,
+                device=resolve_device(common.device),
+                workers=common.workers,
+            ),
+        )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from liid_cli.models.backbones import build_trunk
 
@@ -31,7 +31,10 @@ class CamClassifier(nn.Module):
 
 
 def normalised_cams(
-    model: CamClassifier, image: torch.Tensor, classes: list[int], size: tuple[int, int],
+    model: CamClassifier,
+    image: torch.Tensor,
+    classes: list[int],
+    size: tuple[int, int],
     flip_average: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (K,) of one image and its CAMs for `classes` (0-based), ReLU'd and max-normalised,
@@ -78,5 +81,7 @@ def region_scores(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     area = flat_regions.sum(dim=1, keepdim=True).float()  # (M, 1)
     mean = (flat_regions.float() @ flat_maps.T) / area.clamp_min(1.0)
     # One class at a time keeps memory at M x P (maps are few: the image's labelled classes).
-    peak = torch.stack([torch.where(flat_regions, row, -1.0).amax(dim=1) for row in flat_maps], dim=1)
+    peak = torch.stack(
+        [torch.where(flat_regions, row, -1.0).amax(dim=1) for row in flat_maps], dim=1
+    )
     return torch.where(area > 0, mean + peak, torch.zeros_like(mean))

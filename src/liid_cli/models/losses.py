@@ -51,16 +51,24 @@ def mil_loss(probs: torch.Tensor, labels: torch.Tensor, r: float) -> torch.Tenso
     return loss
 
 
-def centre_loss(features: torch.Tensor, assigned: torch.Tensor, centres: torch.Tensor,
-                known: torch.Tensor) -> torch.Tensor:
+def centre_loss(
+    features: torch.Tensor, assigned: torch.Tensor, centres: torch.Tensor, known: torch.Tensor
+) -> torch.Tensor:
     """L_Cent = 1/M sum_j (1 - cos(f_j, c_{y^_j})); proposals whose centre is not yet known add 0."""
-    similarity = torch.nn.functional.cosine_similarity(features, centres[assigned].to(features.dtype), dim=1)
+    similarity = torch.nn.functional.cosine_similarity(
+        features, centres[assigned].to(features.dtype), dim=1
+    )
     return ((1.0 - similarity) * known[assigned].to(features.dtype)).sum() / len(features)
 
 
 @torch.no_grad()
-def update_centres(centres: torch.Tensor, known: torch.Tensor, features: torch.Tensor,
-                   assigned: torch.Tensor, theta: float) -> None:
+def update_centres(
+    centres: torch.Tensor,
+    known: torch.Tensor,
+    features: torch.Tensor,
+    assigned: torch.Tensor,
+    theta: float,
+) -> None:
     """In place: c_k <- c_k + theta (mean of this step's features assigned to k - c_k).
 
     One step per class and iteration with the mean of its proposals (rather than one step per
@@ -68,7 +76,8 @@ def update_centres(centres: torch.Tensor, known: torch.Tensor, features: torch.T
     that mean.
     """
     count = torch.zeros(len(centres), device=centres.device).index_add_(
-        0, assigned, torch.ones_like(assigned, dtype=torch.float32))
+        0, assigned, torch.ones_like(assigned, dtype=torch.float32)
+    )
     total = torch.zeros_like(centres).index_add_(0, assigned, features.detach().to(centres.dtype))
     seen = count > 0
     mean = total[seen] / count[seen, None]

@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn as nn
 from pydantic import Field
+from torch import nn
 from torchvision.ops import roi_pool
 
 from liid_cli.config import StageConfig
@@ -44,8 +44,14 @@ class LossConfig(StageConfig):
 
 
 class MilNetwork(nn.Module):
-    def __init__(self, backbone: str, weights: str, num_classes: int,
-                 roi_op: Literal["align", "pool"], roi_size: int) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        weights: str,
+        num_classes: int,
+        roi_op: Literal["align", "pool"],
+        roi_size: int,
+    ) -> None:
         super().__init__()
         self.trunk, self.feature_dim = build_trunk(backbone, weights)
         self.spatial_scale = 1.0 / backbone_spec(backbone).stride
@@ -53,27 +59,40 @@ class MilNetwork(nn.Module):
         self.roi_size = roi_size
         self.classifier = nn.Linear(self.feature_dim, num_classes + 1)
 
-    def forward(self, images: torch.Tensor, boxes: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, boxes: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) images and one (M_b, 4) xyxy box tensor per image (input pixels) ->
         logits (sum M_b, K+1) and features (sum M_b, D), in box order."""
         feature_map = self.trunk(images)
         boxes = [b.to(feature_map.dtype) for b in boxes]
         if self.roi_op == "align":
-            features = torch.cat([roi_align_mean(fmap, b, self.roi_size, self.spatial_scale)
-                                  for fmap, b in zip(feature_map, boxes)])
+            features = torch.cat(
+                [
+                    roi_align_mean(fmap, b, self.roi_size, self.spatial_scale)
+                    for fmap, b in zip(feature_map, boxes)
+                ]
+            )
         else:
-            features = roi_pool(feature_map, boxes, self.roi_size, spatial_scale=self.spatial_scale).mean(dim=(2, 3))
+            features = roi_pool(
+                feature_map, boxes, self.roi_size, spatial_scale=self.spatial_scale
+            ).mean(dim=(2, 3))
         return self.classifier(features), features
 
 
 SAMPLING_RATIO = 2  # bilinear samples per RoIAlign bin and axis
 
 
-def _axis_weights(start: torch.Tensor, end: torch.Tensor, length: int, samples: int) -> torch.Tensor:
+def _axis_weights(
+    start: torch.Tensor, end: torch.Tensor, length: int, samples: int
+) -> torch.Tensor:
     """(M, length) mean bilinear weight of each cell over `samples` evenly spaced points in [start, end),
     with torchvision's RoIAlign border rules (points beyond one cell outside count as zero)."""
     step = (end - start)[:, None] / samples
-    points = start[:, None] + (torch.arange(samples, device=start.device, dtype=start.dtype) + 0.5) * step
+    points = (
+        start[:, None]
+        + (torch.arange(samples, device=start.device, dtype=start.dtype) + 0.5) * step
+    )
     valid = ((points >= -1.0) & (points <= length)).to(start.dtype)
     points = points.clamp_min(0.0)
     low = points.floor().long()
@@ -87,8 +106,9 @@ def _axis_weights(start: torch.Tensor, end: torch.Tensor, length: int, samples: 
     return weights.mean(dim=1)
 
 
-def roi_align_mean(feature_map: torch.Tensor, boxes: torch.Tensor, output_size: int,
-                   spatial_scale: float) -> torch.Tensor:
+def roi_align_mean(
+    feature_map: torch.Tensor, boxes: torch.Tensor, output_size: int, spatial_scale: float
+) -> torch.Tensor:
     """(C, H, W) map, (M, 4) xyxy input-pixel boxes -> (M, C): the mean of RoIAlign's output bins."""
     channels, height, width = feature_map.shape
     scaled = boxes * spatial_scale - 0.5  # aligned=True: pixel centres at half-integers
@@ -115,8 +135,14 @@ class ImageLosses:
     assigned: torch.Tensor  # argmax class of each proposal, for the centre update
 
 
-def image_losses(logits: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-                 cam_scores: torch.Tensor, centres: ClassCentres, config: LossConfig) -> ImageLosses:
+def image_losses(
+    logits: torch.Tensor,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    cam_scores: torch.Tensor,
+    centres: ClassCentres,
+    config: LossConfig,
+) -> ImageLosses:
     """alpha L_Att + beta L_MIL + gamma L_Cent for one image's proposals (switched-off terms omitted)."""
     probs = logits.float().softmax(dim=1)
     features = features.float()
@@ -150,8 +176,13 @@ class ProposalImage:
 class ProposalDataset(torch.utils.data.Dataset):
     """Images resized to a square input with their boxes scaled to it; optional horizontal flip."""
 
-    def __init__(self, items: list[ProposalImage], input_size: int, flip: bool,
-                 reader: Callable[[Path], np.ndarray] = read_rgb) -> None:
+    def __init__(
+        self,
+        items: list[ProposalImage],
+        input_size: int,
+        flip: bool,
+        reader: Callable[[Path], np.ndarray] = read_rgb,
+    ) -> None:
         self.items = items
         self.input_size = input_size
         self.flip = flip
@@ -169,11 +200,23 @@ class ProposalDataset(torch.utils.data.Dataset):
         tensor = image_to_tensor(image, self.input_size)
         if self.flip and torch.rand(()) < 0.5:
             tensor = tensor.flip(-1)
-            boxes = torch.stack([self.input_size - boxes[:, 2], boxes[:, 1],
-                                 self.input_size - boxes[:, 0], boxes[:, 3]], dim=1)
-        return {"image": tensor, "boxes": boxes, "labels": torch.from_numpy(item.labels),
-                "cam_scores": torch.from_numpy(item.cam_scores), "image_id": item.image_id,
-                "position": position}
+            boxes = torch.stack(
+                [
+                    self.input_size - boxes[:, 2],
+                    boxes[:, 1],
+                    self.input_size - boxes[:, 0],
+                    boxes[:, 3],
+                ],
+                dim=1,
+            )
+        return {
+            "image": tensor,
+            "boxes": boxes,
+            "labels": torch.from_numpy(item.labels),
+            "cam_scores": torch.from_numpy(item.cam_scores),
+            "image_id": item.image_id,
+            "position": position,
+        }
 
 
 def single_item(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, torch.Tensor | int]:
@@ -183,6 +226,9 @@ def single_item(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, torch.T
 
 def stack_items(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, object]:
     """DataLoader collate for inference: stacked images, lists of boxes."""
-    return {"image": torch.stack([b["image"] for b in batch]),  # type: ignore[misc]
-            "boxes": [b["boxes"] for b in batch], "image_id": [b["image_id"] for b in batch],
-            "position": [b["position"] for b in batch]}
+    return {
+        "image": torch.stack([b["image"] for b in batch]),  # type: ignore[misc]
+        "boxes": [b["boxes"] for b in batch],
+        "image_id": [b["image_id"] for b in batch],
+        "position": [b["position"] for b in batch],
+    }

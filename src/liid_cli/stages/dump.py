@@ -34,10 +34,17 @@ class DumpConfig(StageConfig):
 
 
 def load_network(context: StageContext) -> tuple[MilNetwork, dict[str, Any]]:
-    checkpoint = load_checkpoint(artifacts.stage_dir(context.run_dir, "train-mil") / artifacts.MIL_CHECKPOINT)
+    checkpoint = load_checkpoint(
+        artifacts.stage_dir(context.run_dir, "train-mil") / artifacts.MIL_CHECKPOINT
+    )
     settings = checkpoint["config"]
-    network = MilNetwork(settings["backbone"], "none", len(checkpoint["class_names"]),
-                         settings["roi_op"], settings["roi_size"])
+    network = MilNetwork(
+        settings["backbone"],
+        "none",
+        len(checkpoint["class_names"]),
+        settings["roi_op"],
+        settings["roi_size"],
+    )
     network.load_state_dict(checkpoint["model"])
     return network.to(context.device).eval(), settings
 
@@ -50,13 +57,23 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
     network, settings = load_network(context)
     with open_proposals(context.run_dir, context.index_path) as store:
         everything: list[ImageProposals] = list(store)
-    items = [ProposalImage(p.image_id, index.image_path(images_by_id[p.image_id]),
-                           classes.label_vector(images_by_id[p.image_id]["labels"]), p.boxes,
-                           np.zeros((len(p), 0), dtype=np.float32))
-             for p in everything if len(p)]
+    items = [
+        ProposalImage(
+            p.image_id,
+            index.image_path(images_by_id[p.image_id]),
+            classes.label_vector(images_by_id[p.image_id]["labels"]),
+            p.boxes,
+            np.zeros((len(p), 0), dtype=np.float32),
+        )
+        for p in everything
+        if len(p)
+    ]
     loader = torch.utils.data.DataLoader(
-        ProposalDataset(items, settings["input_size"], flip=False), batch_size=config.batch_size,
-        collate_fn=stack_items, num_workers=context.workers - 1)
+        ProposalDataset(items, settings["input_size"], flip=False),
+        batch_size=config.batch_size,
+        collate_fn=stack_items,
+        num_workers=context.workers - 1,
+    )
     probs: dict[int, np.ndarray] = {}
     features: dict[int, np.ndarray] = {}
     amp = config.amp and context.device.startswith("cuda")
@@ -64,35 +81,55 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
     with torch.no_grad():
         for batch in track(loader, "dump (images)", total=len(loader)):
             with torch.autocast(device_type="cuda", enabled=amp):
-                logits, feats = network(batch["image"].to(context.device),
-                                        [b.to(context.device) for b in batch["boxes"]])
+                logits, feats = network(
+                    batch["image"].to(context.device),
+                    [b.to(context.device) for b in batch["boxes"]],
+                )
             sizes = [len(b) for b in batch["boxes"]]
-            for image_id, p, f in zip(batch["image_id"], logits.float().softmax(dim=1).split(sizes),
-                                      feats.split(sizes)):
+            for image_id, p, f in zip(
+                batch["image_id"], logits.float().softmax(dim=1).split(sizes), feats.split(sizes)
+            ):
                 probs[image_id] = p.cpu().numpy()
                 features[image_id] = f.cpu().to(torch.float16).numpy()
     seconds = time.perf_counter() - started
     dim = network.feature_dim
     write_csr(
-        context.out_dir / artifacts.DUMP_H5, schema=artifacts.SCHEMA_DUMP, fingerprint=file_sha256(context.index_path),
-        image_ids=np.array([p.image_id for p in everything]), counts=np.array([len(p) for p in everything]),
+        context.out_dir / artifacts.DUMP_H5,
+        schema=artifacts.SCHEMA_DUMP,
+        fingerprint=file_sha256(context.index_path),
+        image_ids=np.array([p.image_id for p in everything]),
+        counts=np.array([len(p) for p in everything]),
         rows={
-            artifacts.H5_PROBS: _rows([probs.get(p.image_id) for p in everything], classes.num_classes + 1, np.float32),
-            artifacts.H5_FEATURES: _rows([features.get(p.image_id) for p in everything], dim, np.float16),
+            artifacts.H5_PROBS: _rows(
+                [probs.get(p.image_id) for p in everything], classes.num_classes + 1, np.float32
+            ),
+            artifacts.H5_FEATURES: _rows(
+                [features.get(p.image_id) for p in everything], dim, np.float16
+            ),
             artifacts.H5_PROPOSAL_INDEX: np.concatenate(
-                [np.arange(len(p), dtype=np.int32) for p in everything] or [np.zeros(0, np.int32)]),
+                [np.arange(len(p), dtype=np.int32) for p in everything] or [np.zeros(0, np.int32)]
+            ),
             artifacts.H5_BOXES: _rows([p.boxes for p in everything], 4, np.float32),
         },
-        per_image={artifacts.H5_LABELS: np.array(
-            [classes.label_vector(images_by_id[p.image_id]["labels"]) for p in everything],
-            dtype=np.float32).reshape(-1, classes.num_classes + 1)},
+        per_image={
+            artifacts.H5_LABELS: np.array(
+                [classes.label_vector(images_by_id[p.image_id]["labels"]) for p in everything],
+                dtype=np.float32,
+            ).reshape(-1, classes.num_classes + 1)
+        },
         attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(context.run_dir))},
     )
     rate = len(items) / seconds if seconds > 0 else 0.0
-    log.info(f"dump: {len(items)} images in {seconds:.1f} s ({rate:.1f} images/s on {context.device})")
-    return {"images": len(everything), "images_with_proposals": len(items),
-            "proposals": int(sum(len(p) for p in everything)), "feature_dim": dim,
-            "images_per_second": rate}
+    log.info(
+        f"dump: {len(items)} images in {seconds:.1f} s ({rate:.1f} images/s on {context.device})"
+    )
+    return {
+        "images": len(everything),
+        "images_with_proposals": len(items),
+        "proposals": int(sum(len(p) for p in everything)),
+        "feature_dim": dim,
+        "images_per_second": rate,
+    }
 
 
 def _rows(blocks: list[np.ndarray | None], width: int, dtype: type) -> np.ndarray:

@@ -33,6 +33,7 @@ from liid_cli.models.cam import CamClassifier, box_regions, normalised_cams, reg
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
+
 class TrainCamConfig(StageConfig):
     backbone: str
     weights: str  # imagenet | none | PATH
@@ -73,25 +74,38 @@ class LabelledImages(torch.utils.data.Dataset):
 def jitter_size(input_size: int, scale_jitter: tuple[float, float], stride: int) -> int:
     """A random input size in input_size * [low, high], a multiple of the backbone stride."""
     scale = float(np.random.uniform(*scale_jitter))
-    return max(stride, int(round(input_size * scale / stride)) * stride)
+    return max(stride, round(input_size * scale / stride) * stride)
 
 
-def train_one_epoch(model: CamClassifier, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer,
-                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler,
-                    config: TrainCamConfig, device: str, epoch: int) -> float:
+def train_one_epoch(
+    model: CamClassifier,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    config: TrainCamConfig,
+    device: str,
+    epoch: int,
+) -> float:
     """One pass of BCE training with scale jitter per mini-batch; returns the mean loss."""
     model.train()
     stride = backbone_spec(config.backbone).stride
     total, count = 0.0, 0
-    for step, (images, labels) in enumerate(track(loader, f"train-cam epoch {epoch + 1}/{config.epochs}")):
+    for step, (images, labels) in enumerate(
+        track(loader, f"train-cam epoch {epoch + 1}/{config.epochs}")
+    ):
         size = jitter_size(config.input_size, config.scale_jitter, stride)
-        images = F.interpolate(images.to(device), size=(size, size), mode="bilinear", align_corners=False)
+        images = F.interpolate(
+            images.to(device), size=(size, size), mode="bilinear", align_corners=False
+        )
         with torch.autocast(device_type="cuda", enabled=scaler.is_enabled()):
             logits = model(images)
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels.to(device))
         if not torch.isfinite(loss):
-            raise LiidError(f"train-cam: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                            "lower `lr` (--set lr=...) or check the images")
+            raise LiidError(
+                f"train-cam: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                "lower `lr` (--set lr=...) or check the images"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -102,19 +116,31 @@ def train_one_epoch(model: CamClassifier, loader: torch.utils.data.DataLoader, o
     return total / max(count, 1)
 
 
-def train_classifier(index: DatasetIndex, config: TrainCamConfig, context: StageContext) -> tuple[CamClassifier, float]:
+def train_classifier(
+    index: DatasetIndex, config: TrainCamConfig, context: StageContext
+) -> tuple[CamClassifier, float]:
     device = context.device
     model = CamClassifier(config.backbone, config.weights, index.classes.num_classes).to(device)
     loader = torch.utils.data.DataLoader(
-        LabelledImages(index, config.input_size, config.flip), batch_size=config.batch_size, shuffle=True,
-        num_workers=context.workers - 1, drop_last=len(index.images) > config.batch_size,
+        LabelledImages(index, config.input_size, config.flip),
+        batch_size=config.batch_size,
+        shuffle=True,
+        num_workers=context.workers - 1,
+        drop_last=len(index.images) > config.batch_size,
     )
     optimizer = torch.optim.SGD(
-        [{"params": model.trunk.parameters()}, {"params": model.classifier.parameters(), "lr": 10 * config.lr}],
-        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        [
+            {"params": model.trunk.parameters()},
+            {"params": model.classifier.parameters(), "lr": 10 * config.lr},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
     )
     total_steps = max(1, config.epochs * len(loader))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / total_steps) ** 0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (1 - step / total_steps) ** 0.9
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
     loss = math.nan
     for epoch in range(config.epochs):
@@ -131,8 +157,9 @@ def heat_map(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def score_proposals(model: CamClassifier, index: DatasetIndex, config: TrainCamConfig,
-                    context: StageContext) -> dict[str, Any]:
+def score_proposals(
+    model: CamClassifier, index: DatasetIndex, config: TrainCamConfig, context: StageContext
+) -> dict[str, Any]:
     """CAM box and mask scores of every proposal, written row-aligned with proposals.h5."""
     model.eval()
     num_classes = index.classes.num_classes
@@ -143,15 +170,21 @@ def score_proposals(model: CamClassifier, index: DatasetIndex, config: TrainCamC
     with open_proposals(context.run_dir, context.index_path) as store:
         missing = set(images_by_id) - {int(i) for i in store.image_ids}
         if missing:
-            raise LiidError(f"{proposals_path(context.run_dir)}: no proposals for {len(missing)} images of "
-                            f"{context.index_path}; rerun `liid proposals --run {context.run_dir} --force`")
+            raise LiidError(
+                f"{proposals_path(context.run_dir)}: no proposals for {len(missing)} images of "
+                f"{context.index_path}; rerun `liid proposals --run {context.run_dir} --force`"
+            )
         for proposals in track(store, "CAM scores", total=len(store)):
             image = images_by_id[proposals.image_id]
             rgb = read_rgb(index.image_path(image))
             classes = [k - 1 for k in index.labels(image)]
             tensor = image_to_tensor(rgb, config.input_size).to(context.device)
-            logits, cams = normalised_cams(model, tensor, classes, rgb.shape[:2], config.cam_flip_average)
-            truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(logits.device)
+            logits, cams = normalised_cams(
+                model, tensor, classes, rgb.shape[:2], config.cam_flip_average
+            )
+            truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(
+                logits.device
+            )
             correct_labels += int(((logits > 0).float() == truth).sum())
             box_scores, mask_scores = proposal_scores(cams, proposals, classes, num_classes)
             box_rows.append(box_scores)
@@ -162,20 +195,31 @@ def score_proposals(model: CamClassifier, index: DatasetIndex, config: TrainCamC
                 cams_dir.mkdir(exist_ok=True)
                 for cam, k in zip(cams.cpu().numpy(), classes):
                     Image.fromarray(heat_map(rgb, cam)).save(
-                        cams_dir / f"{image['name']}_{index.classes.names[k]}.png")
+                        cams_dir / f"{image['name']}_{index.classes.names[k]}.png"
+                    )
                 saved += 1
     write_csr(
-        context.out_dir / artifacts.CAM_SCORES_H5, schema=artifacts.SCHEMA_CAM_SCORES,
-        fingerprint=file_sha256(context.index_path), image_ids=np.array(image_ids), counts=np.array(counts),
-        rows={artifacts.H5_CAM_BOX_SCORES: _stack(box_rows, num_classes), artifacts.H5_CAM_MASK_SCORES: _stack(mask_rows, num_classes)},
+        context.out_dir / artifacts.CAM_SCORES_H5,
+        schema=artifacts.SCHEMA_CAM_SCORES,
+        fingerprint=file_sha256(context.index_path),
+        image_ids=np.array(image_ids),
+        counts=np.array(counts),
+        rows={
+            artifacts.H5_CAM_BOX_SCORES: _stack(box_rows, num_classes),
+            artifacts.H5_CAM_MASK_SCORES: _stack(mask_rows, num_classes),
+        },
         attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(context.run_dir))},
     )
-    return {"proposals_scored": int(sum(counts)), "images": len(counts),
-            "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes)}
+    return {
+        "proposals_scored": int(sum(counts)),
+        "images": len(counts),
+        "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes),
+    }
 
 
-def proposal_scores(cams: torch.Tensor, proposals: ImageProposals, classes: list[int],
-                    num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def proposal_scores(
+    cams: torch.Tensor, proposals: ImageProposals, classes: list[int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(M, K) box and mask scores; columns of unlabelled classes stay 0."""
     box_scores = np.zeros((len(proposals), num_classes), dtype=np.float32)
     mask_scores = np.zeros_like(box_scores)
@@ -189,7 +233,11 @@ def proposal_scores(cams: torch.Tensor, proposals: ImageProposals, classes: list
 
 
 def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
-    return np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, num_classes), dtype=np.float32)
+    return (
+        np.concatenate(rows).astype(np.float32)
+        if rows
+        else np.zeros((0, num_classes), dtype=np.float32)
+    )
 
 
 def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
@@ -199,11 +247,15 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
     if not index.images:
         raise LiidError(f"{context.index_path}: no images to train on")
     model, final_loss = train_classifier(index, config, context)
-    save_checkpoint(context.out_dir / artifacts.CAM_CHECKPOINT, {
-        "model": {k: v.cpu() for k, v in model.state_dict().items()},
-        "config": config.model_dump(mode="json"), "class_names": list(index.classes.names),
-        "epoch": config.epochs,
-    })
+    save_checkpoint(
+        context.out_dir / artifacts.CAM_CHECKPOINT,
+        {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "config": config.model_dump(mode="json"),
+            "class_names": list(index.classes.names),
+            "epoch": config.epochs,
+        },
+    )
     metrics = score_proposals(model, index, config, context)
     return {"final_bce": final_loss, **metrics}
 

@@ -28,8 +28,15 @@ from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.log import log, track
 from liid_cli.models.losses import update_centres
-from liid_cli.models.mil import (ClassCentres, LossConfig, MilNetwork, ProposalDataset, ProposalImage,
-                                 image_losses, single_item)
+from liid_cli.models.mil import (
+    ClassCentres,
+    LossConfig,
+    MilNetwork,
+    ProposalDataset,
+    ProposalImage,
+    image_losses,
+    single_item,
+)
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
@@ -53,44 +60,61 @@ class TrainMilConfig(StageConfig):
     resume: bool = Field(exclude=True)  # a runtime switch: not part of the fingerprint
 
 
-def training_images(index: DatasetIndex, context: StageContext, pooling: str) -> list[ProposalImage]:
+def training_images(
+    index: DatasetIndex, context: StageContext, pooling: str
+) -> list[ProposalImage]:
     """Every image with at least one proposal, with its boxes, label vector and CAM scores R."""
     images_by_id = {int(image["id"]): image for image in index.images}
     cam_path = artifacts.stage_dir(context.run_dir, "train-cam") / artifacts.CAM_SCORES_H5
     column = artifacts.H5_CAM_BOX_SCORES if pooling == "box" else artifacts.H5_CAM_MASK_SCORES
     fingerprint = file_sha256(context.index_path)
     items = []
-    with open_proposals(context.run_dir, context.index_path) as store, \
-            open_csr(cam_path, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cams:
+    with (
+        open_proposals(context.run_dir, context.index_path) as store,
+        open_csr(cam_path, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cams,
+    ):
         made_from = cams.attrs.get(artifacts.H5_PROPOSALS_SHA_ATTR)
-        if made_from != file_sha256(proposals_path(context.run_dir)) or \
-                not np.array_equal(cams.offsets, store.csr.offsets):
-            raise LiidError(f"{cam_path}: made from other proposals than {proposals_path(context.run_dir)}; "
-                            f"rerun `liid train-cam --run {context.run_dir} --force`")
+        if made_from != file_sha256(proposals_path(context.run_dir)) or not np.array_equal(
+            cams.offsets, store.csr.offsets
+        ):
+            raise LiidError(
+                f"{cam_path}: made from other proposals than {proposals_path(context.run_dir)}; "
+                f"rerun `liid train-cam --run {context.run_dir} --force`"
+            )
         scores = cams.column(column)
         for position, proposals in enumerate(store):
             image = images_by_id.get(proposals.image_id)
             if image is None or len(proposals) == 0:
                 continue
             start = int(cams.offsets[position])
-            items.append(ProposalImage(
-                image_id=proposals.image_id, path=index.image_path(image),
-                labels=index.classes.label_vector(image["labels"]), boxes=proposals.boxes,
-                cam_scores=scores[start:start + len(proposals)],
-            ))
+            items.append(
+                ProposalImage(
+                    image_id=proposals.image_id,
+                    path=index.image_path(image),
+                    labels=index.classes.label_vector(image["labels"]),
+                    boxes=proposals.boxes,
+                    cam_scores=scores[start : start + len(proposals)],
+                )
+            )
     if not items:
-        raise LiidError(f"{proposals_path(context.run_dir)}: no image has proposals; nothing to train on")
+        raise LiidError(
+            f"{proposals_path(context.run_dir)}: no image has proposals; nothing to train on"
+        )
     return items
 
 
 def build_network(config: TrainMilConfig, num_classes: int, run_dir: Path) -> MilNetwork:
     if config.weights != "cam":
-        return MilNetwork(config.backbone, config.weights, num_classes, config.roi_op, config.roi_size)
+        return MilNetwork(
+            config.backbone, config.weights, num_classes, config.roi_op, config.roi_size
+        )
     network = MilNetwork(config.backbone, "none", num_classes, config.roi_op, config.roi_size)
     cam = load_checkpoint(artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_CHECKPOINT)
     if cam["config"]["backbone"] != config.backbone:
-        raise LiidError(f"weights: cam needs the same backbone as train-cam ({cam['config']['backbone']}), "
-                        f"not {config.backbone}; set backbone or weights")
+        raise LiidError(
+            f"weights: cam needs the same backbone as train-cam ({cam['config']['backbone']}), "
+            f"not {config.backbone}; set backbone or weights"
+        )
     trunk = {k.removeprefix("trunk."): v for k, v in cam["model"].items() if k.startswith("trunk.")}
     network.trunk.load_state_dict(trunk)
     return network
@@ -118,9 +142,17 @@ def epoch_order(count: int, epoch: int, seed: int, rank: int, world: int) -> lis
     return order[rank::world][:per_process]
 
 
-def train_one_epoch(network: torch.nn.Module, centres: ClassCentres, loader: torch.utils.data.DataLoader,
-                    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, config: TrainMilConfig,
-                    device: str, epoch: int, world: int) -> dict[str, float]:
+def train_one_epoch(
+    network: torch.nn.Module,
+    centres: ClassCentres,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    config: TrainMilConfig,
+    device: str,
+    epoch: int,
+    world: int,
+) -> dict[str, float]:
     """One pass over the images, one image per step; returns the mean of each loss term."""
     network.train()
     sums: dict[str, float] = defaultdict(float)
@@ -130,17 +162,22 @@ def train_one_epoch(network: torch.nn.Module, centres: ClassCentres, loader: tor
         labels = item["labels"].to(device)
         with torch.autocast(device_type="cuda", enabled=scaler.is_enabled()):
             logits, features = network(item["image"][None].to(device), [boxes])
-        result = image_losses(logits, features, labels, item["cam_scores"].to(device), centres, config.loss)
+        result = image_losses(
+            logits, features, labels, item["cam_scores"].to(device), centres, config.loss
+        )
         if not torch.isfinite(result.total):
             raise LiidError(
                 f"train-mil: the loss became {result.total.item()} at epoch {epoch + 1}, step {step + 1} "
-                f"(image id {item['image_id']}); lower `lr` (--set lr=...) or check the inputs")
+                f"(image id {item['image_id']}); lower `lr` (--set lr=...) or check the inputs"
+            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(result.total).backward()
         scaler.step(optimizer)
         scaler.update()
         if config.loss.centre:
-            update_centres(centres.centres, centres.known, features.float(), result.assigned, config.loss.theta)
+            update_centres(
+                centres.centres, centres.known, features.float(), result.assigned, config.loss.theta
+            )
             if world > 1:
                 dist.all_reduce(centres.centres)
                 centres.centres /= world
@@ -157,8 +194,10 @@ def train_one_epoch(network: torch.nn.Module, centres: ClassCentres, loader: tor
 def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
     """Train the MIL network on every image with proposals; save `mil.pt`."""
     if not (config.loss.attention or config.loss.mil or config.loss.centre):
-        raise LiidError("train-mil: every loss is switched off; turn on at least one of "
-                        "loss.attention, loss.mil, loss.centre")
+        raise LiidError(
+            "train-mil: every loss is switched off; turn on at least one of "
+            "loss.attention, loss.mil, loss.centre"
+        )
     rank, world, device = distributed_setup(context.device)
     seed_everything(context.seed + rank)
     index = load_index(context.index_path)
@@ -166,56 +205,101 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
     items = training_images(index, context, config.loss.pooling)
     network = build_network(config, num_classes, context.run_dir).to(device)
     centres = ClassCentres(num_classes, network.feature_dim).to(device)
-    optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=0.1)
+    optimizer = torch.optim.SGD(
+        network.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=config.lr_step_epochs, gamma=0.1
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
     start_epoch = resume_state(config, context, network, centres, optimizer, scheduler, scaler)
     trained = network
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
-            network, device_ids=[device] if device.startswith("cuda") else None)
+            network, device_ids=[device] if device.startswith("cuda") else None
+        )
     dataset = ProposalDataset(items, config.input_size, config.flip)
     means: dict[str, float] = {}
     for epoch in range(start_epoch, config.epochs):
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=1, sampler=epoch_order(len(items), epoch, context.seed, rank, world),
-            collate_fn=single_item, num_workers=context.workers - 1)
-        means = train_one_epoch(trained, centres, loader, optimizer, scaler, config, device, epoch, world)
+            dataset,
+            batch_size=1,
+            sampler=epoch_order(len(items), epoch, context.seed, rank, world),
+            collate_fn=single_item,
+            num_workers=context.workers - 1,
+        )
+        means = train_one_epoch(
+            trained, centres, loader, optimizer, scaler, config, device, epoch, world
+        )
         scheduler.step()
-        log.info(f"train-mil: epoch {epoch + 1}/{config.epochs} " +
-                 " ".join(f"{name} {value:.4f}" for name, value in means.items()))
+        log.info(
+            f"train-mil: epoch {epoch + 1}/{config.epochs} "
+            + " ".join(f"{name} {value:.4f}" for name, value in means.items())
+        )
         if rank == 0:
-            save_checkpoint(context.cache_dir / RESUME_CHECKPOINT, {
-                "model": network.state_dict(), "centres": centres.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch + 1, "config": config.model_dump(mode="json"),
-            })
-    save_checkpoint(context.out_dir / artifacts.MIL_CHECKPOINT, {
-        "model": {k: v.cpu() for k, v in network.state_dict().items()},
-        "centres": {k: v.cpu() for k, v in centres.state_dict().items()},
-        "config": config.model_dump(mode="json"), "class_names": list(index.classes.names),
-        "epoch": config.epochs, "feature_dim": network.feature_dim,
-    })
-    return {"images": len(items), "start_epoch": start_epoch, "epochs": config.epochs,
-            "world_size": world, **{f"final_{name}": value for name, value in means.items()},
-            "centres_known": int(centres.known.sum())}
+            save_checkpoint(
+                context.cache_dir / RESUME_CHECKPOINT,
+                {
+                    "model": network.state_dict(),
+                    "centres": centres.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "config": config.model_dump(mode="json"),
+                },
+            )
+    save_checkpoint(
+        context.out_dir / artifacts.MIL_CHECKPOINT,
+        {
+            "model": {k: v.cpu() for k, v in network.state_dict().items()},
+            "centres": {k: v.cpu() for k, v in centres.state_dict().items()},
+            "config": config.model_dump(mode="json"),
+            "class_names": list(index.classes.names),
+            "epoch": config.epochs,
+            "feature_dim": network.feature_dim,
+        },
+    )
+    return {
+        "images": len(items),
+        "start_epoch": start_epoch,
+        "epochs": config.epochs,
+        "world_size": world,
+        **{f"final_{name}": value for name, value in means.items()},
+        "centres_known": int(centres.known.sum()),
+    }
 
 
-def resume_state(config: TrainMilConfig, context: StageContext, network: MilNetwork, centres: ClassCentres,
-                 optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler) -> int:
+def resume_state(
+    config: TrainMilConfig,
+    context: StageContext,
+    network: MilNetwork,
+    centres: ClassCentres,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+) -> int:
     """With --resume, load the last epoch checkpoint of an unfinished run; the epoch to start at."""
     path = context.cache_dir / RESUME_CHECKPOINT
     if not config.resume:
         if path.is_file():
-            log.info(f"train-mil: starting afresh; {path} holds an unfinished run that --resume would continue")
+            log.info(
+                f"train-mil: starting afresh; {path} holds an unfinished run that --resume would continue"
+            )
         return 0
     if not path.is_file():
-        log.info(f"train-mil: --resume given but there is no checkpoint in {context.cache_dir}; starting afresh")
+        log.info(
+            f"train-mil: --resume given but there is no checkpoint in {context.cache_dir}; starting afresh"
+        )
         return 0
     state = load_checkpoint(path)
     if state["config"] != config.model_dump(mode="json"):
-        raise LiidError(f"{path}: checkpoint of a run with other settings; rerun without --resume to start afresh")
+        raise LiidError(
+            f"{path}: checkpoint of a run with other settings; rerun without --resume to start afresh"
+        )
     network.load_state_dict(state["model"])
     centres.load_state_dict(state["centres"])
     optimizer.load_state_dict(state["optimizer"])
@@ -225,4 +309,6 @@ def resume_state(config: TrainMilConfig, context: StageContext, network: MilNetw
     return int(state["epoch"])
 
 
-SPEC = StageSpec(name="train-mil", config_model=TrainMilConfig, upstream=("proposals", "train-cam"), run=run)
+SPEC = StageSpec(
+    name="train-mil", config_model=TrainMilConfig, upstream=("proposals", "train-cam"), run=run
+)
