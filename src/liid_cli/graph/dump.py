@@ -117,18 +117,3 @@ class FeatureStream:
                 _refuse_non_finite(self.dump.path, artifacts.H5_FEATURES, np.isfinite(block).all(axis=1),
                                    self.dump.offsets, self.dump.image_ids, start)
                 yield start, block
-
-    def read_all(self) -> np.ndarray:
-        """All features as one float16 array (for the exact backend and small data)."""
-        out = np.empty((self.dump.num_sops, self.dump.feature_dim), dtype=np.float16)
-        for start, block in self.chunks():
-            out[start:start + len(block)] = block
-        return out
-
-    def read_rows(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """Contiguous runs of `length` rows from each start (a cheap random sample for PCA)."""
-        with h5py.File(self.dump.path, "r") as handle:
-            features = handle[artifacts.H5_FEATURES]
-            blocks = [features[s:s + length] for s in np.sort(starts)]
-        block = np.concatenate(blocks) if blocks else np.zeros((0, self.dump.feature_dim), np.float16)
-        return block[np.isfinite(block).all(axis=1)]

@@ -1,12 +1,15 @@
-"""Cosine top-k neighbours of every SOP, within search groups (the SOPs of images sharing a class).
+"""Cosine top-k neighbours of every SOP within search groups (the SOPs of images sharing a class).
 
-Two backends:
-- `exact`: blocked cosine top-k with torch over the full features (GPU when there is one; on CPU
-  memory stays bounded by the block sizes, but the work is N x group size x D).
-- `approximate`: features streamed from HDF5 and projected on their top principal directions
-  (uncentred, so inner products approximate cosines); a faiss index (HNSW or IVF) per group on the
-  first `search_dims` gives candidates, re-ranked by the inner product in `rerank_dims`. Its
-  recall@k against exact search is measured on a random sample of queries on every run.
+The features are streamed from HDF5 once, normalised and kept as float16 (N x D x 2 bytes); each
+group is then searched on its own, as a float32 (float16 on a GPU) matrix:
+- `exact`: blocked matmul + running top-k with torch (GPU when there is one; memory bounded by the
+  block size on CPU, work N x group size x D).
+- `approximate`: a faiss IVF index on the features' top principal directions (`search_dims`, fitted
+  on a sample) proposes `candidates` per SOP, which are re-ranked by their exact full-dimension
+  cosine. The group is reordered by IVF list first, so a query's candidates sit close together in
+  memory and the re-ranking gathers stay in cache.
+A random sample of queries is also searched exactly, so every run prints the recall@k of the
+approximate backend against exact search.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 from liid_cli.graph.dump import DumpData, FeatureStream
 from liid_cli.log import log, track
 
-SMALL_GROUP = 4096  # groups up to this size are searched exactly in the projected space
+QUERY_BLOCK = 1024
 
 
 @dataclass(frozen=True)
@@ -31,21 +34,18 @@ class Neighbours:
     cols: np.ndarray
     similarity: np.ndarray
     backend: str
-    recall: float | None = None  # recall@k of these edges against exact search, on a sample
+    recall: float | None = None  # recall@k against exact search on `recall_queries` sampled SOPs
     recall_queries: int = 0
-    similarity_error: float | None = None  # mean |approximate - exact| cosine of the found edges
     seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ApproximateSettings:
-    method: str  # "hnsw" or "ivf"
     search_dims: int
-    rerank_dims: int
     candidates: int
-    hnsw_m: int
-    hnsw_ef_search: int
+    ivf_lists_per_sqrt: float  # IVF lists = this * sqrt(group size)
     ivf_probe: int
+    ivf_train_iterations: int
     pca_sample: int
 
 
@@ -68,201 +68,187 @@ def merge_topk(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
     rows, cols, sims = rows[first], cols[first], sims[first]
     order = np.lexsort((-sims, rows))
     rows, cols, sims = rows[order], cols[order], sims[order]
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
     rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
     keep = rank < k
     return rows[keep], cols[keep], sims[keep]
 
 
-def _block_topk(queries: torch.Tensor, query_ids: torch.Tensor, keys: torch.Tensor,
-                key_ids: torch.Tensor, k: int, key_block: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (similarity, key id) of each query over the keys, excluding itself."""
-    best_sims = torch.full((len(queries), 0), -2.0, device=queries.device)
-    best_ids = torch.zeros((len(queries), 0), dtype=torch.long, device=queries.device)
-    for start in range(0, len(keys), key_block):
-        block_ids = key_ids[start:start + key_block]
-        sims = (queries @ keys[start:start + key_block].T).float()
-        sims[query_ids[:, None] == block_ids[None, :]] = -2.0
-        sims = torch.cat([best_sims, sims], dim=1)
-        ids = torch.cat([best_ids, block_ids[None, :].expand(len(queries), -1)], dim=1)
-        best_sims, position = sims.topk(min(k, sims.shape[1]), dim=1)
-        best_ids = ids.gather(1, position)
-    return best_sims, best_ids
+def normalised_rows(block: torch.Tensor) -> torch.Tensor:
+    values = block.float()
+    return values / values.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def normalised_rows(block: np.ndarray) -> np.ndarray:
-    values = block.astype(np.float32)
-    norms = np.linalg.norm(values, axis=1, keepdims=True)
-    return values / np.maximum(norms, 1e-12)
-
-
-def exact_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: str,
-              keep_rows: np.ndarray, block_bytes: int = 256 << 20) -> tuple[Neighbours, np.ndarray]:
-    """Exact cosine top-k within each group, in blocks of about `block_bytes` of similarities; also
-    the normalised features of the sorted `keep_rows`."""
-    started = time.perf_counter()
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    vectors = torch.empty((stream.dump.num_sops, stream.dump.feature_dim), dtype=dtype, device=device)
+def load_normalised(stream: FeatureStream) -> torch.Tensor:
+    """All features, L2-normalised, as one float16 tensor (streamed from HDF5 in chunks)."""
+    out = torch.empty((stream.dump.num_sops, stream.dump.feature_dim), dtype=torch.float16)
     for start, block in stream.chunks():
-        vectors[start:start + len(block)] = torch.from_numpy(normalised_rows(block)).to(device, dtype)
-    loaded = time.perf_counter()
-    found_rows, found_cols, found_sims = [], [], []
-    side = max(256, int((block_bytes // 4) ** 0.5))
-    for members in track(groups, "exact kNN per group"):
-        ids = torch.from_numpy(members).to(device)
-        group = vectors[ids]
-        for start in range(0, len(ids), side):
-            query_ids = ids[start:start + side]
-            sims, cols = _block_topk(group[start:start + side], query_ids, group, ids, k, side)
-            valid = sims > -1.5
-            found_rows.append(query_ids[:, None].expand_as(cols)[valid].cpu().numpy())
-            found_cols.append(cols[valid].cpu().numpy())
-            found_sims.append(sims[valid].cpu().numpy())
-    rows, cols, sims = merge_topk(*_concat(found_rows, found_cols, found_sims), k)
-    kept = vectors[torch.from_numpy(keep_rows).to(device)].float().cpu().numpy()
-    finished = time.perf_counter()
-    found = Neighbours(rows, cols, sims, backend=f"exact-{device.split(':')[0]}",
-                       seconds={"load": loaded - started, "search": finished - loaded})
-    return found, kept
+        out[start:start + len(block)] = normalised_rows(torch.from_numpy(block)).half()
+    return out
 
 
-def _concat(rows: list[np.ndarray], cols: list[np.ndarray], sims: list[np.ndarray]
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    return (np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
-            np.concatenate(sims).astype(np.float32))
+def exact_group_topk(vectors: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor,
+                     block_bytes: int = 128 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """(len(queries), k) best similarities and positions in `vectors`; `exclude[i]` (a position, or
+    -1) is the query itself. Similarities are computed in blocks of about `block_bytes`."""
+    side = max(64, block_bytes // (4 * max(1, len(vectors))))
+    sims_out, ids_out = [], []
+    count = min(k, len(vectors) - 1)
+    for start in range(0, len(queries), side):
+        sims = queries[start:start + side] @ vectors.T
+        own = exclude[start:start + side]
+        rows = torch.nonzero(own >= 0)[:, 0]
+        sims[rows, own[rows]] = -2.0
+        best = sims.float().topk(count, dim=1)
+        sims_out.append(best.values)
+        ids_out.append(best.indices)
+    return torch.cat(sims_out), torch.cat(ids_out)
 
 
-def principal_basis(stream: FeatureStream, dims: int, sample: int, rng: np.random.Generator) -> np.ndarray:
-    """(D, dims) top right-singular vectors of a sample of normalised features (uncentred)."""
-    total = stream.dump.num_sops
-    run = min(1024, total)
-    count = max(1, min(sample // run, total // run))
-    starts = rng.choice(total - run + 1, size=count, replace=False)
-    values = torch.from_numpy(normalised_rows(stream.read_rows(starts, run)))
+def _triples(query_ids: np.ndarray, key_ids: np.ndarray, sims: torch.Tensor, positions: torch.Tensor
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query, key, similarity) triples from per-query positions in `key_ids` (-1 = none)."""
+    positions_np = positions.cpu().numpy()
+    sims_np = sims.cpu().numpy()
+    valid = (positions_np >= 0) & (sims_np > -1.5)
+    rows = np.repeat(query_ids, positions_np.shape[1]).reshape(positions_np.shape)[valid]
+    return rows, key_ids[positions_np[valid]], sims_np[valid]
+
+
+def principal_basis(vectors: torch.Tensor, dims: int, sample: int, rng: np.random.Generator) -> torch.Tensor:
+    """(D, dims) top right-singular vectors of a random sample of normalised features (uncentred,
+    so projected inner products approximate cosines)."""
+    rows = torch.from_numpy(np.sort(rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)))
+    values = vectors[rows].float()
     dims = min(dims, *values.shape)
-    _, _, v = torch.svd_lowrank(values, q=min(dims + 16, *values.shape), niter=3, M=None)
-    return v[:, :dims].numpy().astype(np.float32)
+    _, _, v = torch.svd_lowrank(values, q=min(dims + 8, *values.shape), niter=2)
+    return v[:, :dims].contiguous()
 
 
-def project_features(stream: FeatureStream, basis: np.ndarray, keep_rows: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(M, dims) float32 projections of the normalised features, streamed in chunks, and the
-    full normalised features of the sorted `keep_rows`."""
-    out = np.empty((stream.dump.num_sops, basis.shape[1]), dtype=np.float32)
-    kept = np.empty((len(keep_rows), stream.dump.feature_dim), dtype=np.float32)
-    for start, block in stream.chunks():
-        normalised = normalised_rows(block)
-        out[start:start + len(block)] = normalised @ basis
-        lo, hi = np.searchsorted(keep_rows, [start, start + len(block)])
-        kept[lo:hi] = normalised[keep_rows[lo:hi] - start]
-    return out, kept
+def project(features: torch.Tensor, basis: torch.Tensor, chunk: int = 16384) -> np.ndarray:
+    """(N, dims) float32 projections of the float16 features on `basis`."""
+    out = np.empty((len(features), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(features), chunk):
+        out[start:start + chunk] = (features[start:start + chunk].float() @ basis).numpy()
+    return out
 
 
-def _group_candidates(search: np.ndarray, members: np.ndarray, count: int,
-                      settings: ApproximateSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(len(members), count) candidate global ids (-1 = none) and their projected scores."""
+def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSettings
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate positions (n, count) from a faiss IVF index, and each vector's IVF list."""
     import faiss
 
-    vectors = np.ascontiguousarray(search[members])
-    dim = vectors.shape[1]
-    if len(members) <= SMALL_GROUP:
-        index = faiss.IndexFlatIP(dim)
-    elif settings.method == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = max(40, 2 * settings.hnsw_m)
-        index.hnsw.efSearch = max(settings.hnsw_ef_search, count)
-    else:
-        lists = int(min(4 * np.sqrt(len(members)), len(members) // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, lists, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = min(settings.ivf_probe, lists)
-    index.add(vectors)
-    scores, local = index.search(vectors, min(count, len(members)))
-    ids = np.where(local >= 0, members[np.maximum(local, 0)], -1)
-    return ids, scores
+    n, dim = projected.shape
+    lists = int(max(1, min(settings.ivf_lists_per_sqrt * np.sqrt(n), n // 40)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = settings.ivf_train_iterations
+    index.cp.max_points_per_centroid = 64
+    index.train(projected)
+    index.add(projected)
+    index.nprobe = min(settings.ivf_probe, lists)
+    _, candidates = index.search(projected, min(count, n))
+    _, assignment = quantizer.search(projected, 1)
+    return candidates, assignment[:, 0]
 
 
-def approximate_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, settings: ApproximateSettings,
-                    keep_rows: np.ndarray, rng: np.random.Generator, threads: int
-                    ) -> tuple[Neighbours, np.ndarray]:
-    """Projected-space candidates per group from faiss, re-ranked in the wider projection."""
+def _group_matrix(features: torch.Tensor, members: np.ndarray, chunk: int = 8192):  # -> faiss.IndexFlatIP
+    """The group's normalised features as float32 inside a faiss flat index (one copy, in chunks)."""
     import faiss
 
-    faiss.omp_set_num_threads(max(1, threads))
+    index = faiss.IndexFlatIP(features.shape[1])
+    for start in range(0, len(members), chunk):
+        index.add(features[torch.from_numpy(members[start:start + chunk])].float().numpy())
+    return index
+
+
+def _rerank(index, candidates: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:  # index: faiss.IndexFlatIP
+    """Exact cosine of each row's candidate positions (-1 = none) by faiss, best k, self excluded."""
+    import faiss
+
+    n = index.ntotal
+    vectors = faiss.rev_swig_ptr(index.get_xb(), n * index.d).reshape(n, index.d)
+    candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+    sims = np.empty(candidates.shape, dtype=np.float32)
+    index.compute_distance_subset(n, faiss.swig_ptr(vectors), candidates.shape[1], faiss.swig_ptr(sims),
+                                  faiss.swig_ptr(candidates))
+    sims[(candidates < 0) | (candidates == np.arange(n)[:, None])] = -2.0
+    best = torch.from_numpy(sims).topk(min(k, candidates.shape[1]), dim=1)
+    ids = torch.from_numpy(candidates).gather(1, best.indices)
+    return best.values, torch.where(best.values > -1.5, ids, -1)
+
+
+@dataclass(frozen=True)
+class _Found:
+    rows: list[np.ndarray] = field(default_factory=list)
+    cols: list[np.ndarray] = field(default_factory=list)
+    sims: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, triples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self.rows.append(triples[0])
+        self.cols.append(triples[1])
+        self.sims.append(triples[2])
+
+    def merged(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        return merge_topk(np.concatenate(self.rows).astype(np.int64), np.concatenate(self.cols).astype(np.int64),
+                          np.concatenate(self.sims).astype(np.float32), k)
+
+
+def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: str,
+             approximate: ApproximateSettings | None, recall_sample: int, rng: np.random.Generator,
+             threads: int) -> Neighbours:
+    """Top-k cosine neighbours within groups; exact when `approximate` is None, else IVF + exact
+    re-ranking with recall@k measured on `recall_sample` random queries."""
     timer = {"start": time.perf_counter()}
-    rerank_dims = min(settings.rerank_dims, stream.dump.feature_dim)
-    basis = principal_basis(stream, rerank_dims, settings.pca_sample, rng)
-    timer["basis"] = time.perf_counter()
-    projected, kept = project_features(stream, basis, keep_rows)
-    search = np.ascontiguousarray(projected[:, :settings.search_dims])
-    timer["project"] = time.perf_counter()
-    rows_found, cols_found = [], []
-    for members in track(groups, f"approximate kNN ({settings.method}) per group"):
-        ids, _ = _group_candidates(search, members, settings.candidates + 1, settings)
-        queries = np.repeat(members, ids.shape[1])
-        cols = ids.ravel()
-        valid = (cols >= 0) & (cols != queries)
-        rows_found.append(queries[valid])
-        cols_found.append(cols[valid])
-    rows, cols = np.concatenate(rows_found), np.concatenate(cols_found)
+    features = load_normalised(stream)
+    timer["load"] = time.perf_counter()
+    basis = None
+    if approximate is not None:
+        import faiss
+
+        faiss.omp_set_num_threads(max(1, threads))
+        basis = principal_basis(features, approximate.search_dims, approximate.pca_sample, rng)
+        projected = project(features, basis)
+        sampled = np.zeros(stream.dump.num_sops, dtype=bool)
+        sampled[rng.choice(stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False)] = True
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    found, exact_sample = _Found(), _Found()
+    label = "exact" if approximate is None else "approximate (IVF + exact re-ranking)"
+    for members in track(groups, f"{label} kNN per search group"):
+        if approximate is None:
+            vectors = features[torch.from_numpy(members)].to(device, dtype)
+            own = torch.arange(len(members), device=device)
+            found.add(_triples(members, members, *exact_group_topk(vectors, vectors, k, own)))
+            continue
+        candidates, lists = _ivf_candidates(projected[members], approximate.candidates + 1, approximate)
+        order = np.argsort(lists, kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        members = members[order]
+        candidates = np.where(candidates >= 0, position[np.maximum(candidates, 0)], -1)[order]
+        index = _group_matrix(features, members)
+        found.add(_triples(members, members, *_rerank(index, candidates, k)))
+        chosen = np.flatnonzero(sampled[members])
+        if len(chosen):
+            import faiss
+
+            vectors = torch.from_numpy(faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+                                       .reshape(index.ntotal, index.d))
+            exact_sample.add(_triples(members[chosen], members, *exact_group_topk(
+                vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen))))
     timer["search"] = time.perf_counter()
-    sims = np.empty(len(rows), dtype=np.float32)
-    step = 1 << 18
-    for start in range(0, len(rows), step):
-        part = slice(start, start + step)
-        sims[part] = np.einsum("ij,ij->i", projected[rows[part]], projected[cols[part]])
-    rows, cols, sims = merge_topk(rows, cols, sims, k)
-    timer["rerank"] = time.perf_counter()
-    seconds = {name: timer[name] - timer[previous] for previous, name in
-               zip(("start", "basis", "project", "search"), ("basis", "project", "search", "rerank"))}
-    return Neighbours(rows, cols, sims, backend=f"approximate-{settings.method}", seconds=seconds), kept
-
-
-def recall_queries(dump: DumpData, share_class: bool, sample: int, rng: np.random.Generator) -> np.ndarray:
-    """A sorted random sample of SOPs that have someone to search (the recall sample)."""
-    if share_class:
-        candidates = np.flatnonzero(dump.image_labels[dump.sop_image, 1:].any(axis=1))
-    else:
-        candidates = np.arange(dump.num_sops)
-    return np.sort(rng.choice(candidates, size=min(max(sample, 0), len(candidates)), replace=False))
-
-
-def measure_recall(stream: FeatureStream, found: Neighbours, share_class: bool, k: int,
-                   queries: np.ndarray, query_vectors: np.ndarray) -> Neighbours:
-    """Recall@k of `found` against exact search for the sampled queries (one streamed pass), and
-    the mean error of the similarities of the edges found."""
-    if len(queries) == 0:
-        return found
-    started = time.perf_counter()
-    dump = stream.dump
-    query_labels = torch.from_numpy(dump.image_labels[dump.sop_image[queries], 1:].astype(np.float32))
-    vectors = torch.from_numpy(query_vectors)
-    query_ids = torch.from_numpy(queries)
-    best_sims = torch.full((len(queries), 0), -2.0)
-    best_ids = torch.zeros((len(queries), 0), dtype=torch.long)
-    for start, block in stream.chunks():
-        key_ids = torch.arange(start, start + len(block))
-        sims = vectors @ torch.from_numpy(normalised_rows(block)).T
-        sims[query_ids[:, None] == key_ids[None, :]] = -2.0
-        if share_class:
-            key_labels = dump.image_labels[dump.sop_image[start:start + len(block)], 1:].astype(np.float32)
-            sims[(query_labels @ torch.from_numpy(key_labels).T) < 0.5] = -2.0
-        sims = torch.cat([best_sims, sims], dim=1)
-        ids = torch.cat([best_ids, key_ids[None, :].expand(len(queries), -1)], dim=1)
-        best_sims, position = sims.topk(min(k, sims.shape[1]), dim=1)
-        best_ids = ids.gather(1, position)
-    exact = {(int(q), int(c)): float(s) for q, row_ids, row_sims in
-             zip(queries, best_ids.numpy(), best_sims.numpy()) for c, s in zip(row_ids, row_sims) if s > -1.5}
-    in_sample = np.isin(found.rows, queries)
-    pairs = list(zip(found.rows[in_sample].tolist(), found.cols[in_sample].tolist()))
-    recall = len(exact.keys() & set(pairs)) / max(1, len(exact))
-    errors = [abs(s - exact[pair]) for pair, s in zip(pairs, found.similarity[in_sample].tolist())
-              if pair in exact]
-    log.info(f"kNN {found.backend}: recall@{k} = {recall:.4f} against exact search on "
-             f"{len(queries)} sampled queries")
-    return Neighbours(found.rows, found.cols, found.similarity, found.backend, recall=recall,
-                      recall_queries=len(queries),
-                      similarity_error=float(np.mean(errors)) if errors else None,
-                      seconds=dict(found.seconds, recall=time.perf_counter() - started))
+    rows, cols, sims = found.merged(k)
+    seconds = {"knn_load": timer["load"] - timer["start"], "knn_search": timer["search"] - timer["load"]}
+    if approximate is None:
+        return Neighbours(rows, cols, sims, backend=f"exact-{device.split(':')[0]}", recall=1.0, seconds=seconds)
+    exact_rows, exact_cols, _ = exact_sample.merged(k)
+    in_sample = sampled[rows]
+    hits = len(set(zip(exact_rows.tolist(), exact_cols.tolist()))
+               & set(zip(rows[in_sample].tolist(), cols[in_sample].tolist())))
+    recall = hits / max(1, len(exact_rows))
+    queries = int(sampled.sum())
+    log.info(f"kNN approximate-ivf: recall@{k} = {recall:.4f} against exact search on {queries} sampled SOPs")
+    return Neighbours(rows, cols, sims, backend="approximate-ivf", recall=recall, recall_queries=queries,
+                      seconds=seconds)

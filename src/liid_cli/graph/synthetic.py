@@ -30,10 +30,10 @@ class SyntheticDumpSpec:
     sops_per_image: int = 20
     num_classes: int = 20
     feature_dim: int = 2048
-    latent_dim: int = 96
+    latent_dim: int = 256
     background_modes: int = 24
-    instance_spread: float = 1.0  # latent distance of instances from their class centre
-    proposal_spread: float = 0.5  # latent spread of the proposals of one instance
+    instance_spread: float = 2.0  # latent distance of instances from their class centre
+    proposal_spread: float = 0.8  # latent spread of the proposals of one instance
     near_duplicate_share: float = 0.35  # proposals almost identical to another of the same instance
     ambiguous_share: float = 0.15
     background_share: float = 0.4

@@ -1,0 +1,135 @@
+"""Stage 5, `liid cut`: the dataset-wide knowledge graph of SOPs and its multiway cut.
+
+Reads `<run>/dump/dump.h5` (probabilities, float16 features streamed in chunks, image labels);
+builds the top-k cosine graph (optionally only between images sharing a labelled class), labels
+every SOP by alpha-expansion with OR-Tools max-flow (or by argmax, the no-graph ablation),
+certifies the labelling with the CKR LP per component, and writes `<run>/cut/cut.h5`: label per SOP
+(0 = noise/background), score p[label], component, and per-component energy, LP lower bound and gap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+import numpy as np
+
+from liid_cli import artifacts
+from liid_cli.config import StageConfig
+from liid_cli.data.index import load_index
+from liid_cli.fileio import file_sha256
+from liid_cli.graph.build import build_graph
+from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
+from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, search_groups
+from liid_cli.graph.multiway import CutResult, SolverSettings, solve_cut
+from liid_cli.graph.summary import cut_metrics, print_summary
+from liid_cli.h5store import write_csr
+from liid_cli.log import log
+from liid_cli.runner import StageContext, StageSpec
+
+
+class ApproximateConfig(StageConfig):
+    search_dims: int
+    candidates: int
+    ivf_lists_per_sqrt: float
+    ivf_probe: int
+    ivf_train_iterations: int
+    pca_sample: int
+
+
+class CutConfig(StageConfig):
+    solver: Literal["expansion", "argmax"]
+    label_masking: bool
+    neighbours: int
+    delta: float
+    share_class_edges: bool
+    knn_backend: Literal["auto", "exact", "approximate"]
+    exact_max_sops: int
+    approximate: ApproximateConfig
+    recall_sample: int
+    capacity_scale: float
+    max_cycles: int
+    lp_max_sops: int
+    glop_max_sops: int
+    lp_batch_sops: int
+    lp_time_limit: float
+    pdlp_tolerance: float
+
+
+def find_neighbours(config: CutConfig, dump: DumpData, device: str, workers: int, seed: int) -> Neighbours:
+    """kNN edges by the configured backend; the approximate one reports its measured recall."""
+    exact = config.knn_backend == "exact" or (
+        config.knn_backend == "auto" and (device.startswith("cuda") or dump.num_sops <= config.exact_max_sops))
+    approximate = None if exact else ApproximateSettings(**config.approximate.model_dump())
+    return find_knn(FeatureStream(dump), search_groups(dump, config.share_class_edges), config.neighbours,
+                    device, approximate, config.recall_sample, np.random.default_rng(seed), workers)
+
+
+def write_cut(context: StageContext, dump: DumpData, config: CutConfig, result: CutResult,
+              component: np.ndarray, component_sizes: np.ndarray, metrics: dict[str, Any]) -> None:
+    rows = np.arange(dump.num_sops)
+    write_csr(
+        context.out_dir / artifacts.CUT_H5, schema=artifacts.SCHEMA_CUT,
+        fingerprint=file_sha256(context.index_path), image_ids=dump.image_ids, counts=np.diff(dump.offsets),
+        rows={
+            artifacts.H5_LABELS: result.labels.astype(np.int32),
+            artifacts.H5_SCORES: dump.probs[rows, result.labels].astype(np.float32),
+            artifacts.H5_PROPOSAL_INDEX: dump.proposal_index.astype(np.int32),
+            artifacts.H5_COMPONENT: component.astype(np.int32),
+        },
+        per_image={
+            artifacts.H5_COMPONENT_SIZE: component_sizes.astype(np.int64),
+            artifacts.H5_COMPONENT_ENERGY: result.component_energy,
+            artifacts.H5_COMPONENT_LOWER_BOUND: result.component_lower_bound,
+            artifacts.H5_COMPONENT_GAP: result.component_gap,
+        },
+        attrs={
+            "solver": config.solver,
+            "energy": metrics["energy"],
+            "lower_bound": metrics["lower_bound"],
+            "gap": np.nan if metrics["gap"] is None else metrics["gap"],
+            "solver_status": json.dumps(result.status),
+            "knn_backend": metrics["knn_backend"],
+            "knn_recall": np.nan if metrics["knn_recall"] is None else metrics["knn_recall"],
+            "seconds": json.dumps(metrics["seconds"]),
+        },
+    )
+
+
+def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
+    """Read dump.h5, build the graph, cut it, write cut.h5 and print the summary table."""
+    timer = {"start": time.perf_counter()}
+    index = load_index(context.index_path)
+    dump = read_dump(context.upstream("dump") / artifacts.DUMP_H5, file_sha256(context.index_path),
+                     index.classes.num_classes, config.label_masking)
+    timer["read"] = time.perf_counter()
+    neighbours = None
+    if config.solver == "argmax":
+        empty = np.zeros(0, dtype=np.int64)
+        graph = build_graph(dump.probs, dump.allowed, empty, empty, np.zeros(0, np.float32), config.delta)
+    else:
+        neighbours = find_neighbours(config, dump, context.device, context.workers, context.seed)
+        graph = build_graph(dump.probs, dump.allowed, neighbours.rows, neighbours.cols,
+                            neighbours.similarity, config.delta)
+    timer["graph"] = time.perf_counter()
+    log.info(f"graph: {graph.num_sops:,} SOPs, {len(graph.weights):,} edges, {graph.num_components:,} "
+             f"components (largest {int(graph.component_sizes.max()) if graph.num_sops else 0:,})")
+    settings = SolverSettings(
+        solver=config.solver, capacity_scale=config.capacity_scale, max_cycles=config.max_cycles,
+        lp_max_sops=config.lp_max_sops, glop_max_sops=config.glop_max_sops, lp_batch_sops=config.lp_batch_sops,
+        lp_time_limit=config.lp_time_limit, pdlp_tolerance=config.pdlp_tolerance,
+    )
+    result = solve_cut(graph, settings, context.workers)
+    timer["cut"] = time.perf_counter()
+    seconds = {"read": timer["read"] - timer["start"], "knn+graph": timer["graph"] - timer["read"],
+               **(neighbours.seconds if neighbours else {}), **result.seconds}
+    metrics = cut_metrics(graph, result, neighbours, seconds)
+    write_cut(context, dump, config, result, graph.component, graph.component_sizes, metrics)
+    metrics["seconds"]["write"] = time.perf_counter() - timer["cut"]
+    metrics["seconds"]["total"] = time.perf_counter() - timer["start"]
+    print_summary(metrics, config.solver)
+    return metrics
+
+
+SPEC = StageSpec(name="cut", config_model=CutConfig, upstream=("dump",), run=run)

@@ -1,0 +1,127 @@
+"""`liid cut` end to end on a small synthetic dump, the argmax ablation, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from helpers import assert_one_line_error, liid
+from liid_cli import artifacts
+from liid_cli.fileio import read_json
+from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
+
+SMALL = SyntheticDumpSpec(num_images=40, sops_per_image=8, num_classes=3, feature_dim=24, latent_dim=12,
+                          background_modes=3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_synthetic_dump(tmp_path_factory.mktemp("cut"), SMALL)
+
+
+@pytest.fixture
+def fresh_run(synthetic_run: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the synthetic run, safe to corrupt."""
+    index, run = synthetic_run
+    root = tmp_path / "copy"
+    shutil.copytree(run / "dump", root / run.name / "dump")
+    shutil.copy(index, root / index.name)
+    return root / index.name, root / run.name
+
+
+def dump_path(run: Path) -> Path:
+    return run / "dump" / artifacts.DUMP_H5
+
+
+def test_cut_writes_aligned_labels_and_certified_components(synthetic_run: tuple[Path, Path]) -> None:
+    _, run = synthetic_run
+    result = liid("cut", "--run", run, "--force")
+    assert result.exit_code == 0, result.output
+    with h5py.File(run / "cut" / artifacts.CUT_H5) as cut, h5py.File(dump_path(run)) as dump:
+        assert cut.attrs["schema"] == artifacts.SCHEMA_CUT
+        assert cut.attrs["solver"] == "expansion"
+        labels = cut[artifacts.H5_LABELS][:]
+        assert labels.shape == (SMALL.num_images * SMALL.sops_per_image,)
+        assert np.array_equal(cut[artifacts.H5_OFFSETS][:], dump[artifacts.H5_OFFSETS][:])
+        assert np.array_equal(cut[artifacts.H5_PROPOSAL_INDEX][:], dump[artifacts.H5_PROPOSAL_INDEX][:])
+        image_labels = dump[artifacts.H5_LABELS][:] > 0.5
+        sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
+        assert image_labels[sop_image, labels].all()  # label masking: own classes or background
+        probs = dump[artifacts.H5_PROBS][:]
+        assert np.allclose(cut[artifacts.H5_SCORES][:], probs[np.arange(len(labels)), labels])
+        sizes = cut[artifacts.H5_COMPONENT_SIZE][:]
+        assert sizes.sum() == len(labels)
+        assert np.array_equal(np.bincount(cut[artifacts.H5_COMPONENT][:]), sizes)
+        bounds, energies = cut[artifacts.H5_COMPONENT_LOWER_BOUND][:], cut[artifacts.H5_COMPONENT_ENERGY][:]
+        assert not np.isnan(bounds).any()
+        assert np.all(bounds <= energies + 1e-6)
+        assert cut.attrs["energy"] == pytest.approx(energies.sum())
+    metrics = read_json(run / "cut" / artifacts.MANIFEST)["metrics"]
+    assert metrics["knn_backend"] == "exact-cpu" and metrics["edges"] > 0
+    assert 0 <= metrics["gap"] < 1e-3
+    again = liid("cut", "--run", run)
+    assert again.exit_code == 0 and "up to date" in again.output
+
+
+def test_argmax_ablation_ignores_the_graph(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+    index, run = synthetic_run
+    ablation = tmp_path / "ablation"
+    shutil.copytree(run / "dump", ablation / "dump")
+    result = liid("cut", "--run", ablation, "--data", index, "--solver", "argmax")
+    assert result.exit_code == 0, result.output
+    with h5py.File(ablation / "cut" / artifacts.CUT_H5) as cut, h5py.File(dump_path(run)) as dump:
+        sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
+        masked = dump[artifacts.H5_PROBS][:] * dump[artifacts.H5_LABELS][:][sop_image]
+        assert np.array_equal(cut[artifacts.H5_LABELS][:], masked.argmax(axis=1))
+        assert cut.attrs["solver"] == "argmax"
+
+
+def test_approximate_backend_prints_its_recall(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+    index, run = synthetic_run
+    other = tmp_path / "approximate"
+    shutil.copytree(run / "dump", other / "dump")
+    result = liid("cut", "--run", other, "--data", index, "--set", "knn_backend=approximate",
+                  "--set", "approximate.search_dims=8", "--set", "recall_sample=100")
+    assert result.exit_code == 0, result.output
+    assert "recall@3" in result.output
+    metrics = read_json(other / "cut" / artifacts.MANIFEST)["metrics"]
+    assert metrics["knn_backend"] == "approximate-ivf" and 0.0 < metrics["knn_recall"] <= 1.0
+
+
+@pytest.mark.parametrize("dataset", [artifacts.H5_FEATURES, artifacts.H5_PROBS])
+def test_non_finite_rows_are_refused_by_name(fresh_run: tuple[Path, Path], dataset: str) -> None:
+    index, run = fresh_run
+    with h5py.File(dump_path(run), "r+") as dump:
+        values = dump[dataset][17]
+        values[1] = np.nan
+        dump[dataset][17] = values
+        values = dump[dataset][42]
+        values[0] = np.inf
+        dump[dataset][42] = values
+    result = liid("cut", "--run", run, "--data", index, "--quiet")
+    assert_one_line_error(result, dataset, "rows 17 (image 3), 42 (image 6)", "liid dump --force")
+
+
+def test_dump_of_another_schema_is_refused(fresh_run: tuple[Path, Path]) -> None:
+    index, run = fresh_run
+    with h5py.File(dump_path(run), "r+") as dump:
+        dump.attrs["schema"] = "liid.proposals/1"
+    assert_one_line_error(liid("cut", "--run", run, "--data", index, "--quiet"), "schema 'liid.proposals/1'", "liid.dump/1")
+
+
+def test_class_count_mismatch_is_refused(fresh_run: tuple[Path, Path]) -> None:
+    index, run = fresh_run
+    with h5py.File(dump_path(run), "r+") as dump:
+        probs = dump[artifacts.H5_PROBS][:]
+        del dump[artifacts.H5_PROBS]
+        dump[artifacts.H5_PROBS] = np.concatenate([probs, np.zeros((len(probs), 2), np.float32)], axis=1)
+    assert_one_line_error(liid("cut", "--run", run, "--data", index, "--quiet"), "K=3", "columns")
+
+
+def test_missing_dump_names_the_stage_to_run(tmp_path: Path, synthetic_run: tuple[Path, Path]) -> None:
+    index, _ = synthetic_run
+    assert_one_line_error(liid("cut", "--run", tmp_path / "empty", "--data", index, "--quiet"), "liid dump")

@@ -1,0 +1,117 @@
+"""kNN backends against brute force on small synthetic dumps, and the graph built from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from liid_cli.fileio import file_sha256
+from liid_cli.graph.build import build_graph
+from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
+from liid_cli.graph.knn import ApproximateSettings, find_knn, load_normalised, merge_topk, search_groups
+from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
+
+SMALL = SyntheticDumpSpec(num_images=60, sops_per_image=10, num_classes=4, feature_dim=32, latent_dim=16,
+                          background_modes=4, seed=5)
+K = 3
+
+
+@pytest.fixture(scope="module")
+def small_dump(tmp_path_factory: pytest.TempPathFactory) -> DumpData:
+    index, run = write_synthetic_dump(tmp_path_factory.mktemp("knn"), SMALL)
+    return read_dump(run / "dump" / "dump.h5", file_sha256(index), SMALL.num_classes, label_masking=True)
+
+
+def brute_force(dump: DumpData, share_class: bool) -> dict[int, np.ndarray]:
+    """Per SOP, its K best similarities over every allowed other SOP, by one dense matrix."""
+    vectors = load_normalised(FeatureStream(dump)).float()
+    sims = (vectors @ vectors.T).numpy()
+    np.fill_diagonal(sims, -np.inf)
+    if share_class:
+        labels = dump.image_labels[dump.sop_image, 1:].astype(float)
+        sims[labels @ labels.T < 0.5] = -np.inf
+    top = -np.sort(-sims, axis=1)[:, :K]
+    return {row: values[np.isfinite(values)] for row, values in enumerate(top)}
+
+
+def found_by_row(rows: np.ndarray, sims: np.ndarray) -> dict[int, np.ndarray]:
+    return {row: np.sort(sims[rows == row])[::-1] for row in np.unique(rows)}
+
+
+@pytest.mark.parametrize("share_class", [True, False])
+def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bool) -> None:
+    expected = brute_force(small_dump, share_class)
+    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, share_class), K, "cpu", None, 0,
+                     np.random.default_rng(0), threads=1)
+    got = found_by_row(found.rows, found.similarity)
+    for row, values in expected.items():
+        assert np.allclose(got.get(row, np.zeros(0)), values, atol=1e-5), row
+    assert found.recall == 1.0 and found.backend == "exact-cpu"
+    assert np.all(found.rows != found.cols)
+
+
+def test_class_sharing_keeps_edges_between_images_with_a_common_class(small_dump: DumpData) -> None:
+    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu", None, 0,
+                     np.random.default_rng(0), threads=1)
+    labels = small_dump.image_labels[:, 1:]
+    shared = (labels[small_dump.sop_image[found.rows]] & labels[small_dump.sop_image[found.cols]]).any(axis=1)
+    assert shared.all()
+
+
+def approximate(candidates: int, probe: int) -> ApproximateSettings:
+    return ApproximateSettings(search_dims=8, candidates=candidates, ivf_lists_per_sqrt=2.0, ivf_probe=probe,
+                               ivf_train_iterations=5, pca_sample=600)
+
+
+def test_approximate_backend_with_every_list_probed_is_exact(small_dump: DumpData) -> None:
+    expected = brute_force(small_dump, True)
+    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu",
+                     approximate(candidates=200, probe=1000), recall_sample=10_000,
+                     rng=np.random.default_rng(0), threads=1)
+    got = found_by_row(found.rows, found.similarity)
+    for row, values in expected.items():
+        assert np.allclose(got.get(row, np.zeros(0)), values, atol=1e-5), row
+    assert found.recall == pytest.approx(1.0)
+    assert found.recall_queries == small_dump.num_sops
+
+
+def test_approximate_backend_reports_its_true_recall(small_dump: DumpData) -> None:
+    # Few candidates in a 8-d projection miss neighbours; with every SOP sampled, the reported
+    # recall must equal the recall counted against brute force.
+    expected = brute_force(small_dump, True)
+    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu",
+                     approximate(candidates=3, probe=1), recall_sample=10_000,
+                     rng=np.random.default_rng(0), threads=1)
+    got = found_by_row(found.rows, found.similarity)
+    hits = sum(np.isin(np.round(got.get(row, np.zeros(0)), 5), np.round(values, 5)).sum()
+               for row, values in expected.items())
+    total = sum(len(values) for values in expected.values())
+    assert found.recall < 1.0
+    assert found.recall == pytest.approx(hits / total, abs=0.02)
+
+
+def test_merge_topk_keeps_the_best_distinct_neighbours() -> None:
+    rows = np.array([0, 0, 0, 0, 1, 1])
+    cols = np.array([5, 6, 5, 7, 2, 3])
+    sims = np.array([0.9, 0.8, 0.9, 0.95, 0.1, 0.2], dtype=np.float32)
+    merged = merge_topk(rows, cols, sims, 2)
+    assert [list(a) for a in merged[:2]] == [[0, 0, 1, 1], [7, 5, 3, 2]]
+
+
+def test_graph_is_symmetrised_and_split_into_components() -> None:
+    probs = np.full((5, 2), 0.5)
+    rows, cols = np.array([0, 1, 1, 3]), np.array([1, 0, 2, 4])
+    sims = np.array([0.5, 0.6, -0.4, 0.3], dtype=np.float32)
+    graph = build_graph(probs, np.ones((5, 2), bool), rows, cols, sims, delta=5.0)
+    edges = sorted(zip(graph.tails.tolist(), graph.heads.tolist(), np.round(graph.weights, 6).tolist()))
+    assert edges == [(0, 1, 3.0), (1, 2, 2.0), (3, 4, 1.5)]  # the larger of both directions, |cos|
+    assert graph.component_sizes.tolist() == [3, 2]
+    assert graph.component.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_features_are_normalised_in_float16(tmp_path: Path, small_dump: DumpData) -> None:
+    vectors = load_normalised(FeatureStream(small_dump)).float()
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(len(vectors)), atol=2e-3)
