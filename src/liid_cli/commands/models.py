@@ -74,8 +74,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Train the MIL network (L_Att + L_MIL + L_Cent) on proposals. Writes <run>/mil/mil.pt.
 
-        Under `torchrun --nproc_per_node N -m liid_cli train-mil ...` it trains with DDP (and always
-        reruns, as with --force).
+        With `torchrun --nproc-per-node N -m liid_cli -- train-mil ...`: DDP, always reruns.
         """
         overrides, extra = _weights(weights)
         if resume:
