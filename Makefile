@@ -1,19 +1,28 @@
 # liid: `make all` runs the whole pipeline on the embedded demo; `make test` runs the tests.
-# Targets are the stages' manifests, so a second `make all` skips what is unchanged.
+# Each pipeline target is a stage's manifest.json, so a second `make all` skips what is unchanged
+# and a changed stage YAML reruns only that stage and what depends on it (the stage runner also
+# skips a stage whose inputs, config and code are unchanged).
 
 PYTHON ?= python3
 VENV := .venv
 LIID := $(VENV)/bin/liid
-RUN ?= runs/demo
-DATA ?= data/demo
-PROFILE ?= demo
-STAGE_ARGS := --run $(RUN) --profile $(PROFILE)
 STAMP := $(VENV)/.installed
+DATA ?= data/demo
+RUN ?= runs/demo
+GT_RUN ?= runs/demo-gt
+PROFILE ?= demo
+WORKERS ?= 2
+ARGS := --run $(RUN) --profile $(PROFILE)
+GT_ARGS := --run $(GT_RUN) --profile $(PROFILE)
+TRAIN_INDEX := $(DATA)/index_train.json
+VAL_INDEX := $(DATA)/index_val.json
+SRC := $(shell find src -name '*.py' 2>/dev/null)
+M := manifest.json
 
-.PHONY: all test help env clean
+.PHONY: all test help env pipeline upper-bound report ablation box2mask clean
 
 help:  ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 env: $(STAMP)  ## Create .venv and install liid with its test extras.
 
@@ -23,13 +32,53 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	@touch $@
 
-test: $(STAMP)  ## Run the test suite (every stage end to end on a tiny demo set).
+test: $(STAMP)  ## Run the test suite (includes every stage end to end on a tiny demo set).
 	$(VENV)/bin/python -m pytest -q
 
-all: $(DATA)/index_train.json  ## Run every stage on the demo data set into runs/demo.
+all: $(STAMP) report  ## Every stage on the demo data into runs/demo, the upper bound, report.html.
 
-$(DATA)/index_train.json: | $(STAMP)
+$(TRAIN_INDEX): | $(STAMP)
 	$(LIID) data demo --out $(DATA)
+
+# ---- LIID: pseudo labels from image-level labels ----
+$(RUN)/proposals/$(M): $(TRAIN_INDEX) stages/proposals.yaml $(SRC)
+	$(LIID) proposals --data $(TRAIN_INDEX) $(ARGS) --workers $(WORKERS)
+$(RUN)/cam/$(M): $(RUN)/proposals/$(M) stages/train_cam.yaml
+	$(LIID) train-cam $(ARGS)
+$(RUN)/mil/$(M): $(RUN)/cam/$(M) stages/train_mil.yaml
+	$(LIID) train-mil $(ARGS)
+$(RUN)/dump/$(M): $(RUN)/mil/$(M) stages/dump.yaml
+	$(LIID) dump $(ARGS)
+$(RUN)/cut/$(M): $(RUN)/dump/$(M) stages/cut.yaml
+	$(LIID) cut $(ARGS)
+$(RUN)/export/$(M): $(RUN)/cut/$(M) stages/export_coco.yaml
+	$(LIID) export-coco $(ARGS)
+$(RUN)/eval/pseudo_labels/metrics.json: $(RUN)/export/$(M)
+	$(LIID) eval instances --run $(RUN)
+
+# ---- Mask R-CNN on the pseudo labels, evaluated on val ----
+$(RUN)/train/$(M): $(RUN)/export/$(M) stages/train.yaml
+	$(LIID) train $(ARGS)
+$(RUN)/predict/$(M): $(RUN)/train/$(M) stages/predict.yaml
+	$(LIID) predict $(ARGS) --data $(VAL_INDEX)
+$(RUN)/eval/predictions/metrics.json: $(RUN)/predict/$(M)
+	$(LIID) eval instances --run $(RUN) --source predictions
+
+pipeline: $(RUN)/eval/pseudo_labels/metrics.json $(RUN)/eval/predictions/metrics.json  ## LIID + Mask R-CNN.
+
+# ---- upper bound: the same Mask R-CNN on ground-truth masks ----
+$(GT_RUN)/train/$(M): $(TRAIN_INDEX) stages/train.yaml $(SRC)
+	$(LIID) train $(GT_ARGS) --data $(TRAIN_INDEX) --labels $(DATA)/gt_train.json
+$(GT_RUN)/predict/$(M): $(GT_RUN)/train/$(M) stages/predict.yaml
+	$(LIID) predict $(GT_ARGS) --data $(VAL_INDEX)
+$(GT_RUN)/eval/predictions/metrics.json: $(GT_RUN)/predict/$(M)
+	$(LIID) eval instances --run $(GT_RUN) --source predictions
+
+upper-bound: $(GT_RUN)/eval/predictions/metrics.json  ## Mask R-CNN trained on ground truth.
+
+report: pipeline upper-bound  ## runs/demo/report.html and the weak/full table.
+	$(LIID) viz $(ARGS)
+	$(LIID) eval compare $(RUN) $(GT_RUN)
 
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).
 	rm -rf runs $(DATA)
