@@ -9,7 +9,7 @@ import pytest
 
 from liid_cli.graph.build import SopGraph, argmax_labels, build_graph, component_energies
 from liid_cli.graph.expansion import alpha_expansion
-from liid_cli.graph.lp import solve_glop, solve_pdlp, subproblem
+from liid_cli.graph.lp import build_program, lagrangian_bound, solve_glop, solve_pdlp, subproblem
 from liid_cli.graph.multiway import SolverSettings, solve_cut
 
 SETTINGS = SolverSettings(solver="expansion", capacity_scale=1e6, max_cycles=20, lp_max_sops=100,
@@ -151,3 +151,16 @@ def test_components_solved_in_a_pool_match_brute_force() -> None:
     assert np.allclose(pooled.component_lower_bound, single.component_lower_bound, atol=1e-7)
     optimum = sum(brute_force(part) for part, _ in parts)
     assert pooled.component_energy.sum() == pytest.approx(optimum, abs=1e-9)
+
+
+def test_lagrangian_bound_is_valid_for_any_dual_vector() -> None:
+    graph, _ = frustrated_graph(20)
+    problem = subproblem(graph, np.arange(graph.num_components))
+    program = build_program(problem)
+    optimum = brute_force(graph)
+    glop = solve_glop(problem, time_limit=10.0)
+    rng = np.random.default_rng(0)
+    for scale in (0.0, 0.1, 1.0, 10.0):
+        duals = rng.normal(scale=scale, size=program.matrix.shape[0])
+        bound = lagrangian_bound(program, duals, problem.num_components).sum()
+        assert bound <= glop.lower_bound.sum() + 1e-9 <= optimum + 1e-9

@@ -143,7 +143,7 @@ def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSett
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter = settings.ivf_train_iterations
-    index.cp.max_points_per_centroid = 64
+    index.cp.max_points_per_centroid = 32
     index.train(projected)
     index.add(projected)
     index.nprobe = min(settings.ivf_probe, lists)

@@ -61,7 +61,7 @@ def subproblem(graph: SopGraph, components: np.ndarray) -> LpSubproblem:
 
 
 @dataclass(frozen=True)
-class _Program:
+class LpProgram:
     objective: np.ndarray
     matrix: sp.csr_matrix
     row_lower: np.ndarray
@@ -72,7 +72,7 @@ class _Program:
     num_x: int
 
 
-def _program(problem: LpSubproblem) -> _Program:
+def build_program(problem: LpSubproblem) -> LpProgram:
     n, _ = problem.allowed.shape
     x_index = np.full(problem.allowed.shape, -1, dtype=np.int64)
     x_index[problem.allowed] = np.arange(int(problem.allowed.sum()))
@@ -93,7 +93,7 @@ def _program(problem: LpSubproblem) -> _Program:
     values = np.concatenate([np.ones(num_x), np.ones(num_z), -np.ones(num_z), np.ones(num_z)])
     matrix = sp.csr_matrix((values, (rows, cols)), shape=(n + num_z, num_x + num_z))
     edge_component = problem.node_component[problem.tails]
-    return _Program(
+    return LpProgram(
         objective=np.concatenate([objective_x, problem.weights[z_edge]]),
         matrix=matrix,
         row_lower=np.concatenate([np.ones(n), np.zeros(num_z)]),
@@ -104,7 +104,7 @@ def _program(problem: LpSubproblem) -> _Program:
     )
 
 
-def lagrangian_bound(program: _Program, duals: np.ndarray, num_components: int) -> np.ndarray:
+def lagrangian_bound(program: LpProgram, duals: np.ndarray, num_components: int) -> np.ndarray:
     """Per-component Lagrangian lower bound for dual vector `duals` (sign-corrected), with all
     variables in [0, 1]: sum_i y_i b_i + sum_j min(0, c_j - (A^T y)_j)."""
     n_simplex = int(np.sum(program.row_upper == program.row_lower))
@@ -118,7 +118,7 @@ def lagrangian_bound(program: _Program, duals: np.ndarray, num_components: int) 
     return rows_part + columns_part
 
 
-def _outcome(problem: LpSubproblem, program: _Program, primal: np.ndarray, duals: np.ndarray,
+def _outcome(problem: LpSubproblem, program: LpProgram, primal: np.ndarray, duals: np.ndarray,
              solver: str, status: str) -> LpOutcome:
     x = np.where(program.x_index >= 0, primal[np.maximum(program.x_index, 0)], -np.inf)
     fractional = (x > INTEGRAL_TOLERANCE) & (x < 1 - INTEGRAL_TOLERANCE)
@@ -131,7 +131,7 @@ def _outcome(problem: LpSubproblem, program: _Program, primal: np.ndarray, duals
 def solve_glop(problem: LpSubproblem, time_limit: float) -> LpOutcome:
     from ortools.linear_solver.python import model_builder_helper as mbh
 
-    program = _program(problem)
+    program = build_program(problem)
     model = mbh.ModelBuilderHelper()
     columns = len(program.objective)
     model.fill_model_from_sparse_data(np.zeros(columns), np.ones(columns), program.objective,
@@ -152,7 +152,7 @@ def solve_pdlp(problem: LpSubproblem, time_limit: float, tolerance: float, threa
     from ortools.pdlp import solve_log_pb2, solvers_pb2
     from ortools.pdlp.python import pdlp
 
-    program = _program(problem)
+    program = build_program(problem)
     qp = pdlp.QuadraticProgram()
     qp.resize_and_initialize(program.matrix.shape[1], program.matrix.shape[0])
     qp.objective_vector = program.objective

@@ -62,9 +62,10 @@ def _run_job(job: _LpJob, settings: SolverSettings, threads: int) -> LpOutcome:
     return solve_pdlp(job.problem, settings.lp_time_limit, settings.pdlp_tolerance, threads, job.start_labels)
 
 
-def _lp_jobs(graph: SopGraph, labels: np.ndarray, settings: SolverSettings) -> list[_LpJob]:
+def _lp_jobs(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, open_components: np.ndarray
+             ) -> list[_LpJob]:
     sizes = graph.component_sizes
-    chosen = np.flatnonzero((sizes >= 2) & (sizes <= settings.lp_max_sops))
+    chosen = np.flatnonzero(open_components & (sizes <= settings.lp_max_sops))
     jobs = []
     small = chosen[sizes[chosen] <= settings.glop_max_sops]
     batch: list[int] = []
@@ -90,14 +91,22 @@ def certify(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, worke
     """LP bounds per component; labels improved where the LP solution is integral and cheaper."""
     labels = labels.copy()
     bound = np.full(graph.num_components, np.nan)
-    singletons = np.flatnonzero(graph.component_sizes == 1)
-    if settings.lp_max_sops >= 1 and len(singletons):
-        nodes = np.flatnonzero(graph.component_sizes[graph.component] == 1)
-        bound[graph.component[nodes]] = np.where(graph.allowed[nodes], graph.unary[nodes], np.inf).min(axis=1)
-    status: Counter[str] = Counter({"closed-form:OPTIMAL": len(singletons)} if len(singletons) else {})
-    jobs = _lp_jobs(graph, labels, settings)
-    if not jobs:
+    status: Counter[str] = Counter()
+    if settings.lp_max_sops < 1:
         return labels, bound, component_energies(graph, labels), 0, status
+    # Every SOP at its cheapest label is a lower bound of the LP too; where the labelling reaches
+    # it (all singletons, and components whose SOPs agree with their neighbours and their own
+    # argmax) it is optimal and the LP would return the same value.
+    cheapest = np.where(graph.allowed, graph.unary, np.inf).min(axis=1)
+    trivial = np.bincount(graph.component, weights=cheapest, minlength=graph.num_components)
+    energies = component_energies(graph, labels)
+    closed = energies <= trivial + 1e-12 * np.maximum(1.0, trivial)
+    bound[closed] = trivial[closed]
+    if closed.any():
+        status["closed-form:OPTIMAL"] = int(closed.sum())
+    jobs = _lp_jobs(graph, labels, settings, open_components=~closed)
+    if not jobs:
+        return labels, bound, energies, 0, status
     if workers > 1 and len(jobs) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
@@ -113,7 +122,6 @@ def certify(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, worke
         integral = outcome.integral[job.problem.node_component]
         lp_labels[job.problem.nodes[integral]] = outcome.labels[integral]
         integral_components.append(job.components[outcome.integral])
-    energies = component_energies(graph, labels)
     lp_energies = component_energies(graph, lp_labels)
     taken = np.zeros(graph.num_components, dtype=bool)
     if integral_components:
