@@ -80,5 +80,9 @@ report: pipeline upper-bound  ## runs/demo/report.html and the weak/full table.
 	$(LIID) viz $(ARGS)
 	$(LIID) eval compare $(RUN) $(GT_RUN)
 
+ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train split); printed and in the report.
+	$(LIID) ablation $(ARGS) --out runs/demo-ablation
+	$(LIID) viz $(ARGS)
+
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).
 	rm -rf runs $(DATA)

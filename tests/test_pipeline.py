@@ -71,3 +71,15 @@ def test_second_pass_skips_every_stage(pipeline: Path) -> None:
     after = {s: read_json(artifacts.stage_dir(pipeline, s) / artifacts.MANIFEST)["timings"]
              for s in LIID_STAGES}
     assert after == before
+
+
+def test_ablation_reruns_only_what_a_variant_changes(pipeline: Path, tmp_path: Path) -> None:
+    _ok("ablation", "--run", pipeline, "--profile", "demo", "--out", tmp_path / "abl",
+        "--only", "no_graph", "--only", "delta_1")
+    variant = tmp_path / "abl" / "no_graph"
+    assert artifacts.stage_dir(variant, "dump").is_symlink()
+    cut = read_json(artifacts.stage_dir(variant, "cut") / artifacts.MANIFEST)
+    assert cut["config"]["solver"] == "argmax"
+    for name in ("no_graph", "delta_1"):
+        record = read_json(artifacts.eval_metrics_path(pipeline, f"ablation_{name}"))
+        assert record["kind"] == "instances" and "AP50" in record["metrics"]

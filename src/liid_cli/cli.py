@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from liid_cli import __version__
-from liid_cli.commands import box2mask, cut, data, evaluate, export, models, proposals, train, viz
+from liid_cli.commands import (
+    ablation,
+    box2mask,
+    cut,
+    data,
+    evaluate,
+    export,
+    models,
+    proposals,
+    train,
+    viz,
+)
 
 app = typer.Typer(
     name="liid",
@@ -24,7 +35,7 @@ eval_app = typer.Typer(help="Metrics against ground truth; writes metrics.json a
 app.add_typer(data.data_app, name="data")
 app.add_typer(eval_app, name="eval")
 
-for group in (proposals, models, cut, export, evaluate, viz, train, box2mask):
+for group in (proposals, models, cut, export, evaluate, viz, train, box2mask, ablation):
     group.register(app, eval_app)
 
 
