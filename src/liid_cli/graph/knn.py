@@ -117,12 +117,19 @@ def _triples(query_ids: np.ndarray, key_ids: np.ndarray, sims: torch.Tensor, pos
 
 def principal_basis(vectors: torch.Tensor, dims: int, sample: int, rng: np.random.Generator) -> torch.Tensor:
     """(D, dims) top right-singular vectors of a random sample of normalised features (uncentred,
-    so projected inner products approximate cosines)."""
+    so projected inner products approximate cosines), by randomised subspace iteration."""
     rows = torch.from_numpy(np.sort(rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)))
     values = vectors[rows].float()
     dims = min(dims, *values.shape)
-    _, _, v = torch.svd_lowrank(values, q=min(dims + 8, *values.shape), niter=2)
-    return v[:, :dims].contiguous()
+    width = min(dims + 16, *values.shape)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    range_basis = values @ torch.randn(values.shape[1], width, generator=generator)
+    for _ in range(2):
+        range_basis, _ = torch.linalg.qr(range_basis)
+        range_basis = values @ (values.T @ range_basis)
+    range_basis, _ = torch.linalg.qr(range_basis)
+    _, _, right = torch.linalg.svd(range_basis.T @ values, full_matrices=False)
+    return right[:dims].T.contiguous()
 
 
 def project(features: torch.Tensor, basis: torch.Tensor, chunk: int = 16384) -> np.ndarray:
