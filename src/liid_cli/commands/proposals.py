@@ -8,6 +8,7 @@ import typer
 from liid_cli import artifacts
 from liid_cli.commands.common import Common, QuietOption, RunOption, run_stage_module, stage_command
 from liid_cli.config import load_stage_config
+from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError, user_errors
 from liid_cli.log import log, setup_logging
 from liid_cli.runner import index_from_upstream
@@ -43,6 +44,23 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 "results style), or a folder of MCG <image>.mat or label <image>.png files.",
             ),
         ] = None,
+        refine_masks: Annotated[
+            Path | None,
+            typer.Option(
+                "--refine-masks",
+                help="A box-to-mask checkpoint (`liid train-box2mask`, e.g. "
+                "<run>/box2mask_model/box2mask.pt): replace each proposal's mask by the "
+                "learned mask of its box.",
+            ),
+        ] = None,
+        allow_seen_classes: Annotated[
+            bool,
+            typer.Option(
+                "--allow-seen-classes",
+                help="With --refine-masks: accept a model trained on masks of this data set's "
+                "classes; the run is then recorded as not weakly supervised.",
+            ),
+        ] = False,
         shard: Annotated[
             str | None,
             typer.Option(
@@ -63,7 +81,15 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             if not import_from.exists():
                 raise LiidError(f"{import_from}: --import path not found; check the path")
             overrides.append(f"method={import_method(import_from)}")
-        extra = {"source": import_from} if import_from is not None else None
+        if allow_seen_classes:
+            if refine_masks is None:
+                raise LiidError("--allow-seen-classes applies only with --refine-masks BOX2MASK.pt")
+            overrides.append("refine.allow_seen_classes=true")
+        extra = {
+            name: path
+            for name, path in (("source", import_from), ("refine_masks", refine_masks))
+            if path is not None
+        } or None
         if shard is None:
             run_stage_module("proposals", common, overrides=overrides, extra_inputs=extra)
             return
@@ -87,6 +113,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             shard=index,
             count=count,
             source=import_from,
+            refine_model=refine_masks,
+            device=resolve_device(common.device),
         )
         log.info(
             f"proposals: shard {index}/{count} written to {path}; run `liid proposals` without "

@@ -9,6 +9,8 @@ interrupted run recomputes only unfinished chunks; `--workers N` runs chunks in 
 `<run>/proposal_parts/part-<i>-of-<n>.h5`; a plain run then takes every image it finds in parts
 made with the same config and data set, computes whatever is missing, and writes proposals.h5.
 Selective search runs on the CPU (no GPU step); scale it with --workers and shards.
+`--refine-masks BOX2MASK.pt` replaces each kept proposal's mask by the learned mask of its box
+(proposals/refine.py; the network runs on the stage's device).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from liid_cli.fileio import file_sha256, text_sha256
 from liid_cli.log import log, track
 from liid_cli.proposals import importers
 from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandidates, select
+from liid_cli.proposals.refine import RefineSettings, check_model, refine
 from liid_cli.proposals.selective_search import Strategy, selective_search
 from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_proposals
 from liid_cli.runner import StageContext, StageSpec
@@ -55,6 +58,12 @@ class SelectiveSearchConfig(StageConfig):
     small_region_penalty: float = Field(ge=0)
 
 
+class RefineConfig(StageConfig):
+    threshold: float = Field(gt=0, lt=1)
+    clip_to_box: bool
+    allow_seen_classes: bool
+
+
 class ProposalsConfig(StageConfig):
     method: Method
     top_n: int = Field(ge=1)
@@ -63,6 +72,7 @@ class ProposalsConfig(StageConfig):
     min_area: float = Field(ge=0, lt=1)
     max_area: float = Field(gt=0, le=1)
     selective_search: SelectiveSearchConfig
+    refine: RefineConfig
 
     def filter_settings(self) -> FilterSettings:
         return FilterSettings(
@@ -90,6 +100,7 @@ class ImageTask:
     image_path: Path
     source: Path | None  # importer input (file or folder); None for selective search
     rle_entries: importers.RleEntries  # the image's entries of an RLE json import
+    refine: RefineSettings | None  # learned masks for the kept proposals' boxes; None: keep masks
 
 
 def _selective_search(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
@@ -143,6 +154,8 @@ def propose(
 def proposals_for_image(config: ProposalsConfig, task: ImageTask) -> ImageProposals:
     image = read_rgb(task.image_path)
     masks, scores = propose(config, image, task)
+    if task.refine is not None:
+        masks, scores = refine(task.refine, config.filter_settings(), image, masks, scores)
     return ImageProposals.from_masks(task.record["id"], masks, scores)
 
 
@@ -164,14 +177,18 @@ def _run_chunk(job: ChunkJob) -> int:
     return len(job.tasks)
 
 
-def work_key(config: ProposalsConfig, fingerprint: str, seed: int) -> str:
-    """Identifies results that can be reused: same config, data set, seed and liid version."""
+def work_key(
+    config: ProposalsConfig, fingerprint: str, seed: int, refine_model: Path | None
+) -> str:
+    """Identifies results that can be reused: same config, data set, seed, refining model (by
+    content) and liid version."""
     return text_sha256(
         json.dumps(
             {
                 "config": config.model_dump(mode="json"),
                 "index": fingerprint,
                 "seed": seed,
+                "refine_model": file_sha256(refine_model) if refine_model else None,
                 "version": __version__,
             },
             sort_keys=True,
@@ -179,7 +196,20 @@ def work_key(config: ProposalsConfig, fingerprint: str, seed: int) -> str:
     )[:16]
 
 
-def _tasks(config: ProposalsConfig, index: DatasetIndex, source: Path | None) -> list[ImageTask]:
+def _refine_settings(
+    config: ProposalsConfig, model: Path | None, device: str
+) -> RefineSettings | None:
+    if model is None:
+        return None
+    return RefineSettings(model, device, config.refine.threshold, config.refine.clip_to_box)
+
+
+def _tasks(
+    config: ProposalsConfig,
+    index: DatasetIndex,
+    source: Path | None,
+    refine_with: RefineSettings | None,
+) -> list[ImageTask]:
     if config.method != "selective_search" and source is None:
         raise LiidError(f"proposals method {config.method!r} imports proposals: pass --import PATH")
     if config.method == "selective_search" and source is not None:
@@ -192,7 +222,9 @@ def _tasks(config: ProposalsConfig, index: DatasetIndex, source: Path | None) ->
         assert source is not None
         rle = importers.load_rle_json(source, (image["id"] for image in index.images))
     return [
-        ImageTask(image, index.image_path(image), source, rle.get(int(image["id"]), []))
+        ImageTask(
+            image, index.image_path(image), source, rle.get(int(image["id"]), []), refine_with
+        )
         for image in index.images
     ]
 
@@ -267,8 +299,11 @@ def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
     from the cache and images found in matching shard parts."""
     index = load_index(context.index_path)
     fingerprint = file_sha256(context.index_path)
-    key = work_key(config, fingerprint, context.seed)
-    tasks = _tasks(config, index, context.extra_inputs.get("source"))
+    model = context.extra_inputs.get("refine_masks")
+    refined = _check_refine_model(config, index, model, context.device)
+    key = work_key(config, fingerprint, context.seed, model)
+    refine_with = _refine_settings(config, model, context.device)
+    tasks = _tasks(config, index, context.extra_inputs.get("source"), refine_with)
     parts = _matching_parts(context.run_dir, key)
     from_parts = _read_all(parts, fingerprint)
     if parts:
@@ -285,7 +320,7 @@ def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
         context.out_dir / artifacts.PROPOSALS_H5,
         fingerprint,
         ordered,
-        attrs={"method": config.method},
+        attrs={"method": config.method, "masks": "box2mask" if model else "bottom_up"},
     )
     counts = np.array([len(p) for p in ordered])
     return {
@@ -294,6 +329,27 @@ def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
         "mean_per_image": float(counts.mean()) if len(counts) else 0.0,
         "images_without_proposals": int((counts == 0).sum()),
         "from_shard_parts": len(from_parts),
+        **refined,
+    }
+
+
+def _check_refine_model(
+    config: ProposalsConfig, index: DatasetIndex, model: Path | None, device: str
+) -> dict[str, Any]:
+    """Metrics of the refining model; refuses a model unusable here (see refine.check_model)."""
+    if model is None:
+        return {"masks": "bottom_up", "weakly_supervised": True}
+    names = [str(c["name"]) for c in index.categories]
+    seen = check_model(model, device, names, config.refine.allow_seen_classes)
+    if seen:
+        log.warning(
+            f"proposals: the box-to-mask model saw masks of {seen}; this run is NOT weakly supervised"
+        )
+    return {
+        "masks": "box2mask",
+        "refine_model": str(model),
+        "weakly_supervised": not seen,
+        "seen_classes": seen,
     }
 
 
@@ -318,16 +374,19 @@ def run_shard(
     shard: int,
     count: int,
     source: Path | None,
+    refine_model: Path | None = None,
+    device: str = "cpu",
 ) -> Path:
     """Compute shard `shard` of `count` (a contiguous run of chunks) and write its part file."""
     if not index_path.is_file():
         raise LiidError(f"{index_path}: data set index not found; run `liid data ...` to make it")
     index = load_index(index_path)
     fingerprint = file_sha256(index_path)
-    key = work_key(config, fingerprint, seed)
+    _check_refine_model(config, index, refine_model, device)
+    key = work_key(config, fingerprint, seed, refine_model)
     jobs = _chunk_jobs(
         config,
-        _tasks(config, index, source),
+        _tasks(config, index, source, _refine_settings(config, refine_model, device)),
         artifacts.cache_dir(run_dir, "proposals") / key,
         fingerprint,
     )
