@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import faiss
 import numpy as np
 import torch
 
@@ -143,8 +144,6 @@ def project(features: torch.Tensor, basis: torch.Tensor, chunk: int = 16384) -> 
 def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSettings
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate positions (n, count) from a faiss IVF index, and each vector's IVF list."""
-    import faiss
-
     n, dim = projected.shape
     lists = int(max(1, min(settings.ivf_lists_per_sqrt * np.sqrt(n), n // 40)))
     quantizer = faiss.IndexFlatIP(dim)
@@ -159,26 +158,26 @@ def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSett
     return candidates, assignment[:, 0]
 
 
-def _group_matrix(features: torch.Tensor, members: np.ndarray, chunk: int = 8192):  # -> faiss.IndexFlatIP
+def _group_index(features: torch.Tensor, members: np.ndarray, chunk: int = 8192) -> faiss.IndexFlatIP:
     """The group's normalised features as float32 inside a faiss flat index (one copy, in chunks)."""
-    import faiss
-
     index = faiss.IndexFlatIP(features.shape[1])
     for start in range(0, len(members), chunk):
         index.add(features[torch.from_numpy(members[start:start + chunk])].float().numpy())
     return index
 
 
-def _rerank(index, candidates: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:  # index: faiss.IndexFlatIP
-    """Exact cosine of each row's candidate positions (-1 = none) by faiss, best k, self excluded."""
-    import faiss
+def _stored_vectors(index: faiss.IndexFlatIP) -> np.ndarray:
+    """A view (no copy) of the vectors inside a flat index."""
+    return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
+
+def _rerank(index: faiss.IndexFlatIP, candidates: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cosine of each row's candidate positions (-1 = none) by faiss, best k, self excluded."""
     n = index.ntotal
-    vectors = faiss.rev_swig_ptr(index.get_xb(), n * index.d).reshape(n, index.d)
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     sims = np.empty(candidates.shape, dtype=np.float32)
-    index.compute_distance_subset(n, faiss.swig_ptr(vectors), candidates.shape[1], faiss.swig_ptr(sims),
-                                  faiss.swig_ptr(candidates))
+    index.compute_distance_subset(n, faiss.swig_ptr(_stored_vectors(index)), candidates.shape[1],
+                                  faiss.swig_ptr(sims), faiss.swig_ptr(candidates))
     sims[(candidates < 0) | (candidates == np.arange(n)[:, None])] = -2.0
     best = torch.from_numpy(sims).topk(min(k, candidates.shape[1]), dim=1)
     ids = torch.from_numpy(candidates).gather(1, best.indices)
@@ -187,6 +186,8 @@ def _rerank(index, candidates: np.ndarray, k: int) -> tuple[torch.Tensor, torch.
 
 @dataclass(frozen=True)
 class _Found:
+    """(query, neighbour, similarity) triples collected over groups, merged to top-k at the end."""
+
     rows: list[np.ndarray] = field(default_factory=list)
     cols: list[np.ndarray] = field(default_factory=list)
     sims: list[np.ndarray] = field(default_factory=list)
@@ -203,54 +204,53 @@ class _Found:
                           np.concatenate(self.sims).astype(np.float32), k)
 
 
+def _approximate_group(features: torch.Tensor, projected: np.ndarray, members: np.ndarray, k: int,
+                       settings: ApproximateSettings, sampled: np.ndarray, found: _Found, exact: _Found) -> None:
+    """IVF candidates, reordered by list for cache-friendly exact re-ranking; the sampled queries
+    of the group are also searched exactly."""
+    candidates, lists = _ivf_candidates(projected[members], settings.candidates + 1, settings)
+    order = np.argsort(lists, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    members = members[order]
+    candidates = np.where(candidates >= 0, position[np.maximum(candidates, 0)], -1)[order]
+    index = _group_index(features, members)
+    found.add(_triples(members, members, *_rerank(index, candidates, k)))
+    chosen = np.flatnonzero(sampled[members])
+    if len(chosen):
+        vectors = torch.from_numpy(_stored_vectors(index))
+        exact.add(_triples(members[chosen], members, *exact_group_topk(
+            vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen))))
+
+
 def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: str,
              approximate: ApproximateSettings | None, recall_sample: int, rng: np.random.Generator,
              threads: int) -> Neighbours:
     """Top-k cosine neighbours within groups; exact when `approximate` is None, else IVF + exact
-    re-ranking with recall@k measured on `recall_sample` random queries."""
-    timer = {"start": time.perf_counter()}
+    re-ranking with recall@k measured against exact search on `recall_sample` random SOPs."""
+    started = time.perf_counter()
     features = load_normalised(stream)
-    timer["load"] = time.perf_counter()
-    basis = None
-    if approximate is not None:
-        import faiss
-
-        faiss.omp_set_num_threads(max(1, threads))
-        basis = principal_basis(features, approximate.search_dims, approximate.pca_sample, rng)
-        projected = project(features, basis)
-        sampled = np.zeros(stream.dump.num_sops, dtype=bool)
-        sampled[rng.choice(stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False)] = True
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    found, exact_sample = _Found(), _Found()
-    label = "exact" if approximate is None else "approximate (IVF + exact re-ranking)"
-    for members in track(groups, f"{label} kNN per search group"):
-        if approximate is None:
+    loaded = time.perf_counter()
+    found = _Found()
+    if approximate is None:
+        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        for members in track(groups, "exact kNN per search group"):
             vectors = features[torch.from_numpy(members)].to(device, dtype)
             own = torch.arange(len(members), device=device)
             found.add(_triples(members, members, *exact_group_topk(vectors, vectors, k, own)))
-            continue
-        candidates, lists = _ivf_candidates(projected[members], approximate.candidates + 1, approximate)
-        order = np.argsort(lists, kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        members = members[order]
-        candidates = np.where(candidates >= 0, position[np.maximum(candidates, 0)], -1)[order]
-        index = _group_matrix(features, members)
-        found.add(_triples(members, members, *_rerank(index, candidates, k)))
-        chosen = np.flatnonzero(sampled[members])
-        if len(chosen):
-            import faiss
+        rows, cols, sims = found.merged(k)
+        return Neighbours(rows, cols, sims, backend=f"exact-{device.split(':')[0]}", recall=1.0,
+                          seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded})
 
-            vectors = torch.from_numpy(faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
-                                       .reshape(index.ntotal, index.d))
-            exact_sample.add(_triples(members[chosen], members, *exact_group_topk(
-                vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen))))
-    timer["search"] = time.perf_counter()
+    faiss.omp_set_num_threads(max(1, threads))
+    projected = project(features, principal_basis(features, approximate.search_dims, approximate.pca_sample, rng))
+    sampled = np.zeros(stream.dump.num_sops, dtype=bool)
+    sampled[rng.choice(stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False)] = True
+    exact = _Found()
+    for members in track(groups, "approximate kNN (IVF + exact re-ranking) per search group"):
+        _approximate_group(features, projected, members, k, approximate, sampled, found, exact)
     rows, cols, sims = found.merged(k)
-    seconds = {"knn_load": timer["load"] - timer["start"], "knn_search": timer["search"] - timer["load"]}
-    if approximate is None:
-        return Neighbours(rows, cols, sims, backend=f"exact-{device.split(':')[0]}", recall=1.0, seconds=seconds)
-    exact_rows, exact_cols, _ = exact_sample.merged(k)
+    exact_rows, exact_cols, _ = exact.merged(k)
     in_sample = sampled[rows]
     hits = len(set(zip(exact_rows.tolist(), exact_cols.tolist()))
                & set(zip(rows[in_sample].tolist(), cols[in_sample].tolist())))
@@ -258,4 +258,4 @@ def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: st
     queries = int(sampled.sum())
     log.info(f"kNN approximate-ivf: recall@{k} = {recall:.4f} against exact search on {queries} sampled SOPs")
     return Neighbours(rows, cols, sims, backend="approximate-ivf", recall=recall, recall_queries=queries,
-                      seconds=seconds)
+                      seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded})
