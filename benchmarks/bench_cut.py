@@ -24,10 +24,13 @@ from typing import Any
 from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
 ROOT = Path(__file__).resolve().parents[1]
+COCO_LABEL_COUNTS = (0.25, 0.2, 0.17, 0.13, 0.1, 0.08, 0.07)
 
 
 def dump_for(spec: SyntheticDumpSpec, root: Path) -> tuple[Path, Path]:
-    folder = root / f"n{spec.num_images}_m{spec.sops_per_image}_k{spec.num_classes}_d{spec.feature_dim}_s{spec.seed}"
+    labels = "coco" if spec.label_count_weights == COCO_LABEL_COUNTS else "voc"
+    folder = root / (f"n{spec.num_images}_m{spec.sops_per_image}_k{spec.num_classes}_d{spec.feature_dim}"
+                     f"_{labels}_s{spec.seed}")
     index, run = folder / "index_train.json", folder / "run"
     if not (run / "dump" / "manifest.json").is_file():
         started = time.perf_counter()
@@ -85,6 +88,8 @@ def main() -> None:
     parser.add_argument("--sops-per-image", type=int, default=20)
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--dim", type=int, default=2048)
+    parser.add_argument("--coco-labels", action="store_true",
+                        help="1-7 labelled classes per image (mean ~3, like COCO) instead of VOC-like 1-3")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
@@ -93,7 +98,8 @@ def main() -> None:
     args = parser.parse_args()
     for images in args.images:
         spec = SyntheticDumpSpec(num_images=images, sops_per_image=args.sops_per_image,
-                                 num_classes=args.classes, feature_dim=args.dim)
+                                 num_classes=args.classes, feature_dim=args.dim,
+                                 label_count_weights=COCO_LABEL_COUNTS if args.coco_labels else (0.6, 0.28, 0.12))
         index, run = dump_for(spec, args.root)
         results = [run_cut(index, run, args) for _ in range(args.runs)]
         report(images * args.sops_per_image, args.classes, results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from rich.table import Table
 from liid_cli.graph.build import SopGraph
 from liid_cli.graph.knn import Neighbours
 from liid_cli.graph.multiway import CutResult
-from liid_cli.log import console
+from liid_cli.log import console, log
 
 SIZE_BINS = ((1, 1), (2, 10), (11, 100), (101, 1000), (1001, 10_000), (10_001, 100_000), (100_001, None))
 
@@ -68,6 +69,9 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def print_summary(metrics: dict[str, Any], solver: str) -> None:
+    """The cut's figures as a table on stderr (not under --quiet)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     table = Table(title=f"liid cut ({solver})", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

@@ -1,6 +1,6 @@
 """Synthetic dumps that look like a MIL network's output, for tests and benchmarks of `liid cut`.
 
-Per image: 1-3 labelled classes (Zipf-like class frequencies, as in VOC/COCO), 1-3 instances per
+Per image: 1-3 labelled classes by default (COCO-like counts are a setting; Zipf-like class frequencies), 1-3 instances per
 labelled class, and SOPs that are near-duplicate or part proposals of an instance, background
 regions (several background modes per data set), or ambiguous mixtures of two sources. Features
 are ReLU(B z + bias + noise) of a low-rank latent z, so they are non-negative with a common mean
@@ -38,6 +38,8 @@ class SyntheticDumpSpec:
     ambiguous_share: float = 0.15
     background_share: float = 0.4
     mistake_share: float = 0.08  # confident probability on a wrong class
+    # P(an image has 1, 2, ... labelled classes); VOC-like by default (mean 1.5), COCO has ~2.9
+    label_count_weights: tuple[float, ...] = (0.6, 0.28, 0.12)
     seed: int = 0
 
 
@@ -48,7 +50,8 @@ def _class_frequencies(num_classes: int) -> np.ndarray:
 
 def _image_labels(spec: SyntheticDumpSpec, rng: np.random.Generator) -> list[np.ndarray]:
     frequencies = _class_frequencies(spec.num_classes)
-    sizes = rng.choice([1, 2, 3], size=spec.num_images, p=[0.6, 0.28, 0.12])
+    weights = np.asarray(spec.label_count_weights, dtype=float)
+    sizes = rng.choice(np.arange(1, len(weights) + 1), size=spec.num_images, p=weights / weights.sum())
     return [np.sort(rng.choice(spec.num_classes, size=min(int(s), spec.num_classes), replace=False,
                                p=frequencies)) + 1 for s in sizes]
 
