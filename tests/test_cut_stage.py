@@ -125,3 +125,17 @@ def test_class_count_mismatch_is_refused(fresh_run: tuple[Path, Path]) -> None:
 def test_missing_dump_names_the_stage_to_run(tmp_path: Path, synthetic_run: tuple[Path, Path]) -> None:
     index, _ = synthetic_run
     assert_one_line_error(liid("cut", "--run", tmp_path / "empty", "--data", index, "--quiet"), "liid dump")
+
+
+def test_features_larger_than_the_memory_budget_are_memory_mapped(
+        synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+    index, run = synthetic_run
+    labels = {}
+    for name, budget in (("in_memory", "8"), ("spilled", "0")):
+        shutil.copytree(run / "dump", tmp_path / name / "dump")
+        result = liid("cut", "--run", tmp_path / name, "--data", index, "--set", f"max_feature_memory_gb={budget}")
+        assert result.exit_code == 0, result.output
+        assert ("memory-mapped" in result.output) == (name == "spilled")
+        with h5py.File(tmp_path / name / "cut" / artifacts.CUT_H5) as cut:
+            labels[name] = cut[artifacts.H5_LABELS][:]
+    assert np.array_equal(labels["in_memory"], labels["spilled"])

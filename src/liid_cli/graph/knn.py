@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -80,12 +81,18 @@ def normalised_rows(block: torch.Tensor) -> torch.Tensor:
     return values / values.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-def load_normalised(stream: FeatureStream) -> torch.Tensor:
-    """All features, L2-normalised, as one float16 tensor (streamed from HDF5 in chunks)."""
-    out = torch.empty((stream.dump.num_sops, stream.dump.feature_dim), dtype=torch.float16)
+def load_normalised(stream: FeatureStream, spill: Path | None = None) -> torch.Tensor:
+    """All features, L2-normalised, as one float16 (N, D) tensor, streamed from HDF5 in chunks. With
+    `spill`, the tensor is a memory-mapped file there, so data sets larger than memory work (the
+    page cache keeps what fits)."""
+    shape = (stream.dump.num_sops, stream.dump.feature_dim)
+    if spill is None:
+        array = np.empty(shape, dtype=np.float16)
+    else:
+        array = np.lib.format.open_memmap(spill, mode="w+", dtype=np.float16, shape=shape)
     for start, block in stream.chunks():
-        out[start:start + len(block)] = normalised_rows(torch.from_numpy(block)).half()
-    return out
+        array[start:start + len(block)] = normalised_rows(torch.from_numpy(block)).half().numpy()
+    return torch.from_numpy(array)
 
 
 def exact_group_topk(vectors: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor,
@@ -225,11 +232,11 @@ def _approximate_group(features: torch.Tensor, projected: np.ndarray, members: n
 
 def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: str,
              approximate: ApproximateSettings | None, recall_sample: int, rng: np.random.Generator,
-             threads: int) -> Neighbours:
+             threads: int, spill: Path | None = None) -> Neighbours:
     """Top-k cosine neighbours within groups; exact when `approximate` is None, else IVF + exact
     re-ranking with recall@k measured against exact search on `recall_sample` random SOPs."""
     started = time.perf_counter()
-    features = load_normalised(stream)
+    features = load_normalised(stream, spill)
     loaded = time.perf_counter()
     found = _Found()
     if approximate is None:

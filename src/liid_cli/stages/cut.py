@@ -46,6 +46,7 @@ class CutConfig(StageConfig):
     share_class_edges: bool
     knn_backend: Literal["auto", "exact", "approximate"]
     exact_max_sops: int
+    max_feature_memory_gb: float
     approximate: ApproximateConfig
     recall_sample: int
     capacity_scale: float
@@ -57,13 +58,19 @@ class CutConfig(StageConfig):
     pdlp_tolerance: float
 
 
-def find_neighbours(config: CutConfig, dump: DumpData, device: str, workers: int, seed: int) -> Neighbours:
+def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) -> Neighbours:
     """kNN edges by the configured backend; the approximate one reports its measured recall."""
+    device = context.device
     exact = config.knn_backend == "exact" or (
         config.knn_backend == "auto" and (device.startswith("cuda") or dump.num_sops <= config.exact_max_sops))
     approximate = None if exact else ApproximateSettings(**config.approximate.model_dump())
+    spill = None
+    if dump.num_sops * dump.feature_dim * 2 > config.max_feature_memory_gb * 2**30:
+        spill = context.cache_dir / "features.npy"
+        log.info(f"features exceed {config.max_feature_memory_gb} GB: memory-mapped from {spill}")
     return find_knn(FeatureStream(dump), search_groups(dump, config.share_class_edges), config.neighbours,
-                    device, approximate, config.recall_sample, np.random.default_rng(seed), workers)
+                    device, approximate, config.recall_sample, np.random.default_rng(context.seed),
+                    context.workers, spill)
 
 
 def write_cut(context: StageContext, dump: DumpData, config: CutConfig, result: CutResult,
@@ -109,7 +116,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         empty = np.zeros(0, dtype=np.int64)
         graph = build_graph(dump.probs, dump.allowed, empty, empty, np.zeros(0, np.float32), config.delta)
     else:
-        neighbours = find_neighbours(config, dump, context.device, context.workers, context.seed)
+        neighbours = find_neighbours(config, dump, context)
         graph = build_graph(dump.probs, dump.allowed, neighbours.rows, neighbours.cols,
                             neighbours.similarity, config.delta)
     timer["graph"] = time.perf_counter()
