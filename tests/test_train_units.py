@@ -28,6 +28,7 @@ SCHEDULE = dict(
     batch_size=2,
     lr=0.1,
     lr_reference_batch=2,
+    optimizer="sgd",
     momentum=0.9,
     weight_decay=0.0,
     schedule="step",

@@ -21,6 +21,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from liid_cli.config import StageConfig
@@ -52,6 +53,8 @@ class InstanceModelConfig(StageConfig):
     rpn_pre_nms_test: int = Field(ge=1)
     rpn_post_nms_test: int = Field(ge=1)
     box_batch_size_per_image: int = Field(ge=1)
+    # An RoI of this side (pixels, after resizing) is pooled from P4, twice as large from P5...
+    roi_canonical_scale: int = Field(ge=8)
     mask_head_channels: int = Field(ge=8)
     mask_head_layers: int = Field(ge=1)
     score_threshold: float = Field(ge=0.0, le=1.0)  # detections below are dropped
@@ -116,6 +119,13 @@ def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
                     module.padding = (rate, rate)
 
 
+def roi_pool(size: int, canonical_scale: int) -> MultiScaleRoIAlign:
+    """RoIAlign over P2-P5, the level chosen by RoI size (small images want a small scale)."""
+    return MultiScaleRoIAlign(
+        ["0", "1", "2", "3"], size, sampling_ratio=2, canonical_scale=canonical_scale
+    )
+
+
 def build_instance_model(config: InstanceModelConfig, num_classes: int, weights: str) -> MaskRCNN:
     """Mask R-CNN for `num_classes` object classes (background added) on a ResNet-FPN."""
     resnet = build_resnet(config.backbone, config.norm, weights)
@@ -147,11 +157,13 @@ def build_instance_model(config: InstanceModelConfig, num_classes: int, weights:
         rpn_post_nms_top_n_train=config.rpn_post_nms_train,
         rpn_pre_nms_top_n_test=config.rpn_pre_nms_test,
         rpn_post_nms_top_n_test=config.rpn_post_nms_test,
+        box_roi_pool=roi_pool(7, config.roi_canonical_scale),
         box_head=TwoMLPHead(channels * 7 * 7, config.box_head_size),
         box_predictor=FastRCNNPredictor(config.box_head_size, num_classes + 1),
         box_batch_size_per_image=config.box_batch_size_per_image,
         box_score_thresh=config.score_threshold,
         box_detections_per_img=config.detections_per_image,
+        mask_roi_pool=roi_pool(14, config.roi_canonical_scale),
         mask_head=MaskRCNNHeads(
             channels, [mask_channels] * config.mask_head_layers, 1, norm_layer=head_norm
         ),

@@ -1,10 +1,10 @@
 """The shared training loop of the downstream models: `train_one_epoch` and `fit`.
 
-`fit` handles what both tasks share: SGD with warm-up and a step/cosine/poly schedule, the
-learning rate scaled linearly with the total batch, AMP on GPU, DDP under torchrun (rank 0
-validates and writes), periodic validation, best/last checkpoints, and resuming from the
-checkpoint kept in the stage's cache folder. Each epoch reseeds from (seed, epoch, rank), so a
-resumed run draws the same batches and augmentations as an uninterrupted one.
+`fit` handles what both tasks share: SGD (or AdamW) with warm-up and a step/cosine/poly
+schedule, the learning rate scaled linearly with the total batch, AMP on GPU, DDP under
+torchrun (rank 0 validates and writes), periodic validation, best/last checkpoints, and resuming
+from the checkpoint kept in the stage's cache folder. Each epoch reseeds from (seed, epoch,
+rank), so a resumed run draws the same batches and augmentations as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class TrainingConfig(StageConfig):
     batch_size: int = Field(ge=1)  # images per process and iteration
     lr: float = Field(gt=0)  # learning rate for `lr_reference_batch` images per iteration
     lr_reference_batch: int = Field(ge=1)
-    momentum: float = Field(ge=0, lt=1)
+    optimizer: Literal["sgd", "adamw"]
+    momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     schedule: Literal["step", "cosine", "poly"]
     milestones: list[int]  # epochs at which `step` multiplies the rate by `gamma`
@@ -92,6 +93,17 @@ def lr_factor(config: TrainingConfig, iters_per_epoch: int) -> Callable[[int], f
         return warm * decay
 
     return factor
+
+
+def make_optimizer(
+    config: TrainingConfig, parameters: list[nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
+    """SGD with momentum (the recipes' choice), or AdamW, which learns faster from scratch."""
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
 
 
 def train_one_epoch(
@@ -178,12 +190,7 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     )
     iters_per_epoch = len(loader)
     lr = config.lr * config.batch_size * world / config.lr_reference_batch
-    optimizer = torch.optim.SGD(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, iters_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 
