@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--coco-labels", action="store_true",
                         help="1-7 labelled classes per image (mean ~3, like COCO) instead of VOC-like 1-3")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="0 only generates the synthetic dump")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", action="append", default=[], help="extra `--set key=value` for liid cut")
@@ -102,7 +102,8 @@ def main() -> None:
                                  label_count_weights=COCO_LABEL_COUNTS if args.coco_labels else (0.6, 0.28, 0.12))
         index, run = dump_for(spec, args.root)
         results = [run_cut(index, run, args) for _ in range(args.runs)]
-        report(images * args.sops_per_image, args.classes, results)
+        if results:  # --runs 0 only generates the dump
+            report(images * args.sops_per_image, args.classes, results)
 
 
 if __name__ == "__main__":
