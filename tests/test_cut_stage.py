@@ -14,8 +14,15 @@ from liid_cli import artifacts
 from liid_cli.fileio import read_json
 from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
-SMALL = SyntheticDumpSpec(num_images=40, sops_per_image=8, num_classes=3, feature_dim=24, latent_dim=12,
-                          background_modes=3, seed=11)
+SMALL = SyntheticDumpSpec(
+    num_images=40,
+    sops_per_image=8,
+    num_classes=3,
+    feature_dim=24,
+    latent_dim=12,
+    background_modes=3,
+    seed=11,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,9 @@ def dump_path(run: Path) -> Path:
     return run / "dump" / artifacts.DUMP_H5
 
 
-def test_cut_writes_aligned_labels_and_certified_components(synthetic_run: tuple[Path, Path]) -> None:
+def test_cut_writes_aligned_labels_and_certified_components(
+    synthetic_run: tuple[Path, Path],
+) -> None:
     _, run = synthetic_run
     result = liid("cut", "--run", run, "--force")
     assert result.exit_code == 0, result.output
@@ -47,7 +56,9 @@ def test_cut_writes_aligned_labels_and_certified_components(synthetic_run: tuple
         labels = cut[artifacts.H5_LABELS][:]
         assert labels.shape == (SMALL.num_images * SMALL.sops_per_image,)
         assert np.array_equal(cut[artifacts.H5_OFFSETS][:], dump[artifacts.H5_OFFSETS][:])
-        assert np.array_equal(cut[artifacts.H5_PROPOSAL_INDEX][:], dump[artifacts.H5_PROPOSAL_INDEX][:])
+        assert np.array_equal(
+            cut[artifacts.H5_PROPOSAL_INDEX][:], dump[artifacts.H5_PROPOSAL_INDEX][:]
+        )
         image_labels = dump[artifacts.H5_LABELS][:] > 0.5
         sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
         assert image_labels[sop_image, labels].all()  # label masking: own classes or background
@@ -56,7 +67,10 @@ def test_cut_writes_aligned_labels_and_certified_components(synthetic_run: tuple
         sizes = cut[artifacts.H5_COMPONENT_SIZE][:]
         assert sizes.sum() == len(labels)
         assert np.array_equal(np.bincount(cut[artifacts.H5_COMPONENT][:]), sizes)
-        bounds, energies = cut[artifacts.H5_COMPONENT_LOWER_BOUND][:], cut[artifacts.H5_COMPONENT_ENERGY][:]
+        bounds, energies = (
+            cut[artifacts.H5_COMPONENT_LOWER_BOUND][:],
+            cut[artifacts.H5_COMPONENT_ENERGY][:],
+        )
         assert not np.isnan(bounds).any()
         assert np.all(bounds <= energies + 1e-6)
         assert cut.attrs["energy"] == pytest.approx(energies.sum())
@@ -67,7 +81,9 @@ def test_cut_writes_aligned_labels_and_certified_components(synthetic_run: tuple
     assert again.exit_code == 0 and "up to date" in again.output
 
 
-def test_argmax_ablation_ignores_the_graph(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_argmax_ablation_ignores_the_graph(
+    synthetic_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     index, run = synthetic_run
     ablation = tmp_path / "ablation"
     shutil.copytree(run / "dump", ablation / "dump")
@@ -80,12 +96,25 @@ def test_argmax_ablation_ignores_the_graph(synthetic_run: tuple[Path, Path], tmp
         assert cut.attrs["solver"] == "argmax"
 
 
-def test_approximate_backend_prints_its_recall(synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_approximate_backend_prints_its_recall(
+    synthetic_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     index, run = synthetic_run
     other = tmp_path / "approximate"
     shutil.copytree(run / "dump", other / "dump")
-    result = liid("cut", "--run", other, "--data", index, "--set", "knn_backend=approximate",
-                  "--set", "approximate.search_dims=8", "--set", "recall_sample=100")
+    result = liid(
+        "cut",
+        "--run",
+        other,
+        "--data",
+        index,
+        "--set",
+        "knn_backend=approximate",
+        "--set",
+        "approximate.search_dims=8",
+        "--set",
+        "recall_sample=100",
+    )
     assert result.exit_code == 0, result.output
     assert "recall@3" in result.output
     metrics = read_json(other / "cut" / artifacts.MANIFEST)["metrics"]
@@ -110,7 +139,11 @@ def test_dump_of_another_schema_is_refused(fresh_run: tuple[Path, Path]) -> None
     index, run = fresh_run
     with h5py.File(dump_path(run), "r+") as dump:
         dump.attrs["schema"] = "liid.proposals/1"
-    assert_one_line_error(liid("cut", "--run", run, "--data", index, "--quiet"), "schema 'liid.proposals/1'", "liid.dump/1")
+    assert_one_line_error(
+        liid("cut", "--run", run, "--data", index, "--quiet"),
+        "schema 'liid.proposals/1'",
+        "liid.dump/1",
+    )
 
 
 def test_class_count_mismatch_is_refused(fresh_run: tuple[Path, Path]) -> None:
@@ -118,22 +151,37 @@ def test_class_count_mismatch_is_refused(fresh_run: tuple[Path, Path]) -> None:
     with h5py.File(dump_path(run), "r+") as dump:
         probs = dump[artifacts.H5_PROBS][:]
         del dump[artifacts.H5_PROBS]
-        dump[artifacts.H5_PROBS] = np.concatenate([probs, np.zeros((len(probs), 2), np.float32)], axis=1)
+        dump[artifacts.H5_PROBS] = np.concatenate(
+            [probs, np.zeros((len(probs), 2), np.float32)], axis=1
+        )
     assert_one_line_error(liid("cut", "--run", run, "--data", index, "--quiet"), "K=3", "columns")
 
 
-def test_missing_dump_names_the_stage_to_run(tmp_path: Path, synthetic_run: tuple[Path, Path]) -> None:
+def test_missing_dump_names_the_stage_to_run(
+    tmp_path: Path, synthetic_run: tuple[Path, Path]
+) -> None:
     index, _ = synthetic_run
-    assert_one_line_error(liid("cut", "--run", tmp_path / "empty", "--data", index, "--quiet"), "liid dump")
+    assert_one_line_error(
+        liid("cut", "--run", tmp_path / "empty", "--data", index, "--quiet"), "liid dump"
+    )
 
 
 def test_features_larger_than_the_memory_budget_are_memory_mapped(
-        synthetic_run: tuple[Path, Path], tmp_path: Path) -> None:
+    synthetic_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     index, run = synthetic_run
     labels = {}
     for name, budget in (("in_memory", "8"), ("spilled", "0")):
         shutil.copytree(run / "dump", tmp_path / name / "dump")
-        result = liid("cut", "--run", tmp_path / name, "--data", index, "--set", f"max_feature_memory_gb={budget}")
+        result = liid(
+            "cut",
+            "--run",
+            tmp_path / name,
+            "--data",
+            index,
+            "--set",
+            f"max_feature_memory_gb={budget}",
+        )
         assert result.exit_code == 0, result.output
         assert ("memory-mapped" in result.output) == (name == "spilled")
         with h5py.File(tmp_path / name / "cut" / artifacts.CUT_H5) as cut:

@@ -11,18 +11,33 @@ import torch
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import ApproximateSettings, find_knn, load_normalised, merge_topk, search_groups
+from liid_cli.graph.knn import (
+    ApproximateSettings,
+    find_knn,
+    load_normalised,
+    merge_topk,
+    search_groups,
+)
 from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
-SMALL = SyntheticDumpSpec(num_images=60, sops_per_image=10, num_classes=4, feature_dim=32, latent_dim=16,
-                          background_modes=4, seed=5)
+SMALL = SyntheticDumpSpec(
+    num_images=60,
+    sops_per_image=10,
+    num_classes=4,
+    feature_dim=32,
+    latent_dim=16,
+    background_modes=4,
+    seed=5,
+)
 K = 3
 
 
 @pytest.fixture(scope="module")
 def small_dump(tmp_path_factory: pytest.TempPathFactory) -> DumpData:
     index, run = write_synthetic_dump(tmp_path_factory.mktemp("knn"), SMALL)
-    return read_dump(run / "dump" / "dump.h5", file_sha256(index), SMALL.num_classes, label_masking=True)
+    return read_dump(
+        run / "dump" / "dump.h5", file_sha256(index), SMALL.num_classes, label_masking=True
+    )
 
 
 def brute_force(dump: DumpData, share_class: bool) -> dict[int, np.ndarray]:
@@ -44,8 +59,16 @@ def found_by_row(rows: np.ndarray, sims: np.ndarray) -> dict[int, np.ndarray]:
 @pytest.mark.parametrize("share_class", [True, False])
 def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bool) -> None:
     expected = brute_force(small_dump, share_class)
-    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, share_class), K, "cpu", None, 0,
-                     np.random.default_rng(0), threads=1)
+    found = find_knn(
+        FeatureStream(small_dump),
+        search_groups(small_dump, share_class),
+        K,
+        "cpu",
+        None,
+        0,
+        np.random.default_rng(0),
+        threads=1,
+    )
     got = found_by_row(found.rows, found.similarity)
     for row, values in expected.items():
         assert np.allclose(got.get(row, np.zeros(0)), values, atol=1e-5), row
@@ -54,23 +77,46 @@ def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bo
 
 
 def test_class_sharing_keeps_edges_between_images_with_a_common_class(small_dump: DumpData) -> None:
-    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu", None, 0,
-                     np.random.default_rng(0), threads=1)
+    found = find_knn(
+        FeatureStream(small_dump),
+        search_groups(small_dump, True),
+        K,
+        "cpu",
+        None,
+        0,
+        np.random.default_rng(0),
+        threads=1,
+    )
     labels = small_dump.image_labels[:, 1:]
-    shared = (labels[small_dump.sop_image[found.rows]] & labels[small_dump.sop_image[found.cols]]).any(axis=1)
+    shared = (
+        labels[small_dump.sop_image[found.rows]] & labels[small_dump.sop_image[found.cols]]
+    ).any(axis=1)
     assert shared.all()
 
 
 def approximate(candidates: int, probe: int) -> ApproximateSettings:
-    return ApproximateSettings(search_dims=8, candidates=candidates, ivf_lists_per_sqrt=2.0, ivf_probe=probe,
-                               ivf_train_iterations=5, pca_sample=600)
+    return ApproximateSettings(
+        search_dims=8,
+        candidates=candidates,
+        ivf_lists_per_sqrt=2.0,
+        ivf_probe=probe,
+        ivf_train_iterations=5,
+        pca_sample=600,
+    )
 
 
 def test_approximate_backend_with_every_list_probed_is_exact(small_dump: DumpData) -> None:
     expected = brute_force(small_dump, True)
-    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu",
-                     approximate(candidates=200, probe=1000), recall_sample=10_000,
-                     rng=np.random.default_rng(0), threads=1)
+    found = find_knn(
+        FeatureStream(small_dump),
+        search_groups(small_dump, True),
+        K,
+        "cpu",
+        approximate(candidates=200, probe=1000),
+        recall_sample=10_000,
+        rng=np.random.default_rng(0),
+        threads=1,
+    )
     got = found_by_row(found.rows, found.similarity)
     for row, values in expected.items():
         assert np.allclose(got.get(row, np.zeros(0)), values, atol=1e-5), row
@@ -82,12 +128,21 @@ def test_approximate_backend_reports_its_true_recall(small_dump: DumpData) -> No
     # Few candidates in a 8-d projection miss neighbours; with every SOP sampled, the reported
     # recall must equal the recall counted against brute force.
     expected = brute_force(small_dump, True)
-    found = find_knn(FeatureStream(small_dump), search_groups(small_dump, True), K, "cpu",
-                     approximate(candidates=3, probe=1), recall_sample=10_000,
-                     rng=np.random.default_rng(0), threads=1)
+    found = find_knn(
+        FeatureStream(small_dump),
+        search_groups(small_dump, True),
+        K,
+        "cpu",
+        approximate(candidates=3, probe=1),
+        recall_sample=10_000,
+        rng=np.random.default_rng(0),
+        threads=1,
+    )
     got = found_by_row(found.rows, found.similarity)
-    hits = sum(np.isin(np.round(got.get(row, np.zeros(0)), 5), np.round(values, 5)).sum()
-               for row, values in expected.items())
+    hits = sum(
+        np.isin(np.round(got.get(row, np.zeros(0)), 5), np.round(values, 5)).sum()
+        for row, values in expected.items()
+    )
     total = sum(len(values) for values in expected.values())
     assert found.recall < 1.0
     assert found.recall == pytest.approx(hits / total, abs=0.02)
@@ -106,7 +161,9 @@ def test_graph_is_symmetrised_and_split_into_components() -> None:
     rows, cols = np.array([0, 1, 1, 3]), np.array([1, 0, 2, 4])
     sims = np.array([0.5, 0.6, -0.4, 0.3], dtype=np.float32)
     graph = build_graph(probs, np.ones((5, 2), bool), rows, cols, sims, delta=5.0)
-    edges = sorted(zip(graph.tails.tolist(), graph.heads.tolist(), np.round(graph.weights, 6).tolist()))
+    edges = sorted(
+        zip(graph.tails.tolist(), graph.heads.tolist(), np.round(graph.weights, 6).tolist())
+    )
     assert edges == [(0, 1, 3.0), (1, 2, 2.0), (3, 4, 1.5)]  # the larger of both directions, |cos|
     assert graph.component_sizes.tolist() == [3, 2]
     assert graph.component.tolist() == [0, 0, 0, 1, 1]

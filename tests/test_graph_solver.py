@@ -12,8 +12,16 @@ from liid_cli.graph.expansion import alpha_expansion
 from liid_cli.graph.lp import build_program, lagrangian_bound, solve_glop, solve_pdlp, subproblem
 from liid_cli.graph.multiway import SolverSettings, solve_cut
 
-SETTINGS = SolverSettings(solver="expansion", capacity_scale=1e6, max_cycles=20, lp_max_sops=100,
-                          glop_max_sops=100, lp_batch_sops=50, lp_time_limit=30.0, pdlp_tolerance=1e-9)
+SETTINGS = SolverSettings(
+    solver="expansion",
+    capacity_scale=1e6,
+    max_cycles=20,
+    lp_max_sops=100,
+    glop_max_sops=100,
+    lp_batch_sops=50,
+    lp_time_limit=30.0,
+    pdlp_tolerance=1e-9,
+)
 
 
 def brute_force(graph: SopGraph) -> float:
@@ -73,8 +81,11 @@ def check_against_brute_force(graph: SopGraph, probs: np.ndarray) -> tuple[float
     assert not np.isnan(result.component_lower_bound).any()
     assert np.all(result.component_lower_bound <= result.component_energy + 1e-7)
     expansion = alpha_expansion(graph, argmax_labels(graph), 1e6, 20)
-    return optimum, float(component_energies(graph, expansion.labels).sum()), \
-        float(result.component_lower_bound.sum())
+    return (
+        optimum,
+        float(component_energies(graph, expansion.labels).sum()),
+        float(result.component_lower_bound.sum()),
+    )
 
 
 @pytest.mark.parametrize("masked", [False, True])
@@ -97,7 +108,9 @@ def test_frustrated_graphs_reach_the_optimum_with_bounds_below_it() -> None:
 def test_energy_is_the_multiway_cut_cost_by_hand() -> None:
     # Two SOPs, labels {0, 1, 2}; edge weight delta * |cos| = 2 * 0.5 = 1.
     probs = np.array([[0.2, 0.7, 0.1], [0.5, 0.4, 0.1]])
-    graph = build_graph(probs, np.ones((2, 3), bool), np.array([0]), np.array([1]), np.array([0.5]), 2.0)
+    graph = build_graph(
+        probs, np.ones((2, 3), bool), np.array([0]), np.array([1]), np.array([0.5]), 2.0
+    )
     assert graph.weights.tolist() == [1.0]
     # labels (1, 0): terminal edges cut 0.2 + 0.1 and 0.4 + 0.1, plus the SOP edge 1.0 = 1.8
     assert component_energies(graph, np.array([1, 0])).sum() == pytest.approx(1.8)

@@ -1,7 +1,8 @@
 """The knowledge graph: SOP-terminal costs, symmetrised SOP-SOP edges, connected components, energy.
 
 Energy of a labelling l (the cost of the equivalent multiway cut, terminal edges included):
-  E(l) = sum_u sum_{k != l_u} p_u[k]  +  sum_{(u,v)} w_uv [l_u != l_v],   w_uv = delta |cos(f_u, f_v)|
+  E(l) = sum_u sum_{k != l_u} p_u[k]  +  sum_{(u,v)} w_uv [l_u != l_v]
+with w_uv = delta |cos(f_u, f_v)|.
 With unmasked softmax probabilities the unary term is 1 - p_u[l_u]; with label masking it differs
 from that by a constant per SOP, so the minimisers are the same.
 """
@@ -42,8 +43,14 @@ def unary_costs(probs: np.ndarray) -> np.ndarray:
     return probs.sum(axis=1, keepdims=True) - probs
 
 
-def build_graph(probs: np.ndarray, allowed: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                similarity: np.ndarray, delta: float) -> SopGraph:
+def build_graph(
+    probs: np.ndarray,
+    allowed: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    similarity: np.ndarray,
+    delta: float,
+) -> SopGraph:
     """Symmetrise directed kNN edges (an edge found from both ends keeps the larger weight)."""
     num_sops = len(probs)
     tails, heads = np.minimum(rows, cols), np.maximum(rows, cols)
@@ -52,7 +59,11 @@ def build_graph(probs: np.ndarray, allowed: np.ndarray, rows: np.ndarray, cols: 
     tails, heads = tails[keep], heads[keep]
     order = np.lexsort((-weights, heads, tails))
     tails, heads, weights = tails[order], heads[order], weights[order]
-    first = np.r_[True, (tails[1:] != tails[:-1]) | (heads[1:] != heads[:-1])] if len(tails) else np.zeros(0, bool)
+    first = (
+        np.r_[True, (tails[1:] != tails[:-1]) | (heads[1:] != heads[:-1])]
+        if len(tails)
+        else np.zeros(0, bool)
+    )
     tails, heads, weights = tails[first], heads[first], weights[first]
     adjacency = coo_matrix((np.ones(len(tails)), (tails, heads)), shape=(num_sops, num_sops))
     _, raw = connected_components(adjacency, directed=False)
@@ -60,16 +71,24 @@ def build_graph(probs: np.ndarray, allowed: np.ndarray, rows: np.ndarray, cols: 
     rank = np.empty(len(sizes), dtype=np.int64)
     rank[np.argsort(-sizes, kind="stable")] = np.arange(len(sizes))
     component = rank[raw]
-    return SopGraph(unary=unary_costs(probs), allowed=allowed, tails=tails, heads=heads, weights=weights,
-                    component=component, component_sizes=np.bincount(component, minlength=len(sizes)))
+    return SopGraph(
+        unary=unary_costs(probs),
+        allowed=allowed,
+        tails=tails,
+        heads=heads,
+        weights=weights,
+        component=component,
+        component_sizes=np.bincount(component, minlength=len(sizes)),
+    )
 
 
 def component_energies(graph: SopGraph, labels: np.ndarray) -> np.ndarray:
     """(C,) energy of `labels` on each component."""
     unary = graph.unary[np.arange(graph.num_sops), labels]
     cut = graph.weights * (labels[graph.tails] != labels[graph.heads])
-    return (np.bincount(graph.component, weights=unary, minlength=graph.num_components)
-            + np.bincount(graph.component[graph.tails], weights=cut, minlength=graph.num_components))
+    return np.bincount(
+        graph.component, weights=unary, minlength=graph.num_components
+    ) + np.bincount(graph.component[graph.tails], weights=cut, minlength=graph.num_components)
 
 
 def argmax_labels(graph: SopGraph) -> np.ndarray:

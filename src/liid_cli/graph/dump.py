@@ -52,8 +52,14 @@ def _rows_description(bad_rows: np.ndarray, offsets: np.ndarray, image_ids: np.n
     return f"rows {listed}{more}"
 
 
-def _refuse_non_finite(path: Path, name: str, finite_rows: np.ndarray, offsets: np.ndarray,
-                       image_ids: np.ndarray, start: int = 0) -> None:
+def _refuse_non_finite(
+    path: Path,
+    name: str,
+    finite_rows: np.ndarray,
+    offsets: np.ndarray,
+    image_ids: np.ndarray,
+    start: int = 0,
+) -> None:
     if finite_rows.all():
         return
     bad = np.flatnonzero(~finite_rows) + start
@@ -67,8 +73,16 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
     """Read and check probabilities and labels; refuse non-finite rows, other schemas, other K."""
     with open_csr(path, artifacts.SCHEMA_DUMP, fingerprint, MADE_BY) as dump:
         handle = dump.handle
-        missing = [name for name in (artifacts.H5_PROBS, artifacts.H5_FEATURES, artifacts.H5_LABELS,
-                                     artifacts.H5_PROPOSAL_INDEX) if name not in handle]
+        missing = [
+            name
+            for name in (
+                artifacts.H5_PROBS,
+                artifacts.H5_FEATURES,
+                artifacts.H5_LABELS,
+                artifacts.H5_PROPOSAL_INDEX,
+            )
+            if name not in handle
+        ]
         if missing:
             raise LiidError(f"{path}: missing datasets {missing}; rerun `liid {MADE_BY} --force`")
         probs = handle[artifacts.H5_PROBS][:].astype(np.float32, copy=False)
@@ -79,14 +93,21 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
         offsets, image_ids = dump.offsets, dump.image_ids
         num_features = features.shape[0]
     expected = num_classes + 1
-    if probs.ndim != 2 or probs.shape[1] != expected or image_labels.shape != (len(image_ids), expected):
+    if (
+        probs.ndim != 2
+        or probs.shape[1] != expected
+        or image_labels.shape != (len(image_ids), expected)
+    ):
         raise LiidError(
-            f"{path}: probabilities have {probs.shape[-1]} columns and labels {image_labels.shape}, but the "
-            f"data set has K={num_classes} classes (K+1={expected} columns); rerun `liid {MADE_BY} --force` "
+            f"{path}: probabilities have {probs.shape[-1]} columns and labels "
+            f"{image_labels.shape}, but the data set has K={num_classes} classes "
+            f"(K+1={expected} columns); rerun `liid {MADE_BY} --force` "
             "with the MIL model trained on this data set"
         )
     if feature_dim < 1 or num_features != len(probs):
-        raise LiidError(f"{path}: features must be (M, D) aligned with probs; rerun `liid {MADE_BY} --force`")
+        raise LiidError(
+            f"{path}: features must be (M, D) aligned with probs; rerun `liid {MADE_BY} --force`"
+        )
     _refuse_non_finite(path, artifacts.H5_PROBS, np.isfinite(probs).all(axis=1), offsets, image_ids)
     labels = image_labels > 0.5
     labels[:, 0] = True
@@ -96,9 +117,17 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
         probs = probs * allowed
     else:
         allowed = np.ones_like(probs, dtype=bool)
-    return DumpData(path=path, image_ids=image_ids, offsets=offsets, sop_image=sop_image, probs=probs,
-                    allowed=allowed, image_labels=labels, proposal_index=proposal_index,
-                    feature_dim=feature_dim)
+    return DumpData(
+        path=path,
+        image_ids=image_ids,
+        offsets=offsets,
+        sop_image=sop_image,
+        probs=probs,
+        allowed=allowed,
+        image_labels=labels,
+        proposal_index=proposal_index,
+        feature_dim=feature_dim,
+    )
 
 
 class FeatureStream:
@@ -113,7 +142,13 @@ class FeatureStream:
         with h5py.File(self.dump.path, "r") as handle:
             features = handle[artifacts.H5_FEATURES]
             for start in range(0, self.dump.num_sops, self.chunk_rows):
-                block = features[start:start + self.chunk_rows]
-                _refuse_non_finite(self.dump.path, artifacts.H5_FEATURES, np.isfinite(block).all(axis=1),
-                                   self.dump.offsets, self.dump.image_ids, start)
+                block = features[start : start + self.chunk_rows]
+                _refuse_non_finite(
+                    self.dump.path,
+                    artifacts.H5_FEATURES,
+                    np.isfinite(block).all(axis=1),
+                    self.dump.offsets,
+                    self.dump.image_ids,
+                    start,
+                )
                 yield start, block

@@ -29,7 +29,9 @@ def _scaled(values: np.ndarray, scale: float) -> np.ndarray:
     return np.rint(values * scale).astype(np.int64)
 
 
-def expansion_move(graph: SopGraph, labels: np.ndarray, alpha: int, scale: float) -> np.ndarray | None:
+def expansion_move(
+    graph: SopGraph, labels: np.ndarray, alpha: int, scale: float
+) -> np.ndarray | None:
     """The SOPs that switch to `alpha` in the best expansion move (None if none may)."""
     movable = graph.allowed[:, alpha] & (labels != alpha)
     count = int(movable.sum())
@@ -45,7 +47,8 @@ def expansion_move(graph: SopGraph, labels: np.ndarray, alpha: int, scale: float
     tail_labels, head_labels = labels[tails], labels[heads]
     tail_movable, head_movable = movable[tails], movable[heads]
     for mine, other, mine_movable, other_movable in (
-        (tails, head_labels, tail_movable, head_movable), (heads, tail_labels, head_movable, tail_movable)
+        (tails, head_labels, tail_movable, head_movable),
+        (heads, tail_labels, head_movable, tail_movable),
     ):
         one_side = mine_movable & ~other_movable
         at = local[mine[one_side]]
@@ -66,21 +69,29 @@ def expansion_move(graph: SopGraph, labels: np.ndarray, alpha: int, scale: float
 
     source, sink = count, count + 1
     has_switch, has_keep = switch_cost > 0, keep_cost > 0
-    arc_tails = np.concatenate([np.full(int(has_switch.sum()), source), np.flatnonzero(has_keep), u])
+    arc_tails = np.concatenate(
+        [np.full(int(has_switch.sum()), source), np.flatnonzero(has_keep), u]
+    )
     arc_heads = np.concatenate([np.flatnonzero(has_switch), np.full(int(has_keep.sum()), sink), v])
-    capacities = _scaled(np.concatenate([switch_cost[has_switch], keep_cost[has_keep], 2 * w - differ]), scale)
+    capacities = _scaled(
+        np.concatenate([switch_cost[has_switch], keep_cost[has_keep], 2 * w - differ]), scale
+    )
     flow = SimpleMaxFlow()
     flow.add_arcs_with_capacity(arc_tails, arc_heads, capacities)
     status = flow.solve(source, sink)
     if status != SimpleMaxFlow.OPTIMAL:
-        raise RuntimeError(f"max-flow failed with status {status} (capacity scale {scale} too large?)")
+        raise RuntimeError(
+            f"max-flow failed with status {status} (capacity scale {scale} too large?)"
+        )
     keeps = np.zeros(count + 2, dtype=bool)
     keeps[np.asarray(flow.get_source_side_min_cut(), dtype=np.int64)] = True
     return nodes[~keeps[:count]]
 
 
-def alpha_expansion(graph: SopGraph, initial: np.ndarray, scale: float, max_cycles: int) -> ExpansionResult:
-    """Expansion moves over every label, cycling until a whole cycle lowers no component's energy."""
+def alpha_expansion(
+    graph: SopGraph, initial: np.ndarray, scale: float, max_cycles: int
+) -> ExpansionResult:
+    """Expansion moves over every label, cycling until a cycle lowers no component's energy."""
     labels = initial.copy()
     energies = component_energies(graph, labels)
     candidates = np.flatnonzero(graph.allowed.any(axis=0))
@@ -107,4 +118,6 @@ def alpha_expansion(graph: SopGraph, initial: np.ndarray, scale: float, max_cycl
             improved = True
         if not improved:
             break
-    return ExpansionResult(labels=labels, cycles=cycles, moves=moves, maxflow_seconds=maxflow_seconds)
+    return ExpansionResult(
+        labels=labels, cycles=cycles, moves=moves, maxflow_seconds=maxflow_seconds
+    )

@@ -60,8 +60,9 @@ def search_groups(dump: DumpData, share_class: bool) -> list[np.ndarray]:
     return [g for g in groups if len(g) > 1]
 
 
-def merge_topk(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_topk(
+    rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row, the k most similar distinct columns among candidate (row, col, sim) triples."""
     order = np.lexsort((-sims, cols, rows))
     rows, cols, sims = rows[order], cols[order], sims[order]
@@ -70,7 +71,9 @@ def merge_topk(rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
     rows, cols, sims = rows[first], cols[first], sims[first]
     order = np.lexsort((-sims, rows))
     rows, cols, sims = rows[order], cols[order], sims[order]
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+    starts = (
+        np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]]) if len(rows) else np.zeros(0, np.int64)
+    )
     rank = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
     keep = rank < k
     return rows[keep], cols[keep], sims[keep]
@@ -91,20 +94,25 @@ def load_normalised(stream: FeatureStream, spill: Path | None = None) -> torch.T
     else:
         array = np.lib.format.open_memmap(spill, mode="w+", dtype=np.float16, shape=shape)
     for start, block in stream.chunks():
-        array[start:start + len(block)] = normalised_rows(torch.from_numpy(block)).half().numpy()
+        array[start : start + len(block)] = normalised_rows(torch.from_numpy(block)).half().numpy()
     return torch.from_numpy(array)
 
 
-def exact_group_topk(vectors: torch.Tensor, queries: torch.Tensor, k: int, exclude: torch.Tensor,
-                     block_bytes: int = 128 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_group_topk(
+    vectors: torch.Tensor,
+    queries: torch.Tensor,
+    k: int,
+    exclude: torch.Tensor,
+    block_bytes: int = 128 << 20,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(len(queries), k) best similarities and positions in `vectors`; `exclude[i]` (a position, or
     -1) is the query itself. Similarities are computed in blocks of about `block_bytes`."""
     side = max(64, block_bytes // (4 * max(1, len(vectors))))
     sims_out, ids_out = [], []
     count = min(k, len(vectors) - 1)
     for start in range(0, len(queries), side):
-        sims = queries[start:start + side] @ vectors.T
-        own = exclude[start:start + side]
+        sims = queries[start : start + side] @ vectors.T
+        own = exclude[start : start + side]
         rows = torch.nonzero(own >= 0)[:, 0]
         sims[rows, own[rows]] = -2.0
         best = sims.float().topk(count, dim=1)
@@ -113,8 +121,9 @@ def exact_group_topk(vectors: torch.Tensor, queries: torch.Tensor, k: int, exclu
     return torch.cat(sims_out), torch.cat(ids_out)
 
 
-def _triples(query_ids: np.ndarray, key_ids: np.ndarray, sims: torch.Tensor, positions: torch.Tensor
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _triples(
+    query_ids: np.ndarray, key_ids: np.ndarray, sims: torch.Tensor, positions: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(query, key, similarity) triples from per-query positions in `key_ids` (-1 = none)."""
     positions_np = positions.cpu().numpy()
     sims_np = sims.cpu().numpy()
@@ -123,10 +132,14 @@ def _triples(query_ids: np.ndarray, key_ids: np.ndarray, sims: torch.Tensor, pos
     return rows, key_ids[positions_np[valid]], sims_np[valid]
 
 
-def principal_basis(vectors: torch.Tensor, dims: int, sample: int, rng: np.random.Generator) -> torch.Tensor:
+def principal_basis(
+    vectors: torch.Tensor, dims: int, sample: int, rng: np.random.Generator
+) -> torch.Tensor:
     """(D, dims) top right-singular vectors of a random sample of normalised features (uncentred,
     so projected inner products approximate cosines), by randomised subspace iteration."""
-    rows = torch.from_numpy(np.sort(rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)))
+    rows = torch.from_numpy(
+        np.sort(rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False))
+    )
     values = vectors[rows].float()
     dims = min(dims, *values.shape)
     width = min(dims + 16, *values.shape)
@@ -144,12 +157,13 @@ def project(features: torch.Tensor, basis: torch.Tensor, chunk: int = 16384) -> 
     """(N, dims) float32 projections of the float16 features on `basis`."""
     out = np.empty((len(features), basis.shape[1]), dtype=np.float32)
     for start in range(0, len(features), chunk):
-        out[start:start + chunk] = (features[start:start + chunk].float() @ basis).numpy()
+        out[start : start + chunk] = (features[start : start + chunk].float() @ basis).numpy()
     return out
 
 
-def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSettings
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _ivf_candidates(
+    projected: np.ndarray, count: int, settings: ApproximateSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate positions (n, count) from a faiss IVF index, and each vector's IVF list."""
     n, dim = projected.shape
     lists = int(max(1, min(settings.ivf_lists_per_sqrt * np.sqrt(n), n // 40)))
@@ -165,11 +179,13 @@ def _ivf_candidates(projected: np.ndarray, count: int, settings: ApproximateSett
     return candidates, assignment[:, 0]
 
 
-def _group_index(features: torch.Tensor, members: np.ndarray, chunk: int = 8192) -> faiss.IndexFlatIP:
-    """The group's normalised features as float32 inside a faiss flat index (one copy, in chunks)."""
+def _group_index(
+    features: torch.Tensor, members: np.ndarray, chunk: int = 8192
+) -> faiss.IndexFlatIP:
+    """The group's normalised features as float32 in a faiss flat index (one copy, in chunks)."""
     index = faiss.IndexFlatIP(features.shape[1])
     for start in range(0, len(members), chunk):
-        index.add(features[torch.from_numpy(members[start:start + chunk])].float().numpy())
+        index.add(features[torch.from_numpy(members[start : start + chunk])].float().numpy())
     return index
 
 
@@ -178,13 +194,20 @@ def _stored_vectors(index: faiss.IndexFlatIP) -> np.ndarray:
     return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d).reshape(index.ntotal, index.d)
 
 
-def _rerank(index: faiss.IndexFlatIP, candidates: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact cosine of each row's candidate positions (-1 = none) by faiss, best k, self excluded."""
+def _rerank(
+    index: faiss.IndexFlatIP, candidates: np.ndarray, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cosine of each row's candidate positions (-1 = none) by faiss; best k, not itself."""
     n = index.ntotal
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     sims = np.empty(candidates.shape, dtype=np.float32)
-    index.compute_distance_subset(n, faiss.swig_ptr(_stored_vectors(index)), candidates.shape[1],
-                                  faiss.swig_ptr(sims), faiss.swig_ptr(candidates))
+    index.compute_distance_subset(
+        n,
+        faiss.swig_ptr(_stored_vectors(index)),
+        candidates.shape[1],
+        faiss.swig_ptr(sims),
+        faiss.swig_ptr(candidates),
+    )
     sims[(candidates < 0) | (candidates == np.arange(n)[:, None])] = -2.0
     best = torch.from_numpy(sims).topk(min(k, candidates.shape[1]), dim=1)
     ids = torch.from_numpy(candidates).gather(1, best.indices)
@@ -207,12 +230,24 @@ class _Found:
     def merged(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.rows:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return merge_topk(np.concatenate(self.rows).astype(np.int64), np.concatenate(self.cols).astype(np.int64),
-                          np.concatenate(self.sims).astype(np.float32), k)
+        return merge_topk(
+            np.concatenate(self.rows).astype(np.int64),
+            np.concatenate(self.cols).astype(np.int64),
+            np.concatenate(self.sims).astype(np.float32),
+            k,
+        )
 
 
-def _approximate_group(features: torch.Tensor, projected: np.ndarray, members: np.ndarray, k: int,
-                       settings: ApproximateSettings, sampled: np.ndarray, found: _Found, exact: _Found) -> None:
+def _approximate_group(
+    features: torch.Tensor,
+    projected: np.ndarray,
+    members: np.ndarray,
+    k: int,
+    settings: ApproximateSettings,
+    sampled: np.ndarray,
+    found: _Found,
+    exact: _Found,
+) -> None:
     """IVF candidates, reordered by list for cache-friendly exact re-ranking; the sampled queries
     of the group are also searched exactly."""
     candidates, lists = _ivf_candidates(projected[members], settings.candidates + 1, settings)
@@ -226,13 +261,28 @@ def _approximate_group(features: torch.Tensor, projected: np.ndarray, members: n
     chosen = np.flatnonzero(sampled[members])
     if len(chosen):
         vectors = torch.from_numpy(_stored_vectors(index))
-        exact.add(_triples(members[chosen], members, *exact_group_topk(
-            vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen))))
+        exact.add(
+            _triples(
+                members[chosen],
+                members,
+                *exact_group_topk(
+                    vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen)
+                ),
+            )
+        )
 
 
-def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: str,
-             approximate: ApproximateSettings | None, recall_sample: int, rng: np.random.Generator,
-             threads: int, spill: Path | None = None) -> Neighbours:
+def find_knn(
+    stream: FeatureStream,
+    groups: list[np.ndarray],
+    k: int,
+    device: str,
+    approximate: ApproximateSettings | None,
+    recall_sample: int,
+    rng: np.random.Generator,
+    threads: int,
+    spill: Path | None = None,
+) -> Neighbours:
     """Top-k cosine neighbours within groups; exact when `approximate` is None, else IVF + exact
     re-ranking with recall@k measured against exact search on `recall_sample` random SOPs."""
     started = time.perf_counter()
@@ -246,23 +296,47 @@ def find_knn(stream: FeatureStream, groups: list[np.ndarray], k: int, device: st
             own = torch.arange(len(members), device=device)
             found.add(_triples(members, members, *exact_group_topk(vectors, vectors, k, own)))
         rows, cols, sims = found.merged(k)
-        return Neighbours(rows, cols, sims, backend=f"exact-{device.split(':')[0]}", recall=1.0,
-                          seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded})
+        return Neighbours(
+            rows,
+            cols,
+            sims,
+            backend=f"exact-{device.split(':')[0]}",
+            recall=1.0,
+            seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded},
+        )
 
     faiss.omp_set_num_threads(max(1, threads))
-    projected = project(features, principal_basis(features, approximate.search_dims, approximate.pca_sample, rng))
+    projected = project(
+        features, principal_basis(features, approximate.search_dims, approximate.pca_sample, rng)
+    )
     sampled = np.zeros(stream.dump.num_sops, dtype=bool)
-    sampled[rng.choice(stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False)] = True
+    sampled[
+        rng.choice(
+            stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False
+        )
+    ] = True
     exact = _Found()
     for members in track(groups, "approximate kNN (IVF + exact re-ranking) per search group"):
         _approximate_group(features, projected, members, k, approximate, sampled, found, exact)
     rows, cols, sims = found.merged(k)
     exact_rows, exact_cols, _ = exact.merged(k)
     in_sample = sampled[rows]
-    hits = len(set(zip(exact_rows.tolist(), exact_cols.tolist()))
-               & set(zip(rows[in_sample].tolist(), cols[in_sample].tolist())))
+    hits = len(
+        set(zip(exact_rows.tolist(), exact_cols.tolist()))
+        & set(zip(rows[in_sample].tolist(), cols[in_sample].tolist()))
+    )
     recall = hits / max(1, len(exact_rows))
     queries = int(sampled.sum())
-    log.info(f"kNN approximate-ivf: recall@{k} = {recall:.4f} against exact search on {queries} sampled SOPs")
-    return Neighbours(rows, cols, sims, backend="approximate-ivf", recall=recall, recall_queries=queries,
-                      seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded})
+    log.info(
+        f"kNN approximate-ivf: recall@{k} = {recall:.4f} against exact search on "
+        f"{queries} sampled SOPs"
+    )
+    return Neighbours(
+        rows,
+        cols,
+        sims,
+        backend="approximate-ivf",
+        recall=recall,
+        recall_queries=queries,
+        seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded},
+    )

@@ -54,9 +54,14 @@ def subproblem(graph: SopGraph, components: np.ndarray) -> LpSubproblem:
     local[nodes] = np.arange(len(nodes))
     inside = local[graph.tails] >= 0
     return LpSubproblem(
-        nodes=nodes, node_component=position[graph.component[nodes]], unary=graph.unary[nodes],
-        allowed=graph.allowed[nodes], tails=local[graph.tails[inside]], heads=local[graph.heads[inside]],
-        weights=graph.weights[inside], num_components=len(components),
+        nodes=nodes,
+        node_component=position[graph.component[nodes]],
+        unary=graph.unary[nodes],
+        allowed=graph.allowed[nodes],
+        tails=local[graph.tails[inside]],
+        heads=local[graph.heads[inside]],
+        weights=graph.weights[inside],
+        num_components=len(components),
     )
 
 
@@ -81,15 +86,24 @@ def build_program(problem: LpSubproblem) -> LpProgram:
     objective_x = problem.unary[problem.allowed].astype(np.float64)
     tail_allowed, head_allowed = problem.allowed[problem.tails], problem.allowed[problem.heads]
     only_tail_edge, only_tail_label = np.nonzero(tail_allowed & ~head_allowed)
-    np.add.at(objective_x, x_index[problem.tails[only_tail_edge], only_tail_label],
-              problem.weights[only_tail_edge])
+    np.add.at(
+        objective_x,
+        x_index[problem.tails[only_tail_edge], only_tail_label],
+        problem.weights[only_tail_edge],
+    )
     z_edge, z_label = np.nonzero(tail_allowed & head_allowed)
     num_z = len(z_edge)
     # Rows 0..n-1: simplex (sum_k x_u[k] = 1). Rows n..n+num_z-1: z - x_u[k] + x_v[k] >= 0.
     z_rows = n + np.arange(num_z)
     rows = np.concatenate([x_node, z_rows, z_rows, z_rows])
-    cols = np.concatenate([np.arange(num_x), num_x + np.arange(num_z),
-                           x_index[problem.tails[z_edge], z_label], x_index[problem.heads[z_edge], z_label]])
+    cols = np.concatenate(
+        [
+            np.arange(num_x),
+            num_x + np.arange(num_z),
+            x_index[problem.tails[z_edge], z_label],
+            x_index[problem.heads[z_edge], z_label],
+        ]
+    )
     values = np.concatenate([np.ones(num_x), np.ones(num_z), -np.ones(num_z), np.ones(num_z)])
     matrix = sp.csr_matrix((values, (rows, cols)), shape=(n + num_z, num_x + num_z))
     edge_component = problem.node_component[problem.tails]
@@ -100,7 +114,8 @@ def build_program(problem: LpSubproblem) -> LpProgram:
         row_upper=np.concatenate([np.ones(n), np.full(num_z, np.inf)]),
         column_component=np.concatenate([problem.node_component[x_node], edge_component[z_edge]]),
         row_component=np.concatenate([problem.node_component, edge_component[z_edge]]),
-        x_index=x_index, num_x=num_x,
+        x_index=x_index,
+        num_x=num_x,
     )
 
 
@@ -111,21 +126,38 @@ def lagrangian_bound(program: LpProgram, duals: np.ndarray, num_components: int)
     duals = duals.astype(np.float64).copy()
     duals[n_simplex:] = np.maximum(duals[n_simplex:], 0.0)  # only y >= 0 is valid on ">=" rows
     reduced = program.objective - program.matrix.T @ duals
-    rows_part = np.bincount(program.row_component[:n_simplex], weights=duals[:n_simplex],
-                            minlength=num_components)
-    columns_part = np.bincount(program.column_component, weights=np.minimum(reduced, 0.0),
-                               minlength=num_components)
+    rows_part = np.bincount(
+        program.row_component[:n_simplex], weights=duals[:n_simplex], minlength=num_components
+    )
+    columns_part = np.bincount(
+        program.column_component, weights=np.minimum(reduced, 0.0), minlength=num_components
+    )
     return rows_part + columns_part
 
 
-def _outcome(problem: LpSubproblem, program: LpProgram, primal: np.ndarray, duals: np.ndarray,
-             solver: str, status: str) -> LpOutcome:
+def _outcome(
+    problem: LpSubproblem,
+    program: LpProgram,
+    primal: np.ndarray,
+    duals: np.ndarray,
+    solver: str,
+    status: str,
+) -> LpOutcome:
     x = np.where(program.x_index >= 0, primal[np.maximum(program.x_index, 0)], -np.inf)
     fractional = (x > INTEGRAL_TOLERANCE) & (x < 1 - INTEGRAL_TOLERANCE)
-    integral = np.bincount(problem.node_component, weights=fractional.any(axis=1),
-                           minlength=problem.num_components) == 0
-    return LpOutcome(lower_bound=lagrangian_bound(program, duals, problem.num_components),
-                     integral=integral, labels=x.argmax(axis=1), solver=solver, status=status)
+    integral = (
+        np.bincount(
+            problem.node_component, weights=fractional.any(axis=1), minlength=problem.num_components
+        )
+        == 0
+    )
+    return LpOutcome(
+        lower_bound=lagrangian_bound(program, duals, problem.num_components),
+        integral=integral,
+        labels=x.argmax(axis=1),
+        solver=solver,
+        status=status,
+    )
 
 
 def solve_glop(problem: LpSubproblem, time_limit: float) -> LpOutcome:
@@ -134,20 +166,37 @@ def solve_glop(problem: LpSubproblem, time_limit: float) -> LpOutcome:
     program = build_program(problem)
     model = mbh.ModelBuilderHelper()
     columns = len(program.objective)
-    model.fill_model_from_sparse_data(np.zeros(columns), np.ones(columns), program.objective,
-                                      program.row_lower, program.row_upper, program.matrix)
+    model.fill_model_from_sparse_data(
+        np.zeros(columns),
+        np.ones(columns),
+        program.objective,
+        program.row_lower,
+        program.row_upper,
+        program.matrix,
+    )
     solver = mbh.ModelSolverHelper("glop")
     solver.set_time_limit_in_seconds(time_limit)
     solver.solve(model)
     status = solver.status().name
     if not solver.has_solution():
         return _no_solution(problem, "glop", status)
-    return _outcome(problem, program, np.asarray(solver.variable_values()), np.asarray(solver.dual_values()),
-                    "glop", status)
+    return _outcome(
+        problem,
+        program,
+        np.asarray(solver.variable_values()),
+        np.asarray(solver.dual_values()),
+        "glop",
+        status,
+    )
 
 
-def solve_pdlp(problem: LpSubproblem, time_limit: float, tolerance: float, threads: int,
-               start_labels: np.ndarray | None = None) -> LpOutcome:
+def solve_pdlp(
+    problem: LpSubproblem,
+    time_limit: float,
+    tolerance: float,
+    threads: int,
+    start_labels: np.ndarray | None = None,
+) -> LpOutcome:
     """PDLP, warm-started from a labelling (x one-hot, z at its optimal value) when given."""
     from ortools.pdlp import solve_log_pb2, solvers_pb2
     from ortools.pdlp.python import pdlp
@@ -171,16 +220,26 @@ def solve_pdlp(problem: LpSubproblem, time_limit: float, tolerance: float, threa
         initial = pdlp.PrimalAndDualSolution()
         x = np.zeros(program.num_x)
         x[program.x_index[np.arange(len(start_labels)), start_labels]] = 1.0
-        z = np.maximum(-(program.matrix[len(start_labels):, :program.num_x] @ x), 0.0)
+        z = np.maximum(-(program.matrix[len(start_labels) :, : program.num_x] @ x), 0.0)
         initial.primal_solution = np.concatenate([x, z])
         initial.dual_solution = np.zeros(program.matrix.shape[0])
     result = pdlp.primal_dual_hybrid_gradient(qp, params, initial_solution=initial)
     status = solve_log_pb2.TerminationReason.Name(result.solve_log.termination_reason)
-    return _outcome(problem, program, np.asarray(result.primal_solution), np.asarray(result.dual_solution),
-                    "pdlp", status)
+    return _outcome(
+        problem,
+        program,
+        np.asarray(result.primal_solution),
+        np.asarray(result.dual_solution),
+        "pdlp",
+        status,
+    )
 
 
 def _no_solution(problem: LpSubproblem, solver: str, status: str) -> LpOutcome:
-    return LpOutcome(lower_bound=np.full(problem.num_components, np.nan),
-                     integral=np.zeros(problem.num_components, dtype=bool),
-                     labels=np.zeros(len(problem.nodes), dtype=np.int64), solver=solver, status=status)
+    return LpOutcome(
+        lower_bound=np.full(problem.num_components, np.nan),
+        integral=np.zeros(problem.num_components, dtype=bool),
+        labels=np.zeros(len(problem.nodes), dtype=np.int64),
+        solver=solver,
+        status=status,
+    )

@@ -59,11 +59,14 @@ class _LpJob:
 def _run_job(job: _LpJob, settings: SolverSettings, threads: int) -> LpOutcome:
     if job.solver == "glop":
         return solve_glop(job.problem, settings.lp_time_limit)
-    return solve_pdlp(job.problem, settings.lp_time_limit, settings.pdlp_tolerance, threads, job.start_labels)
+    return solve_pdlp(
+        job.problem, settings.lp_time_limit, settings.pdlp_tolerance, threads, job.start_labels
+    )
 
 
-def _lp_jobs(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, open_components: np.ndarray
-             ) -> list[_LpJob]:
+def _lp_jobs(
+    graph: SopGraph, labels: np.ndarray, settings: SolverSettings, open_components: np.ndarray
+) -> list[_LpJob]:
     sizes = graph.component_sizes
     chosen = np.flatnonzero(open_components & (sizes <= settings.lp_max_sops))
     jobs = []
@@ -82,12 +85,15 @@ def _lp_jobs(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, open
     for components in [c[None] for c in chosen[sizes[chosen] > settings.glop_max_sops]] + jobs:
         problem = subproblem(graph, components)
         solver = "glop" if sizes[components].max() <= settings.glop_max_sops else "pdlp"
-        result.append(_LpJob(components, problem, solver, labels[problem.nodes] if solver == "pdlp" else None))
+        result.append(
+            _LpJob(components, problem, solver, labels[problem.nodes] if solver == "pdlp" else None)
+        )
     return result
 
 
-def certify(graph: SopGraph, labels: np.ndarray, settings: SolverSettings, workers: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, Counter[str]]:
+def certify(
+    graph: SopGraph, labels: np.ndarray, settings: SolverSettings, workers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, Counter[str]]:
     """LP bounds per component; labels improved where the LP solution is integral and cheaper."""
     labels = labels.copy()
     bound = np.full(graph.num_components, np.nan)
@@ -140,16 +146,28 @@ def solve_cut(graph: SopGraph, settings: SolverSettings, workers: int) -> CutRes
     if settings.solver == "expansion":
         expansion = alpha_expansion(graph, labels, settings.capacity_scale, settings.max_cycles)
         labels, cycles, moves = expansion.labels, expansion.cycles, expansion.moves
-        log.info(f"alpha-expansion: {cycles} cycles, {moves} improving moves, "
-                 f"max-flow {expansion.maxflow_seconds:.1f} s")
+        log.info(
+            f"alpha-expansion: {cycles} cycles, {moves} improving moves, "
+            f"max-flow {expansion.maxflow_seconds:.1f} s"
+        )
     timer["solve"] = time.perf_counter()
     labels, bound, energies, integral, status = certify(graph, labels, settings, workers)
     timer["certify"] = time.perf_counter()
     with np.errstate(invalid="ignore", divide="ignore"):
-        gap = np.where(np.isnan(bound), np.nan, (energies - bound) / np.maximum(np.abs(bound), 1e-12))
+        gap = np.where(
+            np.isnan(bound), np.nan, (energies - bound) / np.maximum(np.abs(bound), 1e-12)
+        )
     return CutResult(
-        labels=labels, component_energy=energies, component_lower_bound=bound, component_gap=gap,
-        lp_integral_components=integral, status=dict(status),
-        seconds={"solve": timer["solve"] - timer["start"], "certify": timer["certify"] - timer["solve"]},
-        expansion_cycles=cycles, expansion_moves=moves,
+        labels=labels,
+        component_energy=energies,
+        component_lower_bound=bound,
+        component_gap=gap,
+        lp_integral_components=integral,
+        status=dict(status),
+        seconds={
+            "solve": timer["solve"] - timer["start"],
+            "certify": timer["certify"] - timer["solve"],
+        },
+        expansion_cycles=cycles,
+        expansion_moves=moves,
     )

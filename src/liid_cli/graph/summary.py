@@ -13,7 +13,15 @@ from liid_cli.graph.knn import Neighbours
 from liid_cli.graph.multiway import CutResult
 from liid_cli.log import console, log
 
-SIZE_BINS = ((1, 1), (2, 10), (11, 100), (101, 1000), (1001, 10_000), (10_001, 100_000), (100_001, None))
+SIZE_BINS = (
+    (1, 1),
+    (2, 10),
+    (11, 100),
+    (101, 1000),
+    (1001, 10_000),
+    (10_001, 100_000),
+    (100_001, None),
+)
 
 
 def component_distribution(sizes: np.ndarray) -> dict[str, dict[str, int]]:
@@ -22,13 +30,18 @@ def component_distribution(sizes: np.ndarray) -> dict[str, dict[str, int]]:
     for low, high in SIZE_BINS:
         chosen = (sizes >= low) & (sizes <= (high if high is not None else np.inf))
         if chosen.any():
-            name = f"{low}" if low == high else (f"{low}-{high}" if high is not None else f">{low - 1}")
+            name = (
+                f"{low}"
+                if low == high
+                else (f"{low}-{high}" if high is not None else f">{low - 1}")
+            )
             table[name] = {"components": int(chosen.sum()), "sops": int(sizes[chosen].sum())}
     return table
 
 
-def cut_metrics(graph: SopGraph, result: CutResult, neighbours: Neighbours | None,
-                seconds: dict[str, float]) -> dict[str, Any]:
+def cut_metrics(
+    graph: SopGraph, result: CutResult, neighbours: Neighbours | None, seconds: dict[str, float]
+) -> dict[str, Any]:
     computed = ~np.isnan(result.component_lower_bound)
     energy = float(result.component_energy.sum())
     certified_energy = float(result.component_energy[computed].sum())
@@ -76,23 +89,50 @@ def print_summary(metrics: dict[str, Any], solver: str) -> None:
     table.add_column("what", style="bold")
     table.add_column("value")
     table.add_row("SOPs / edges", f"{_number(metrics['sops'])} / {_number(metrics['edges'])}")
-    sizes = ", ".join(f"{name}: {v['components']:,} ({v['sops']:,} SOPs)"
-                      for name, v in metrics["component_sizes"].items())
-    table.add_row("components", f"{_number(metrics['components'])}; largest {_number(metrics['largest_component'])}")
+    sizes = ", ".join(
+        f"{name}: {v['components']:,} ({v['sops']:,} SOPs)"
+        for name, v in metrics["component_sizes"].items()
+    )
+    table.add_row(
+        "components",
+        f"{_number(metrics['components'])}; largest {_number(metrics['largest_component'])}",
+    )
     table.add_row("component sizes", sizes)
     recall = metrics["knn_recall"]
-    table.add_row("kNN", f"{metrics['knn_backend']}" + (
-        f", recall@k {recall:.4f} against exact search on {metrics['knn_recall_queries']} sampled SOPs"
-        if recall is not None and metrics["knn_recall_queries"] else ""))
+    table.add_row(
+        "kNN",
+        f"{metrics['knn_backend']}"
+        + (
+            f", recall@k {recall:.4f} against exact search on "
+            f"{metrics['knn_recall_queries']} sampled SOPs"
+            if recall is not None and metrics["knn_recall_queries"]
+            else ""
+        ),
+    )
     table.add_row("energy", _number(metrics["energy"], 8))
-    table.add_row("LP lower bound", f"{_number(metrics['lower_bound'], 8)} on {metrics['certified_components']:,} "
-                  f"components ({metrics['certified_sops']:,} SOPs)")
-    table.add_row("gap", f"{_number(metrics['gap'], 3)} (worst component {_number(metrics['max_component_gap'], 3)}); "
-                  f"{metrics['lp_integral_components']:,} components took the integral LP solution")
-    table.add_row("solver status", ", ".join(f"{k}: {v:,}" for k, v in metrics["solver_status"].items()) or "-")
+    table.add_row(
+        "LP lower bound",
+        f"{_number(metrics['lower_bound'], 8)} on {metrics['certified_components']:,} "
+        f"components ({metrics['certified_sops']:,} SOPs)",
+    )
+    table.add_row(
+        "gap",
+        f"{_number(metrics['gap'], 3)} "
+        f"(worst component {_number(metrics['max_component_gap'], 3)}); "
+        f"{metrics['lp_integral_components']:,} components took the integral LP solution",
+    )
+    table.add_row(
+        "solver status",
+        ", ".join(f"{k}: {v:,}" for k, v in metrics["solver_status"].items()) or "-",
+    )
     if solver == "expansion":
-        table.add_row("expansion", f"{metrics['expansion_cycles']} cycles, {metrics['expansion_moves']} moves")
-    table.add_row("labels", f"noise {metrics['noise_sops']:,}; classes "
-                  + " ".join(str(c) for c in metrics["label_counts"][1:]))
+        table.add_row(
+            "expansion", f"{metrics['expansion_cycles']} cycles, {metrics['expansion_moves']} moves"
+        )
+    table.add_row(
+        "labels",
+        f"noise {metrics['noise_sops']:,}; classes "
+        + " ".join(str(c) for c in metrics["label_counts"][1:]),
+    )
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in metrics["seconds"].items()))
     console.print(table)

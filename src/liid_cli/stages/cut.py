@@ -62,23 +62,43 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
     """kNN edges by the configured backend; the approximate one reports its measured recall."""
     device = context.device
     exact = config.knn_backend == "exact" or (
-        config.knn_backend == "auto" and (device.startswith("cuda") or dump.num_sops <= config.exact_max_sops))
+        config.knn_backend == "auto"
+        and (device.startswith("cuda") or dump.num_sops <= config.exact_max_sops)
+    )
     approximate = None if exact else ApproximateSettings(**config.approximate.model_dump())
     spill = None
     if dump.num_sops * dump.feature_dim * 2 > config.max_feature_memory_gb * 2**30:
         spill = context.cache_dir / "features.npy"
         log.info(f"features exceed {config.max_feature_memory_gb} GB: memory-mapped from {spill}")
-    return find_knn(FeatureStream(dump), search_groups(dump, config.share_class_edges), config.neighbours,
-                    device, approximate, config.recall_sample, np.random.default_rng(context.seed),
-                    context.workers, spill)
+    return find_knn(
+        FeatureStream(dump),
+        search_groups(dump, config.share_class_edges),
+        config.neighbours,
+        device,
+        approximate,
+        config.recall_sample,
+        np.random.default_rng(context.seed),
+        context.workers,
+        spill,
+    )
 
 
-def write_cut(context: StageContext, dump: DumpData, config: CutConfig, result: CutResult,
-              component: np.ndarray, component_sizes: np.ndarray, metrics: dict[str, Any]) -> None:
+def write_cut(
+    context: StageContext,
+    dump: DumpData,
+    config: CutConfig,
+    result: CutResult,
+    component: np.ndarray,
+    component_sizes: np.ndarray,
+    metrics: dict[str, Any],
+) -> None:
     rows = np.arange(dump.num_sops)
     write_csr(
-        context.out_dir / artifacts.CUT_H5, schema=artifacts.SCHEMA_CUT,
-        fingerprint=file_sha256(context.index_path), image_ids=dump.image_ids, counts=np.diff(dump.offsets),
+        context.out_dir / artifacts.CUT_H5,
+        schema=artifacts.SCHEMA_CUT,
+        fingerprint=file_sha256(context.index_path),
+        image_ids=dump.image_ids,
+        counts=np.diff(dump.offsets),
         rows={
             artifacts.H5_LABELS: result.labels.astype(np.int32),
             artifacts.H5_SCORES: dump.probs[rows, result.labels].astype(np.float32),
@@ -108,29 +128,52 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
     """Read dump.h5, build the graph, cut it, write cut.h5 and print the summary table."""
     timer = {"start": time.perf_counter()}
     index = load_index(context.index_path)
-    dump = read_dump(context.upstream("dump") / artifacts.DUMP_H5, file_sha256(context.index_path),
-                     index.classes.num_classes, config.label_masking)
+    dump = read_dump(
+        context.upstream("dump") / artifacts.DUMP_H5,
+        file_sha256(context.index_path),
+        index.classes.num_classes,
+        config.label_masking,
+    )
     timer["read"] = time.perf_counter()
     neighbours = None
     if config.solver == "argmax":
         empty = np.zeros(0, dtype=np.int64)
-        graph = build_graph(dump.probs, dump.allowed, empty, empty, np.zeros(0, np.float32), config.delta)
+        graph = build_graph(
+            dump.probs, dump.allowed, empty, empty, np.zeros(0, np.float32), config.delta
+        )
     else:
         neighbours = find_neighbours(config, dump, context)
-        graph = build_graph(dump.probs, dump.allowed, neighbours.rows, neighbours.cols,
-                            neighbours.similarity, config.delta)
+        graph = build_graph(
+            dump.probs,
+            dump.allowed,
+            neighbours.rows,
+            neighbours.cols,
+            neighbours.similarity,
+            config.delta,
+        )
     timer["graph"] = time.perf_counter()
-    log.info(f"graph: {graph.num_sops:,} SOPs, {len(graph.weights):,} edges, {graph.num_components:,} "
-             f"components (largest {int(graph.component_sizes.max()) if graph.num_sops else 0:,})")
+    log.info(
+        f"graph: {graph.num_sops:,} SOPs, {len(graph.weights):,} edges, {graph.num_components:,} "
+        f"components (largest {int(graph.component_sizes.max()) if graph.num_sops else 0:,})"
+    )
     settings = SolverSettings(
-        solver=config.solver, capacity_scale=config.capacity_scale, max_cycles=config.max_cycles,
-        lp_max_sops=config.lp_max_sops, glop_max_sops=config.glop_max_sops, lp_batch_sops=config.lp_batch_sops,
-        lp_time_limit=config.lp_time_limit, pdlp_tolerance=config.pdlp_tolerance,
+        solver=config.solver,
+        capacity_scale=config.capacity_scale,
+        max_cycles=config.max_cycles,
+        lp_max_sops=config.lp_max_sops,
+        glop_max_sops=config.glop_max_sops,
+        lp_batch_sops=config.lp_batch_sops,
+        lp_time_limit=config.lp_time_limit,
+        pdlp_tolerance=config.pdlp_tolerance,
     )
     result = solve_cut(graph, settings, context.workers)
     timer["cut"] = time.perf_counter()
-    seconds = {"read": timer["read"] - timer["start"], "knn+graph": timer["graph"] - timer["read"],
-               **(neighbours.seconds if neighbours else {}), **result.seconds}
+    seconds = {
+        "read": timer["read"] - timer["start"],
+        "knn+graph": timer["graph"] - timer["read"],
+        **(neighbours.seconds if neighbours else {}),
+        **result.seconds,
+    }
     metrics = cut_metrics(graph, result, neighbours, seconds)
     write_cut(context, dump, config, result, graph.component, graph.component_sizes, metrics)
     metrics["seconds"]["write"] = time.perf_counter() - timer["cut"]
