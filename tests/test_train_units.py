@@ -15,7 +15,13 @@ from liid_cli.downstream.instance_data import (
     boxes_from_masks,
     load_instance_records,
 )
-from liid_cli.downstream.models import SemanticModelConfig, build_resnet, build_semantic_model
+from liid_cli.downstream.models import (
+    InstanceModelConfig,
+    SemanticModelConfig,
+    build_instance_model,
+    build_resnet,
+    build_semantic_model,
+)
 from liid_cli.downstream.semantic_data import SemanticDataset, load_semantic_records, read_label_map
 from liid_cli.downstream.training import TrainingConfig, lr_factor
 from liid_cli.errors import LiidError
@@ -184,3 +190,34 @@ def test_weights_path_loads_into_the_backbone(tmp_path: Path) -> None:
     loaded = build_resnet("resnet18", "frozen_bn", str(path))
     assert torch.equal(loaded.conv1.weight, source.conv1.weight)
     assert torch.equal(loaded.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var)
+
+
+def test_weights_from_a_trained_mask_rcnn_start_a_deeplab_backbone(tmp_path: Path) -> None:
+    detector = build_instance_model(
+        InstanceModelConfig(
+            backbone="resnet18",
+            norm="gn",
+            fpn_channels=32,
+            box_head_size=32,
+            anchor_sizes=[16, 32, 64, 128, 256],
+            train_sizes=[64],
+            max_size=128,
+            rpn_pre_nms_train=10,
+            rpn_post_nms_train=10,
+            rpn_pre_nms_test=10,
+            rpn_post_nms_test=10,
+            box_batch_size_per_image=8,
+            roi_canonical_scale=64,
+            mask_head_channels=32,
+            mask_head_layers=1,
+            score_threshold=0.05,
+            mask_threshold=0.5,
+            detections_per_image=5,
+        ),
+        6,
+        "none",
+    )
+    path = tmp_path / "model_best.pt"
+    torch.save({"task": "instance", "model": detector.state_dict()}, path)
+    resnet = build_resnet("resnet18", "gn", str(path), output_stride=16)
+    assert torch.equal(resnet.layer3[0].conv1.weight, detector.backbone.body.layer3[0].conv1.weight)

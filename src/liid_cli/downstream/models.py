@@ -9,7 +9,7 @@ network trained from scratch learn, which the demo profile needs (no download he
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch.nn as nn
 import torchvision
@@ -32,6 +32,8 @@ Norm = Literal["frozen_bn", "bn", "gn"]
 GROUPS = 32
 # Layers a frozen-BN detector keeps fixed (torchvision's default of 3 trainable stages).
 FROZEN_STAGES = ("conv1", "layer1")
+# Where the ResNet sits in the state dict of a trained Mask R-CNN and DeepLabV3.
+MODEL_BACKBONE_PREFIXES = ("backbone.body.", "backbone.")
 # Channels of layer1..layer4 for BasicBlock and Bottleneck ResNets.
 STAGE_CHANNELS = {512: [64, 128, 256, 512], 2048: [256, 512, 1024, 2048]}
 
@@ -100,10 +102,24 @@ def build_resnet(name: str, norm: Norm, weights: str, output_stride: int = 32) -
         _dilate_basic_resnet(model, output_stride)
     state = resolve_weights(name, weights)
     if state is not None:
-        missing, _ = model.load_state_dict(state, strict=False)
+        missing, _ = model.load_state_dict(backbone_state(state), strict=False)
         if any(not key.startswith("fc.") for key in missing):
             raise LiidError(f"--weights {weights}: not a {name} state dict (missing {missing[:3]})")
     return model
+
+
+def backbone_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The ResNet part of a state dict: as is, or the backbone of a `liid train` model.
+
+    So `--weights <run>/train/model_best.pt` starts DeepLabV3 from the backbone Mask R-CNN
+    learned (or the reverse), which matters when no ImageNet weights are at hand.
+    """
+    for prefix in MODEL_BACKBONE_PREFIXES:
+        if f"{prefix}conv1.weight" in state:
+            return {
+                key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
+            }
+    return state
 
 
 def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
