@@ -16,15 +16,6 @@ class LiidError(Exception):
     """A problem with the user's input or artifacts; the message says what to do about it."""
 
 
-NOT_IMPLEMENTED_EXIT = 2
-
-
-def not_implemented(command: str) -> None:
-    """Exit 2 for a command whose stage has not been built yet (no fake output)."""
-    print_error(f"`liid {command}` is not implemented yet")
-    raise typer.Exit(NOT_IMPLEMENTED_EXIT)
-
-
 def print_error(message: str) -> None:
     """One red `error:` line, never wrapped, never read as markup."""
     from rich.text import Text
