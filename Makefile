@@ -37,7 +37,7 @@ test: $(STAMP)  ## Run the test suite (includes every stage end to end on a tiny
 
 all: $(STAMP) report  ## Every stage on the demo data into runs/demo, the upper bound, report.html.
 
-$(TRAIN_INDEX): | $(STAMP)
+$(TRAIN_INDEX): src/liid_cli/data/demo.py | $(STAMP)
 	$(LIID) data demo --out $(DATA)
 
 # ---- LIID: pseudo labels from image-level labels ----

@@ -30,6 +30,7 @@ from liid_cli.downstream.progress import training_progress
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256, text_sha256
 from liid_cli.log import log
+from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.runner import StageContext
 
 RESUME_CHECKPOINT = "resume.pt"
@@ -44,7 +45,7 @@ class TrainingConfig(StageConfig):
     batch_size: int = Field(ge=1)  # images per process and iteration
     lr: float = Field(gt=0)  # learning rate for `lr_reference_batch` images per iteration
     lr_reference_batch: int = Field(ge=1)
-    optimizer: Literal["sgd", "adamw"]
+    optimizer: OptimizerName
     momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     schedule: Literal["step", "cosine", "poly"]
@@ -93,17 +94,6 @@ def lr_factor(config: TrainingConfig, iters_per_epoch: int) -> Callable[[int], f
         return warm * decay
 
     return factor
-
-
-def make_optimizer(
-    config: TrainingConfig, parameters: list[nn.Parameter], lr: float
-) -> torch.optim.Optimizer:
-    """SGD with momentum (the recipes' choice), or AdamW, which learns faster from scratch."""
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(
-        parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
 
 
 def train_one_epoch(
@@ -190,7 +180,13 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     )
     iters_per_epoch = len(loader)
     lr = config.lr * config.batch_size * world / config.lr_reference_batch
-    optimizer = make_optimizer(config, [p for p in model.parameters() if p.requires_grad], lr)
+    optimizer = make_optimizer(
+        config.optimizer,
+        [p for p in model.parameters() if p.requires_grad],
+        lr,
+        config.momentum,
+        config.weight_decay,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, iters_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 

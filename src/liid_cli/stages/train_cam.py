@@ -30,6 +30,7 @@ from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
 from liid_cli.models.backbones import backbone_spec, image_to_tensor
 from liid_cli.models.cam import CamClassifier, box_regions, normalised_cams, region_scores
+from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
@@ -42,8 +43,10 @@ class TrainCamConfig(StageConfig):
     flip: bool
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
+    optimizer: OptimizerName
     lr: float = Field(gt=0)
-    momentum: float = Field(ge=0, lt=1)
+    head_lr_mult: float = Field(gt=0)  # the classifier layer's rate = head_lr_mult * lr
+    momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     amp: bool
     cam_flip_average: bool
@@ -128,14 +131,15 @@ def train_classifier(
         num_workers=context.workers - 1,
         drop_last=len(index.images) > config.batch_size,
     )
-    optimizer = torch.optim.SGD(
+    optimizer = make_optimizer(
+        config.optimizer,
         [
             {"params": model.trunk.parameters()},
-            {"params": model.classifier.parameters(), "lr": 10 * config.lr},
+            {"params": model.classifier.parameters(), "lr": config.head_lr_mult * config.lr},
         ],
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
+        config.lr,
+        config.momentum,
+        config.weight_decay,
     )
     total_steps = max(1, config.epochs * len(loader))
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -37,6 +37,7 @@ from liid_cli.models.mil import (
     image_losses,
     single_item,
 )
+from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
@@ -51,9 +52,10 @@ class TrainMilConfig(StageConfig):
     roi_op: Literal["align", "pool"]
     roi_size: int = Field(ge=1)
     epochs: int = Field(ge=1)
+    optimizer: OptimizerName
     lr: float = Field(gt=0)
     lr_step_epochs: int = Field(ge=1)  # the learning rate is divided by 10 after this many epochs
-    momentum: float = Field(ge=0, lt=1)
+    momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     amp: bool
     loss: LossConfig
@@ -205,11 +207,8 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
     items = training_images(index, context, config.loss.pooling)
     network = build_network(config, num_classes, context.run_dir).to(device)
     centres = ClassCentres(num_classes, network.feature_dim).to(device)
-    optimizer = torch.optim.SGD(
-        network.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
+    optimizer = make_optimizer(
+        config.optimizer, network.parameters(), config.lr, config.momentum, config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_step_epochs, gamma=0.1
