@@ -84,5 +84,17 @@ ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train spl
 	$(LIID) ablation $(ARGS) --out runs/demo-ablation
 	$(LIID) viz $(ARGS)
 
+# ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
+B2M_RUN ?= runs/demo-box2mask
+B2M_ARGS := --data $(TRAIN_INDEX) --profile $(PROFILE)
+$(B2M_RUN)/box2mask_model/$(M): $(TRAIN_INDEX) stages/train_box2mask.yaml $(SRC)
+	$(LIID) train-box2mask $(B2M_ARGS) --run $(B2M_RUN)
+$(B2M_RUN)/box2mask/$(M): $(B2M_RUN)/box2mask_model/$(M) stages/box2mask.yaml
+	$(LIID) box2mask $(B2M_ARGS) --run $(B2M_RUN)
+$(B2M_RUN)-%/box2mask/$(M): $(TRAIN_INDEX) stages/box2mask.yaml $(SRC)
+	$(LIID) box2mask $(B2M_ARGS) --run $(B2M_RUN)-$* --baseline $*
+
+box2mask: $(B2M_RUN)/box2mask/$(M) $(B2M_RUN)-rect/box2mask/$(M) $(B2M_RUN)-ellipse/box2mask/$(M)  ## Learned box-to-mask vs the rect and ellipse baselines on the demo's target classes.
+
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).
 	rm -rf runs $(DATA)
