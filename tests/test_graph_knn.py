@@ -13,6 +13,7 @@ from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
 from liid_cli.graph.knn import (
     ApproximateSettings,
+    Neighbours,
     find_knn,
     load_normalised,
     merge_topk,
@@ -56,12 +57,11 @@ def found_by_row(rows: np.ndarray, sims: np.ndarray) -> dict[int, np.ndarray]:
     return {row: np.sort(sims[rows == row])[::-1] for row in np.unique(rows)}
 
 
-@pytest.mark.parametrize("share_class", [True, False])
-def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bool) -> None:
-    expected = brute_force(small_dump, share_class)
-    found = find_knn(
-        FeatureStream(small_dump),
-        search_groups(small_dump, share_class),
+def exact_knn(dump: DumpData, share_class: bool) -> Neighbours:
+    """The exact CPU backend on one thread, seeded."""
+    return find_knn(
+        FeatureStream(dump),
+        search_groups(dump, share_class),
         K,
         "cpu",
         None,
@@ -69,6 +69,12 @@ def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bo
         np.random.default_rng(0),
         threads=1,
     )
+
+
+@pytest.mark.parametrize("share_class", [True, False])
+def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bool) -> None:
+    expected = brute_force(small_dump, share_class)
+    found = exact_knn(small_dump, share_class)
     got = found_by_row(found.rows, found.similarity)
     for row, values in expected.items():
         assert np.allclose(got.get(row, np.zeros(0)), values, atol=1e-5), row
@@ -77,16 +83,7 @@ def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bo
 
 
 def test_class_sharing_keeps_edges_between_images_with_a_common_class(small_dump: DumpData) -> None:
-    found = find_knn(
-        FeatureStream(small_dump),
-        search_groups(small_dump, True),
-        K,
-        "cpu",
-        None,
-        0,
-        np.random.default_rng(0),
-        threads=1,
-    )
+    found = exact_knn(small_dump, True)
     labels = small_dump.image_labels[:, 1:]
     shared = (
         labels[small_dump.sop_image[found.rows]] & labels[small_dump.sop_image[found.cols]]
