@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import liid
 
-STAGES = ["proposals", "train-cam", "train-mil", "dump", "cut", "export-coco", "train", "predict",
+STAGES = ["pretrain", "proposals", "train-cam", "train-mil", "dump", "cut", "export-coco", "train", "predict",
           "viz", "train-box2mask", "box2mask"]
 
 
@@ -28,3 +34,17 @@ def test_stage_help_shows_common_options(stage: str) -> None:
 @pytest.mark.parametrize("group", ["data", "eval"])
 def test_groups_have_help(group: str) -> None:
     assert liid(group, "--help").exit_code == 0
+
+
+def test_sigterm_stops_cleanly_without_a_partial_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "liid_cli", "data", "demo", "--out", str(out), "--n-train", "5000", "-q"]
+    )
+    deadline = time.monotonic() + 60
+    while not any(tmp_path.glob(".demo.tmp-*")):  # generation has started writing
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -21,6 +21,7 @@ IMAGES_DIR = "images"
 
 # Stage folders and their main outputs.
 STAGE_DIRS: dict[str, str] = {
+    "pretrain": "pretrain",
     "proposals": "proposals",
     "train-cam": "cam",
     "train-mil": "mil",
@@ -39,6 +40,7 @@ STAGE_DIRS: dict[str, str] = {
 PROPOSALS_H5 = "proposals.h5"
 PROPOSAL_PARTS_DIR = "proposal_parts"  # `liid proposals --shard i/n` writes part-<i>-of-<n>.h5 here
 PROPOSAL_PART_FILE = "part-{index:05d}-of-{count:05d}.h5"
+PRETRAINED_BACKBONE = "backbone.pt"  # {"model": trunk state dict}, loadable by --weights PATH
 CAM_CHECKPOINT = "cam.pt"
 CAM_SCORES_H5 = "cam_scores.h5"
 CAM_MAPS_DIR = "cams"

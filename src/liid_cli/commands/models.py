@@ -1,4 +1,4 @@
-"""Commands: `liid train-cam` `liid train-mil` `liid dump`
+"""Commands: `liid pretrain` `liid train-cam` `liid train-mil` `liid dump`
 
 Option annotations are written inline: `stage_command` resolves them in commands/common.py.
 """
@@ -21,6 +21,17 @@ from liid_cli.errors import LiidError
 from liid_cli.runner import StageContext, index_from_upstream
 
 
+WeightsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="Backbone initialisation: imagenet | none | PATH to a state dict (e.g. a `liid "
+        "pretrain` backbone.pt); train-mil also: cam (the train-cam backbone). Default: the "
+        "stage YAML's `weights`.",
+    ),
+]
+
+
 def _weights(weights: str | None) -> tuple[list[str], dict[str, Path]]:
     """The override for --weights, and the weights file as an input when it is a path."""
     if weights is None:
@@ -30,17 +41,38 @@ def _weights(weights: str | None) -> tuple[list[str], dict[str, Path]]:
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    @stage_command(app, "pretrain")
+    def pretrain(
+        common: Common,
+        weights: WeightsOption = None,
+        val: Annotated[
+            Path | None,
+            typer.Option(
+                "--val",
+                help="Index of held-out labelled images for the accuracy. Default: "
+                "index_val.json beside the --data index, if there is one.",
+            ),
+        ] = None,
+    ) -> None:
+        """Pretrain a backbone as an image classifier on a fully labelled set (where no ImageNet weights fit). Writes <run>/pretrain/backbone.pt for --weights PATH."""
+        overrides, extra = _weights(weights)
+        if val is None and common.data is not None:
+            beside = artifacts.index_path(common.data.parent, "val")
+            val = beside if beside.is_file() and beside.resolve() != common.data.resolve() else None
+        if val is not None:
+            extra["val"] = val
+        manifest = run_stage_module("pretrain", common, overrides=overrides, extra_inputs=extra)
+        accuracy = manifest["metrics"].get("val_accuracy")
+        held_out = f", held-out top-1 accuracy {accuracy['top1']:.3f}" if accuracy else ""
+        typer.echo(
+            f"backbone {manifest['config']['backbone']}{held_out} -> "
+            f"{artifacts.stage_dir(common.run, 'pretrain') / artifacts.PRETRAINED_BACKBONE}"
+        )
+
     @stage_command(app, "train-cam")
     def train_cam(
         common: Common,
-        weights: Annotated[
-            str | None,
-            typer.Option(
-                "--weights",
-                help="Backbone initialisation: imagenet | none | PATH to a state dict "
-                "(default: stages/train_cam.yaml).",
-            ),
-        ] = None,
+        weights: WeightsOption = None,
         save_cams: Annotated[
             bool,
             typer.Option(
@@ -57,14 +89,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     @stage_command(app, "train-mil")
     def train_mil(
         common: Common,
-        weights: Annotated[
-            str | None,
-            typer.Option(
-                "--weights",
-                help="Backbone initialisation: imagenet | none | cam (the train-cam backbone) | "
-                "PATH to a state dict (default: stages/train_mil.yaml).",
-            ),
-        ] = None,
+        weights: WeightsOption = None,
         resume: Annotated[
             bool,
             typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def build_trunk(name: str, weights: str) -> tuple[Callable[..., Any], int]:
         missing, _ = model.load_state_dict(state, strict=False)
         if any(not key.startswith("fc.") for key in missing):
             raise LiidError(f"--weights {weights}: not a {name} state dict (missing {missing[:3]})")
-    trunk = nn.Sequential(
-        model.conv1, model.bn1, model.relu, model.maxpool, model.layer1, model.layer2, model.layer3, model.layer4
-    )
+    # torchvision's own names, so a trunk's state dict loads back as `--weights PATH` for this backbone.
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    trunk = nn.Sequential(OrderedDict((name, getattr(model, name)) for name in names))
     return trunk, spec.channels

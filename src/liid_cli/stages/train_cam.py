@@ -35,7 +35,9 @@ from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_p
 from liid_cli.runner import StageContext, StageSpec
 
 
-class TrainCamConfig(StageConfig):
+class ClassifierConfig(StageConfig):
+    """Training settings of a multi-label image classifier (train-cam, pretrain)."""
+
     backbone: str
     weights: str  # imagenet | none | PATH
     input_size: int = Field(ge=32)
@@ -49,6 +51,9 @@ class TrainCamConfig(StageConfig):
     momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     amp: bool
+
+
+class TrainCamConfig(ClassifierConfig):
     cam_flip_average: bool
     save_cams: bool
     save_cams_max: int = Field(ge=0)
@@ -86,16 +91,17 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
-    config: TrainCamConfig,
+    config: ClassifierConfig,
     device: str,
     epoch: int,
+    stage: str,
 ) -> float:
     """One pass of BCE training with scale jitter per mini-batch; returns the mean loss."""
     model.train()
     stride = backbone_spec(config.backbone).stride
     total, count = 0.0, 0
     for step, (images, labels) in enumerate(
-        track(loader, f"train-cam epoch {epoch + 1}/{config.epochs}")
+        track(loader, f"{stage} epoch {epoch + 1}/{config.epochs}")
     ):
         size = jitter_size(config.input_size, config.scale_jitter, stride)
         images = F.interpolate(
@@ -106,7 +112,7 @@ def train_one_epoch(
         loss = F.binary_cross_entropy_with_logits(logits.float(), labels.to(device))
         if not torch.isfinite(loss):
             raise LiidError(
-                f"train-cam: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                f"{stage}: the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
                 "lower `lr` (--set lr=...) or check the images"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -120,7 +126,7 @@ def train_one_epoch(
 
 
 def train_classifier(
-    index: DatasetIndex, config: TrainCamConfig, context: StageContext
+    index: DatasetIndex, config: ClassifierConfig, context: StageContext, stage: str
 ) -> tuple[CamClassifier, float]:
     device = context.device
     model = CamClassifier(config.backbone, config.weights, index.classes.num_classes).to(device)
@@ -148,8 +154,10 @@ def train_classifier(
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
     loss = math.nan
     for epoch in range(config.epochs):
-        loss = train_one_epoch(model, loader, optimizer, scheduler, scaler, config, device, epoch)
-        log.info(f"train-cam: epoch {epoch + 1}/{config.epochs} BCE {loss:.4f}")
+        loss = train_one_epoch(
+            model, loader, optimizer, scheduler, scaler, config, device, epoch, stage
+        )
+        log.info(f"{stage}: epoch {epoch + 1}/{config.epochs} BCE {loss:.4f}")
     return model, loss
 
 
@@ -250,7 +258,7 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
     index = load_index(context.index_path)
     if not index.images:
         raise LiidError(f"{context.index_path}: no images to train on")
-    model, final_loss = train_classifier(index, config, context)
+    model, final_loss = train_classifier(index, config, context, "train-cam")
     save_checkpoint(
         context.out_dir / artifacts.CAM_CHECKPOINT,
         {
