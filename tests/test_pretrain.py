@@ -86,3 +86,12 @@ def test_pretrain_with_other_classes_for_validation_is_a_clear_error(
     result = liid("pretrain", "--run", tmp_path / "run", "--data", single_objects / "index_train.json",
                   "--val", other, "--profile", "demo", *TINY_PRETRAIN, "-q")
     assert_one_line_error(result, str(other), "classes")
+
+
+def test_weights_that_are_not_a_checkpoint_are_a_clear_error(single_objects: Path, tmp_path: Path) -> None:
+    not_weights = tmp_path / "picture.pt"
+    not_weights.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    result = liid("pretrain", "--run", tmp_path / "run", "--data", single_objects / "index_train.json",
+                  "--weights", not_weights, "--profile", "demo", *TINY_PRETRAIN, "-q")
+    assert_one_line_error(result, str(not_weights), "not a readable torch checkpoint")
+    assert not (tmp_path / "run" / "pretrain").exists()

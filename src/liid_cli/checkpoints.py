@@ -38,4 +38,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as error:
-        raise LiidError(f"{path}: not a readable liid checkpoint ({str(error).splitlines()[0]})") from None
+        # torch's first line can be a paragraph on weights_only; the error type says enough.
+        raise LiidError(
+            f"{path}: not a readable torch checkpoint ({type(error).__name__}); pass a .pt file "
+            "saved by liid or a plain state dict"
+        ) from None
