@@ -112,3 +112,11 @@ def run_stage_module(
         device=resolve_device(common.device), workers=common.workers, force=common.force,
         extra_inputs=extra_inputs,
     )
+
+
+def val_index_beside(index: Path | None) -> Path | None:
+    """index_val.json in the folder of a training index, when it exists and is another file."""
+    if index is None:
+        return None
+    candidate = artifacts.index_path(index.parent, "val")
+    return candidate if candidate.is_file() and candidate.resolve() != index.resolve() else None

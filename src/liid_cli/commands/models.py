@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.commands.common import Common, run_stage_module, stage_command, val_index_beside
 from liid_cli.config import load_stage_config
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError
@@ -56,9 +56,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """Pretrain a backbone as an image classifier on a fully labelled set (where no ImageNet weights fit). Writes <run>/pretrain/backbone.pt for --weights PATH."""
         overrides, extra = _weights(weights)
-        if val is None and common.data is not None:
-            beside = artifacts.index_path(common.data.parent, "val")
-            val = beside if beside.is_file() and beside.resolve() != common.data.resolve() else None
+        val = val or val_index_beside(common.data)
         if val is not None:
             extra["val"] = val
         manifest = run_stage_module("pretrain", common, overrides=overrides, extra_inputs=extra)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.commands.common import Common, run_stage_module, stage_command, val_index_beside
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError
 from liid_cli.fileio import remove_path
@@ -63,10 +63,8 @@ def _default_val(index: Path | None) -> Path | None:
     """index_val.json beside the training index, when it exists, differs and has ground truth."""
     from liid_cli.data.index import load_index
 
-    if index is None:
-        return None
-    candidate = artifacts.index_path(index.parent, "val")
-    if not candidate.is_file() or candidate.resolve() == index.resolve():
+    candidate = val_index_beside(index)
+    if candidate is None:
         return None
     ground_truth = load_index(candidate).ground_truth_path
     return candidate if ground_truth is not None and ground_truth.is_file() else None

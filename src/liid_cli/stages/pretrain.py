@@ -3,8 +3,9 @@
 The LIID networks start from an ImageNet backbone. A backbone without published weights (the demo's
 tinynet) or a domain far from ImageNet can be pretrained here on any fully labelled image set: the
 train-cam classifier (backbone -> 1x1 conv -> GAP, BCE) is trained on its image labels, and the
-trunk is saved as `<run>/pretrain/backbone.pt`, a state dict that `--weights PATH` of train-cam,
-train-mil and train-box2mask loads. With `--val INDEX` the held-out accuracy is measured.
+trunk is saved as `<run>/pretrain/backbone.pt`, a state dict that `--weights PATH` of train-cam and
+train-mil loads (and `weights:` of train-box2mask, for ResNet trunks). With `--val INDEX` the
+held-out accuracy is measured.
 """
 
 from __future__ import annotations
@@ -23,30 +24,29 @@ from liid_cli.runner import StageContext, StageSpec
 from liid_cli.stages.train_cam import ClassifierConfig, LabelledImages, train_classifier
 
 
-class PretrainConfig(ClassifierConfig):
-    pass
-
-
 @torch.no_grad()
 def label_accuracy(
-    model: CamClassifier, images: LabelledImages, device: str
+    model: CamClassifier, images: LabelledImages, batch_size: int, device: str
 ) -> dict[str, float]:
     """top1: the highest-scoring class is one of the image's labels (images with labels only);
     label: per-class agreement of (logit > 0) with the labels."""
     model.eval()
-    top1_hits, top1_count, label_hits, label_count = 0, 0, 0, 0
-    for position in track(range(len(images)), "held-out accuracy"):
-        tensor, labels = images[position]
-        logits = model(tensor[None].to(device))[0].cpu()
-        label_hits += int(((logits > 0).float() == labels).sum())
-        label_count += len(labels)
-        if labels.any():
-            top1_hits += int(labels[logits.argmax()] > 0)
-            top1_count += 1
-    return {"top1": top1_hits / max(top1_count, 1), "label": label_hits / max(label_count, 1)}
+    all_logits, all_labels = [], []
+    for batch, labels in track(
+        torch.utils.data.DataLoader(images, batch_size=batch_size), "held-out accuracy"
+    ):
+        all_logits.append(model(batch.to(device)).cpu())
+        all_labels.append(labels)
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    labelled = labels.any(dim=1)
+    top1 = labels.gather(1, logits.argmax(dim=1, keepdim=True))[:, 0][labelled]
+    return {
+        "top1": float(top1.mean()) if labelled.any() else 0.0,
+        "label": float(((logits > 0).float() == labels).float().mean()),
+    }
 
 
-def run(config: PretrainConfig, context: StageContext) -> dict[str, Any]:
+def run(config: ClassifierConfig, context: StageContext) -> dict[str, Any]:
     seed_everything(context.seed)
     index = load_index(context.index_path)
     if not index.images:
@@ -62,11 +62,14 @@ def run(config: PretrainConfig, context: StageContext) -> dict[str, Any]:
     metrics: dict[str, Any] = {"final_bce": final_loss}
     if val_index is not None:
         accuracy = label_accuracy(
-            model, LabelledImages(val_index, config.input_size, flip=False), context.device
+            model,
+            LabelledImages(val_index, config.input_size, flip=False),
+            config.batch_size,
+            context.device,
         )
         log.info(f"pretrain: held-out top-1 accuracy {accuracy['top1']:.3f} on {val_path}")
         metrics["val_accuracy"] = accuracy
     return metrics
 
 
-SPEC = StageSpec(name="pretrain", config_model=PretrainConfig, upstream=(), run=run)
+SPEC = StageSpec(name="pretrain", config_model=ClassifierConfig, upstream=(), run=run)
