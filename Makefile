@@ -55,6 +55,7 @@ $(RUN)/export/$(M): $(RUN)/cut/$(M) stages/export_coco.yaml
 	$(LIID) export-coco $(ARGS)
 $(RUN)/eval/pseudo_labels/metrics.json: $(RUN)/export/$(M)
 	$(LIID) eval instances --run $(RUN)
+	$(LIID) eval labels --run $(RUN)
 
 # ---- Mask R-CNN on the pseudo labels, evaluated on val ----
 $(RUN)/train/$(M): $(RUN)/export/$(M) stages/train.yaml

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 
 from liid_cli import artifacts, masks
 from liid_cli.data.index import DatasetIndex, load_index
+from liid_cli.evaluation.labels import truth_by_image
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import open_csr
 from liid_cli.models.losses import pseudo_labels
@@ -60,11 +60,7 @@ def _mil_settings(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _instances(index: DatasetIndex) -> dict[int, list[dict[str, Any]]]:
-    instances = defaultdict(list)
-    for annotation in read_json(index.ground_truth_path)["annotations"]:
-        if not annotation.get("iscrowd", 0):
-            instances[annotation["image_id"]].append(annotation)
-    return instances
+    return truth_by_image(read_json(index.ground_truth_path))
 
 
 def proposal_label_accuracy(run_dir: Path) -> dict[str, Any]:

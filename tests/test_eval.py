@@ -1,4 +1,5 @@
-"""Metrics: COCOeval AP family and ABO, mIoU, and `liid eval instances | semantic | compare`."""
+"""Metrics: COCOeval AP family and ABO, mIoU, proposal kinds, and `liid eval instances | semantic |
+labels | compare`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pycocotools.cocoeval import COCOeval
 from liid_cli import artifacts, masks
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.instances import average_best_overlap, evaluate_instances
+from liid_cli.evaluation.labels import KINDS, region_kinds
 from liid_cli.evaluation.semantic import evaluate_semantic
 from liid_cli.fileio import read_json, write_json
 from tests.helpers import assert_one_line_error, liid
@@ -289,3 +291,52 @@ def test_eval_semantic_of_a_trained_model(
         liid("eval", "semantic", "--run", tmp_path / "none", "--source", "predictions"),
         "liid predict-semantic",
     )
+
+
+def test_region_kinds_on_a_hand_made_image() -> None:
+    """A: rows/cols 0-9 (class 1), B: rows/cols 12-19 (class 2); one region of each kind."""
+    shape = (20, 20)
+    truth = [
+        {"segmentation": masks.encode(_box_mask(shape, slice(0, 10), slice(0, 10)))},
+        {"segmentation": masks.encode(_box_mask(shape, slice(12, 20), slice(12, 20)))},
+    ]
+    regions = [
+        _box_mask(shape, slice(0, 10), slice(0, 9)),  # IoU 0.9 with A
+        _box_mask(shape, slice(0, 5), slice(0, 5)),  # inside A, IoU 0.25
+        _box_mask(shape, slice(0, 15), slice(0, 15)),  # all of A, IoU 100/225
+        _box_mask(shape, slice(5, 15), slice(5, 15)),  # a quarter of A, 9 px of B
+        _box_mask(shape, slice(15, 20), slice(0, 10)),  # touches nothing
+    ]
+    kinds, classes = region_kinds([masks.encode(r) for r in regions], truth, np.array([1, 2]))
+    assert [KINDS[k] for k in kinds] == ["object", "part", "superset", "mixed", "background"]
+    assert classes.tolist() == [1, 1, 1, 0, 0]
+    kinds, classes = region_kinds([masks.encode(regions[0])], [], np.zeros(0, dtype=np.int64))
+    assert [KINDS[k] for k in kinds] == ["background"] and classes.tolist() == [0]
+
+
+def test_eval_labels_on_a_run_with_a_known_cut(
+    exported: tuple[Path, dict[str, Any]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The fixture's cut labels every object and its shifted copy right, the noise boxes 0; the
+    export keeps exactly the objects."""
+    run_dir, truth = exported
+    truth_path = tmp_path / "truth.json"
+    write_json(truth_path, truth)
+    result = liid("eval", "labels", "--run", run_dir, "--gt", truth_path)
+    assert result.exit_code == 0, result.output
+    assert "where pseudo labels go wrong" in result.output
+    metrics = read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_LABELS))["metrics"]
+    objects = len(truth["annotations"])
+    assert metrics["proposals"] == 2 * objects + 2 * len(truth["images"])
+    assert set(metrics["foreground"]) == {"cut"}  # no train-cam / dump in this run
+    assert metrics["foreground"]["cut"]["object"] == 1.0
+    assert metrics["objects_right_class"]["cut"] == 1.0
+    assert all(
+        share in (0.0, None) for kind, share in metrics["foreground"]["cut"].items() if kind != "object"
+    )
+    assert metrics["exported_instances"] == objects
+    assert metrics["exported_kinds"]["object"] == 1.0 and metrics["exported_right_class"] == 1.0
+    assert sum(share or 0.0 for share in metrics["proposal_kinds"].values()) == pytest.approx(1.0)
+    compare = liid("eval", "compare", run_dir)
+    assert compare.exit_code == 0 and " labels " not in compare.output

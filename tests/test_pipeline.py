@@ -37,6 +37,7 @@ def pipeline(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for stage in LIID_STAGES[1:]:
         _ok(stage, *common, *SHORT.get(stage, []))
     _ok("eval", "instances", "--run", run)
+    _ok("eval", "labels", "--run", run)
     # Mask R-CNN trains on the ground truth here: one epoch of a tiny set may leave no pseudo label.
     _ok("train", *common, *SHORT["train"], "--labels", tiny_demo / "gt_train.json")
     _ok("predict", *common, "--data", tiny_demo / "index_val.json")
@@ -60,7 +61,11 @@ def test_outputs_are_readable(pipeline: Path) -> None:
     for name in (artifacts.EVAL_PSEUDO, artifacts.EVAL_PREDICTIONS):
         metrics = read_json(artifacts.eval_metrics_path(pipeline, name))
         assert metrics
-    assert (pipeline / artifacts.REPORT_HTML).is_file()
+    labels = read_json(artifacts.eval_metrics_path(pipeline, artifacts.EVAL_LABELS))["metrics"]
+    assert set(labels["foreground"]) == {"cam", "mil", "cut"}
+    report = (pipeline / artifacts.REPORT_HTML).read_text()
+    assert "Where pseudo labels go wrong" in report
+    assert "<figure class='cam'>" in report  # the demo profile saves CAM heat maps
 
 
 def test_second_pass_skips_every_stage(pipeline: Path) -> None:

@@ -62,6 +62,7 @@ EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's g
 EVAL_SEMANTIC = "semantic"  # export-coco's palette PNGs vs label maps painted from the ground truth
 EVAL_SEMANTIC_PREDICTIONS = "semantic_predictions"  # predict-semantic's PNGs vs the ground truth
 EVAL_PROPOSALS = "proposals"  # `liid eval proposals`: proposal recall and ABO vs the ground truth
+EVAL_LABELS = "labels"  # `liid eval labels`: proposal kinds vs what each labelling step made of them
 VIZ_DIR = "viz"  # `liid viz`: overlay grids and palette renderings (report.html sits in the run folder)
 BOX2MASK_CHECKPOINT = "box2mask.pt"
 BOX2MASK_ROUNDS_DIR = "rounds"  # box2mask --rounds R: rounds/round_<r>/ per round

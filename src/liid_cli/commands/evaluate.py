@@ -1,4 +1,4 @@
-"""Commands: `liid eval instances`, `liid eval semantic`, `liid eval compare`.
+"""Commands: `liid eval instances`, `liid eval semantic`, `liid eval labels`, `liid eval compare`.
 
 (`liid eval proposals` lives in proposals.py.) Evaluation only reads artifacts; each call rewrites
 `<run>/eval/<name>/metrics.json`.
@@ -127,6 +127,24 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name
         )
         _print(record_table(record), per_class_table(record), path)
+
+    @eval_app.command("labels")
+    @user_errors
+    def labels(
+        run: RunOption = artifacts.DEFAULT_RUN,
+        gt: GtOption = None,
+        name: NameOption = None,
+        quiet: QuietOption = False,
+    ) -> None:
+        """Where pseudo labels go wrong: proposal kinds (object, part, superset, mixed, background)
+        vs ground truth, and the share of each that CAM y~, MIL, the cut and the export call
+        foreground."""
+        from liid_cli.evaluation.runs import evaluate_run_labels
+        from liid_cli.evaluation.tables import labels_table
+
+        setup_logging(quiet)
+        path, record = evaluate_run_labels(run, gt=gt, name=name)
+        _print(labels_table(record["metrics"]), None, path)
 
     @eval_app.command("compare")
     @user_errors

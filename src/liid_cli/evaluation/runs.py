@@ -14,12 +14,14 @@ from liid_cli import artifacts
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.instances import IouType, evaluate_instances
+from liid_cli.evaluation.labels import evaluate_labels
 from liid_cli.evaluation.semantic import (
     evaluate_semantic,
     ground_truth_label_maps,
     read_prediction_maps,
 )
 from liid_cli.fileio import file_sha256, read_json, write_json
+from liid_cli.proposals.store import proposals_path
 from liid_cli.runner import read_manifest
 
 Source = Literal["pseudo", "predictions"]
@@ -142,6 +144,29 @@ def evaluate_run_semantic(
         "semantic",
         name or SEMANTIC_SOURCE_NAME[source],
         {"predictions": predictions, "ground_truth": gt_path},
+        metrics,
+        started,
+    )
+    path = artifacts.eval_metrics_path(run_dir, record["name"])
+    write_json(path, record)
+    return path, record
+
+
+def evaluate_run_labels(
+    run_dir: Path, *, gt: Path | None = None, name: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Kinds of the run's proposals and pseudo instances per labelling step; write metrics.json."""
+    index_path = stage_index(run_dir, "proposals")
+    if index_path is None:
+        raise LiidError(f"{run_dir}: no finished proposals stage; run `liid proposals` first")
+    gt_path, index = resolve_ground_truth(gt, index_path, str(run_dir))
+    assert index is not None
+    started = time.time()
+    metrics = evaluate_labels(run_dir, index, read_json(gt_path))
+    record = _record(
+        "labels",
+        name or artifacts.EVAL_LABELS,
+        {"proposals": proposals_path(run_dir), "ground_truth": gt_path},
         metrics,
         started,
     )

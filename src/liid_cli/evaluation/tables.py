@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from liid_cli.evaluation.instances import METRIC_KEYS
+from liid_cli.evaluation.labels import KINDS
 
 COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU")
 
@@ -43,12 +44,51 @@ def per_class_table(record: dict[str, Any]) -> Table:
     return table
 
 
+STEP_TITLES = {"cam": "CAM y~ fg", "mil": "MIL fg", "cut": "cut fg"}
+
+
+def labels_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of `liid eval labels`: per proposal kind its share of the proposals, the
+    share each step labels foreground and its share of the pseudo instances; then objects given
+    the right class."""
+    steps = list(metrics["foreground"])
+    exported = "exported_kinds" in metrics
+    headers = ["kind", "of proposals", *(STEP_TITLES[step] for step in steps)]
+    headers += ["of pseudo instances"] if exported else []
+    rows = []
+    for kind in KINDS:
+        row = [kind, percent(metrics["proposal_kinds"][kind])]
+        row += [percent(metrics["foreground"][step][kind]) for step in steps]
+        rows.append(row + ([percent(metrics["exported_kinds"][kind])] if exported else []))
+    right = ["object, right class", ""]
+    right += [percent(metrics["objects_right_class"][step]) for step in steps]
+    rows.append(right + ([percent(metrics["exported_right_class"])] if exported else []))
+    return headers, rows
+
+
+def labels_table(metrics: dict[str, Any]) -> Table:
+    headers, rows = labels_rows(metrics)
+    instances = metrics.get("exported_instances")
+    table = Table(
+        title=f"where pseudo labels go wrong ({metrics['proposals']} proposals"
+        + (f", {instances} pseudo instances" if instances is not None else "")
+        + ", %)"
+    )
+    for column, header in enumerate(headers):
+        table.add_column(header, justify="left" if column == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def compare_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[list[str]]:
     """One row per (run, evaluation): [run, evaluation, AP, AP50, AP75, ABO, mIoU]."""
     rows = []
     for label, records in runs:
         for name, record in records.items():
             metrics = record.get("metrics", {})
+            if not any(key in metrics for key in COMPARE_KEYS):
+                continue  # e.g. `liid eval labels`: no headline metric to line up
             rows.append([label, name, *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
     return rows
 

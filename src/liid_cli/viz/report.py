@@ -1,7 +1,8 @@
 """`<run>/report.html`: one self-contained page (pictures embedded, no network) describing a run.
 
-Sections: stage timings from every finished stage's manifest, `liid eval` metrics, per-class AP bars
-(inline SVG), and the overlay grids. Sections without data say so instead of disappearing.
+Sections: stage timings from every finished stage's manifest, `liid eval` metrics (with `liid eval
+labels`' breakdown of where pseudo labels go wrong), per-class AP bars (inline SVG), the CAM heat
+maps train-cam saved, and the overlay grids. Sections without data say so instead of disappearing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from liid_cli import artifacts
 from liid_cli.evaluation.instances import METRIC_KEYS
-from liid_cli.evaluation.tables import percent
+from liid_cli.evaluation.tables import labels_rows, percent
 from liid_cli.runner import read_manifest
 
 STYLE = """
@@ -25,9 +26,12 @@ table { border-collapse: collapse; margin: 8px 0 20px; font-size: 14px; }
 th, td { border: 1px solid #ccc; padding: 4px 10px; } th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: #888; font-style: italic; } img.grid { max-width: 100%; border: 1px solid #ddd; }
+figure.cam { display: inline-block; margin: 0 8px 8px 0; font-size: 12px; text-align: center; }
+figure.cam img { width: 160px; border: 1px solid #ddd; }
 """
 BAR_COLOURS = ("#4878cf", "#e8833a", "#6acc65", "#d65f5f", "#956cb4", "#8c613c")
 MAX_METRICS_SHOWN = 6
+MAX_CAMS_SHOWN = 24
 PROPOSAL_KEYS = ("recall@0.5", "recall@0.7", "ABO")  # of `liid eval proposals` records
 
 
@@ -134,6 +138,15 @@ def metrics_section(records: dict[str, dict[str, Any]]) -> str:
         parts.append(
             "<h3>Proposals (%)</h3>" + _table(["evaluation", *PROPOSAL_KEYS], proposal_rows)
         )
+    for name, record in records.items():
+        if record["kind"] == "labels":
+            headers, rows = labels_rows(record["metrics"])
+            parts.append(
+                f"<h3>Where pseudo labels go wrong: {html.escape(name)} (%)</h3>"
+                "<p class='sub'>Proposal kinds against ground truth, and the share of each kind "
+                "that a step labels foreground (only objects should be).</p>"
+                + _table(headers, rows)
+            )
     return "".join(parts)
 
 
@@ -190,6 +203,22 @@ def per_class_chart(records: dict[str, dict[str, Any]], metric: str = "AP50") ->
     return "".join(svg)
 
 
+def cams_section(run_dir: Path) -> str:
+    """The CAM heat maps (blue 0 -> red 1) of `liid train-cam --save-cams`, one per image and class."""
+    cams_dir = artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_MAPS_DIR
+    paths = sorted(cams_dir.glob("*.png"))[:MAX_CAMS_SHOWN] if cams_dir.is_dir() else []
+    if not paths:
+        return (
+            "<p class='empty'>No CAM heat maps: run <code>liid train-cam --save-cams</code> "
+            "(on in the demo profile).</p>"
+        )
+    return "".join(
+        f"<figure class='cam'><img alt='{html.escape(path.stem)}' src='{_embedded_png(path)}'>"
+        f"<figcaption>{html.escape(path.stem)}</figcaption></figure>"
+        for path in paths
+    )
+
+
 def _embedded_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -216,6 +245,7 @@ def build_report(
         f"<h2>Stage timings</h2>{timings_section(stage_rows(run_dir))}"
         f"<h2>Metrics</h2>{metrics_section(records)}"
         f"<h2>Per-class AP50</h2>{per_class_chart(records)}"
+        f"<h2>CAM heat maps</h2>{cams_section(run_dir)}"
         f"<h2>Overlays</h2>{pictures}"
         "</body></html>\n"
     )
