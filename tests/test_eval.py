@@ -340,3 +340,7 @@ def test_eval_labels_on_a_run_with_a_known_cut(
     assert sum(share or 0.0 for share in metrics["proposal_kinds"].values()) == pytest.approx(1.0)
     compare = liid("eval", "compare", run_dir)
     assert compare.exit_code == 0 and " labels " not in compare.output
+
+
+def test_eval_labels_without_proposals_names_the_stage(tmp_path: Path) -> None:
+    assert_one_line_error(liid("eval", "labels", "--run", tmp_path), "liid proposals")
