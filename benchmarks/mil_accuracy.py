@@ -23,33 +23,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from liid_cli import artifacts, masks
+from liid_cli import artifacts
 from liid_cli.data.index import DatasetIndex, load_index
-from liid_cli.evaluation.labels import truth_by_image
+from liid_cli.evaluation.labels import KINDS, annotations_by_image, available_steps, region_kinds
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import open_csr
-from liid_cli.models.losses import pseudo_labels
 from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import read_manifest
 
 
 def ground_truth_labels(
-    rles: list[dict[str, Any]],
-    instances: list[dict[str, Any]],
-    internal: dict[int, int],
-    threshold: float = 0.5,
+    rles: list[dict[str, Any]], instances: list[dict[str, Any]], internal: dict[int, int]
 ) -> np.ndarray:
-    """Class of each proposal's best-overlapping instance (IoU >= threshold), else 0."""
-    labels = np.zeros(len(rles), dtype=np.int64)
-    if not rles or not instances:
-        return labels
-    ious = masks.iou_matrix(rles, [inst["segmentation"] for inst in instances])
-    best = ious.argmax(axis=1)
-    hit = ious[np.arange(len(rles)), best] >= threshold
-    classes = np.array([internal[inst["category_id"]] for inst in instances])
-    labels[hit] = classes[best[hit]]
-    return labels
+    """Class of each proposal's best-overlapping instance (mask IoU >= 0.5), else 0."""
+    truth_classes = np.array([internal[inst["category_id"]] for inst in instances], dtype=np.int64)
+    kinds, classes = region_kinds(rles, instances, truth_classes)
+    return np.where(kinds == KINDS.index("object"), classes, 0)
 
 
 def _mil_settings(run_dir: Path) -> tuple[Path, dict[str, Any]]:
@@ -60,49 +50,34 @@ def _mil_settings(run_dir: Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _instances(index: DatasetIndex) -> dict[int, list[dict[str, Any]]]:
-    return truth_by_image(read_json(index.ground_truth_path))
+    return annotations_by_image(read_json(index.ground_truth_path))
 
 
 def proposal_label_accuracy(run_dir: Path) -> dict[str, Any]:
     """Accuracies (a), (b), (c) and their foreground/background split for the run's training split."""
-    index_path, settings = _mil_settings(run_dir)
+    index_path, _ = _mil_settings(run_dir)
     index = load_index(index_path)
-    loss = settings["loss"]
-    column = (
-        artifacts.H5_CAM_BOX_SCORES if loss["pooling"] == "box" else artifacts.H5_CAM_MASK_SCORES
-    )
+    steps = available_steps(run_dir)
+    if not {"cam", "mil"} <= set(steps):
+        raise SystemExit(f"{run_dir}: run train-cam, train-mil and dump first")
     internal = {cid: index.classes.to_internal(cid) for cid in index.classes.category_ids}
     instances = _instances(index)
     fingerprint = file_sha256(index_path)
     truth, cam, mil, masked = [], [], [], []
     with (
         open_proposals(run_dir, index_path) as store,
-        open_csr(
-            artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5,
-            artifacts.SCHEMA_CAM_SCORES,
-            fingerprint,
-            "train-cam",
-        ) as cams,
-        open_csr(
-            artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5,
-            artifacts.SCHEMA_DUMP,
-            fingerprint,
-            "dump",
-        ) as dump,
+        open_csr(steps["cam"].path, steps["cam"].schema, fingerprint, "train-cam") as cams,
+        open_csr(steps["mil"].path, steps["mil"].schema, fingerprint, "dump") as dump,
     ):
         image_labels = dump.column(artifacts.H5_LABELS)
         for position, proposals in enumerate(store):
             if not len(proposals):
                 continue
-            truth.append(
-                ground_truth_labels(proposals.rles(), instances[proposals.image_id], internal)
-            )
-            label_vector = torch.from_numpy(image_labels[position])
-            scores = torch.from_numpy(cams.read(column, proposals.image_id))
-            cam.append(pseudo_labels(scores, label_vector, loss["eta"]).numpy())
-            probs = dump.read(artifacts.H5_PROBS, proposals.image_id)
-            mil.append(probs.argmax(axis=1))
-            masked.append((probs * image_labels[position]).argmax(axis=1))
+            image_id, label_vector = proposals.image_id, image_labels[position]
+            truth.append(ground_truth_labels(proposals.rles(), instances[image_id], internal))
+            cam.append(steps["cam"].labels(cams, image_id, label_vector))
+            mil.append(dump.read(artifacts.H5_PROBS, image_id).argmax(axis=1))
+            masked.append(steps["mil"].labels(dump, image_id, label_vector))
     y = np.concatenate(truth)
     foreground = y > 0
     result: dict[str, Any] = {

@@ -15,6 +15,7 @@ instances get the same kinds, so their breakdown says what Mask R-CNN will be tr
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +40,10 @@ BACKGROUND_MAX_COVER = 0.2
 CONTAINED = 0.7
 
 
-def truth_by_image(ground_truth: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
-    """Non-crowd ground-truth annotations grouped by image id."""
+def annotations_by_image(coco: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """Non-crowd annotations of a COCO instances document, grouped by image id."""
     grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for annotation in ground_truth["annotations"]:
+    for annotation in coco["annotations"]:
         if not annotation.get("iscrowd", 0):
             grouped[int(annotation["image_id"])].append(annotation)
     return grouped
@@ -85,14 +86,39 @@ def region_kinds(
     return kinds, classes
 
 
+# A step's labels of one image's proposals: (its open file, image id, label vector) -> classes.
+Labeller = Callable[[CsrFile, int, np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Step:
-    """A per-proposal labelling step's file, row-aligned with proposals.h5."""
+    """A per-proposal labelling step: its file, row-aligned with proposals.h5, and how it labels."""
 
     path: Path
     schema: str
     stage: str
-    loss: dict[str, Any] | None = None  # train-mil's loss settings (eta, pooling) for y~
+    labels: Labeller
+
+
+def _cam_labeller(loss: dict[str, Any]) -> Labeller:
+    """y~ of train-mil's loss settings (eta, box or mask pooling) from the CAM scores."""
+    box = loss["pooling"] == "box"
+    column = artifacts.H5_CAM_BOX_SCORES if box else artifacts.H5_CAM_MASK_SCORES
+
+    def labels(file: CsrFile, image_id: int, label_vector: np.ndarray) -> np.ndarray:
+        scores = torch.from_numpy(file.read(column, image_id))
+        return pseudo_labels(scores, torch.from_numpy(label_vector), loss["eta"]).numpy()
+
+    return labels
+
+
+def _masked_mil_labels(file: CsrFile, image_id: int, label_vector: np.ndarray) -> np.ndarray:
+    """argmax of the MIL probabilities times the image's label vector (what the cut sees)."""
+    return (file.read(artifacts.H5_PROBS, image_id) * label_vector).argmax(axis=1)
+
+
+def _cut_labels(file: CsrFile, image_id: int, label_vector: np.ndarray) -> np.ndarray:
+    return file.read(artifacts.H5_LABELS, image_id)
 
 
 def available_steps(run_dir: Path) -> dict[str, Step]:
@@ -102,15 +128,18 @@ def available_steps(run_dir: Path) -> dict[str, Step]:
     cam_path = artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5
     if mil_manifest is not None and cam_path.is_file():
         steps["cam"] = Step(
-            cam_path, artifacts.SCHEMA_CAM_SCORES, "train-cam", mil_manifest["config"]["loss"]
+            cam_path,
+            artifacts.SCHEMA_CAM_SCORES,
+            "train-cam",
+            _cam_labeller(mil_manifest["config"]["loss"]),
         )
-    for step, stage, name, schema in (
-        ("mil", "dump", artifacts.DUMP_H5, artifacts.SCHEMA_DUMP),
-        ("cut", "cut", artifacts.CUT_H5, artifacts.SCHEMA_CUT),
+    for step, stage, name, schema, labeller in (
+        ("mil", "dump", artifacts.DUMP_H5, artifacts.SCHEMA_DUMP, _masked_mil_labels),
+        ("cut", "cut", artifacts.CUT_H5, artifacts.SCHEMA_CUT, _cut_labels),
     ):
         path = artifacts.stage_dir(run_dir, stage) / name
         if path.is_file():
-            steps[step] = Step(path, schema, stage)
+            steps[step] = Step(path, schema, stage, labeller)
     return steps
 
 
@@ -148,9 +177,10 @@ def evaluate_labels(
 ) -> dict[str, Any]:
     """Kinds of the run's proposals and of its exported pseudo instances, per labelling step."""
     internal = {cid: index.classes.to_internal(cid) for cid in index.classes.category_ids}
-    truth = truth_by_image(ground_truth)
+    truth = annotations_by_image(ground_truth)
     steps = available_steps(run_dir)
-    exported = _exported_by_image(run_dir)
+    export_path = artifacts.stage_dir(run_dir, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
+    exported = annotations_by_image(read_json(export_path)) if export_path.is_file() else None
     label_vectors = {int(im["id"]): index.classes.label_vector(im["labels"]) for im in index.images}
     fingerprint = file_sha256(index.path)
     proposals_tally, exported_tally = _Tally(), _Tally()
@@ -166,8 +196,8 @@ def evaluate_labels(
             truth_classes = np.array([internal[int(t["category_id"])] for t in image_truth])
             kinds, classes = region_kinds(proposals.rles(), image_truth, truth_classes)
             labels = {
-                name: _labels_of(name, files[name], steps[name], image_id, label_vectors[image_id])
-                for name in steps
+                name: step.labels(files[name], image_id, label_vectors[image_id])
+                for name, step in steps.items()
             }
             proposals_tally.add(kinds, classes, labels)
             if exported is not None:
@@ -195,27 +225,3 @@ def evaluate_labels(
             exported_tally.right_class["export"] / count if count else None
         )
     return metrics
-
-
-def _labels_of(
-    name: str, file: CsrFile, step: Step, image_id: int, label_vector: np.ndarray
-) -> np.ndarray:
-    """Class per proposal (0 = background) that step `name` gives the image's proposals."""
-    if step.loss is not None:
-        pooled = step.loss["pooling"]
-        column = artifacts.H5_CAM_BOX_SCORES if pooled == "box" else artifacts.H5_CAM_MASK_SCORES
-        scores = torch.from_numpy(file.read(column, image_id))
-        return pseudo_labels(scores, torch.from_numpy(label_vector), step.loss["eta"]).numpy()
-    if name == "mil":
-        return (file.read(artifacts.H5_PROBS, image_id) * label_vector).argmax(axis=1)
-    return file.read(artifacts.H5_LABELS, image_id)
-
-
-def _exported_by_image(run_dir: Path) -> dict[int, list[dict[str, Any]]] | None:
-    path = artifacts.stage_dir(run_dir, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
-    if not path.is_file():
-        return None
-    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for annotation in read_json(path)["annotations"]:
-        grouped[int(annotation["image_id"])].append(annotation)
-    return grouped

@@ -20,7 +20,7 @@ from rich.table import Table
 from liid_cli import artifacts, masks
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.labels import truth_by_image
+from liid_cli.evaluation.labels import annotations_by_image
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.proposals.store import (
     ImageProposals,
@@ -70,7 +70,7 @@ def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 
 def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> dict[str, Any]:
     """Recall@0.5/0.7 and ABO (mask and box) for each proposal count up to the most per image."""
-    truth = truth_by_image(ground_truth)
+    truth = annotations_by_image(ground_truth)
     sizes = {int(im["id"]): (int(im["height"]), int(im["width"])) for im in ground_truth["images"]}
     most = int(np.diff(store.csr.offsets).max()) if len(store) else 0
     counts = [c for c in PROPOSAL_COUNTS if c < most] + ([most] if most else [])
