@@ -19,7 +19,7 @@ VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
 M := manifest.json
 
-.PHONY: all test help env pipeline upper-bound report ablation pretrained box2mask clean
+.PHONY: all test help env pipeline upper-bound report ablation box2mask clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -43,8 +43,8 @@ $(TRAIN_INDEX): src/liid_cli/data/demo.py | $(STAMP)
 # ---- LIID: pseudo labels from image-level labels ----
 $(RUN)/proposals/$(M): $(TRAIN_INDEX) stages/proposals.yaml $(SRC)
 	$(LIID) proposals --data $(TRAIN_INDEX) $(ARGS) --workers $(WORKERS)
-$(RUN)/cam/$(M): $(RUN)/proposals/$(M) stages/train_cam.yaml $(CAM_WEIGHTS)
-	$(LIID) train-cam $(ARGS) $(if $(CAM_WEIGHTS),--weights $(CAM_WEIGHTS))
+$(RUN)/cam/$(M): $(RUN)/proposals/$(M) stages/train_cam.yaml
+	$(LIID) train-cam $(ARGS)
 $(RUN)/mil/$(M): $(RUN)/cam/$(M) stages/train_mil.yaml
 	$(LIID) train-mil $(ARGS)
 $(RUN)/dump/$(M): $(RUN)/mil/$(M) stages/dump.yaml
@@ -85,22 +85,6 @@ ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train spl
 	$(LIID) ablation $(ARGS) --out runs/demo-ablation
 	$(LIID) viz $(ARGS)
 
-# ---- the same LIID stages from a pretrained backbone (the demo's stand-in for ImageNet) ----
-PRETRAIN_DATA ?= data/demo-pretrain
-PRETRAIN_RUN ?= runs/demo-pretrain
-PRETRAINED_RUN ?= runs/demo-pretrained
-PRETRAINED_WEIGHTS := $(PRETRAIN_RUN)/pretrain/backbone.pt
-$(PRETRAIN_DATA)/index_train.json: src/liid_cli/data/demo.py | $(STAMP)
-	$(LIID) data demo --single-object --n-train 1500 --n-val 300 --out $(PRETRAIN_DATA)
-$(PRETRAINED_WEIGHTS): $(PRETRAIN_DATA)/index_train.json stages/pretrain.yaml $(SRC)
-	$(LIID) pretrain --data $< --run $(PRETRAIN_RUN) --profile $(PROFILE)
-	@touch $@  # the stage may skip an unchanged run; its dependants then skip too (same content hash)
-
-pretrained: $(PRETRAINED_WEIGHTS) upper-bound  ## make pipeline and ablation from a pretrained tinynet, vs the upper bound.
-	$(MAKE) RUN=$(PRETRAINED_RUN) CAM_WEIGHTS=$(PRETRAINED_WEIGHTS) pipeline
-	$(LIID) ablation --run $(PRETRAINED_RUN) --profile $(PROFILE) --out $(PRETRAINED_RUN)-ablation
-	$(LIID) eval compare $(PRETRAINED_RUN) $(GT_RUN)
-
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
 B2M_RUN ?= runs/demo-box2mask
 B2M_ARGS := --data $(TRAIN_INDEX) --profile $(PROFILE)
@@ -114,4 +98,4 @@ $(B2M_RUN)-%/box2mask/$(M): $(TRAIN_INDEX) stages/box2mask.yaml $(SRC)
 box2mask: $(B2M_RUN)/box2mask/$(M) $(B2M_RUN)-rect/box2mask/$(M) $(B2M_RUN)-ellipse/box2mask/$(M)  ## Learned box-to-mask vs the rect and ellipse baselines on the demo's target classes.
 
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).
-	rm -rf runs $(DATA) $(PRETRAIN_DATA)
+	rm -rf runs $(DATA)

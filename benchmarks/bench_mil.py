@@ -5,7 +5,7 @@
    plain multi-label classifier (GAP, BCE) with the same backbone and image size. Goal: <= 1.15.
 2. Images/s of the dump's forward pass (MIL network, softmax, float16 features), batches of 8.
 
-    python benchmarks/bench_mil.py                       # tinynet at 128 px (demo) and resnet18 at 224 px
+    python benchmarks/bench_mil.py                       # EfficientNet-Lite0 at 160 px (demo) and resnet18 at 224 px
     python benchmarks/bench_mil.py --case resnet50:448:pool --repeats 5   # the paper default
 Prints medians over `--repeats` timed steps after `--warmup` untimed ones.
 """
@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from liid_cli.models.backbones import TrunkConfig
 from liid_cli.models.cam import CamClassifier
 from liid_cli.models.losses import update_centres
 from liid_cli.models.mil import ClassCentres, LossConfig, MilNetwork, image_losses
@@ -69,7 +70,9 @@ def bench_case(
     boxes = random_boxes(proposals, size, generator).to(device)
     cam_scores = (torch.rand(proposals, NUM_CLASSES, generator=generator) * 2).to(device)
 
-    classifier = CamClassifier(backbone, "none", NUM_CLASSES).to(device).train()
+    trunk = TrunkConfig(backbone=backbone, weights="none", output_stride=16, norm="frozen_bn",
+                        frozen_levels=0)
+    classifier = CamClassifier(trunk, NUM_CLASSES).to(device).train()
     classifier_opt = torch.optim.SGD(classifier.parameters(), lr=1e-4, momentum=0.9)
 
     def classifier_step() -> None:
@@ -78,7 +81,7 @@ def bench_case(
         loss.backward()
         classifier_opt.step()
 
-    network = MilNetwork(backbone, "none", NUM_CLASSES, roi_op, 7).to(device).train()
+    network = MilNetwork(trunk, NUM_CLASSES, roi_op, 7).to(device).train()
     centres = ClassCentres(NUM_CLASSES, network.feature_dim).to(device)
     mil_opt = torch.optim.SGD(network.parameters(), lr=1e-4, momentum=0.9)
 
@@ -139,7 +142,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    for case in args.case or ["tinynet:128", "resnet18:224"]:
+    for case in args.case or ["tf_efficientnet_lite0:160", "resnet18:224"]:
         backbone, size, roi_op = (case + ":align").split(":")[:3]
         bench_case(
             backbone, int(size), roi_op, args.proposals, args.device, args.warmup, args.repeats

@@ -28,6 +28,7 @@ from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.evaluation.labels import KINDS, annotations_by_image, available_steps, region_kinds
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import open_csr
+from liid_cli.models.backbones import trunk_settings
 from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import read_manifest
@@ -132,8 +133,7 @@ def supervised_oracle(run_dir: Path, epochs: int) -> None:
                 )
     torch.manual_seed(0)
     network = MilNetwork(
-        settings["backbone"],
-        "none",
+        trunk_settings(settings),
         index.classes.num_classes,
         settings["roi_op"],
         settings["roi_size"],

@@ -14,16 +14,22 @@ from liid_cli.box2mask.baselines import ellipse_masks, grabcut_masks, rect_masks
 from liid_cli.box2mask.data import choose_target_classes, load_target_boxes
 from liid_cli.box2mask.geometry import box_channel, clip_boxes, context_windows, crop, paste
 from liid_cli.box2mask.inference import load_box2mask, masks_from_probabilities, refine_masks
-from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, widen_input
+from liid_cli.box2mask.network import (
+    SegmentationNet,
+    build_box2mask_net,
+    input_channels_of,
+    widen_input,
+)
 from liid_cli.box2mask.pseudo import class_mean_best_iou
 from liid_cli.box2mask.semantic import LabelledImage, label_map
 from liid_cli.box2mask.training import fit
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError
+from liid_cli.models.backbones import build_trunk
 
 TINY_NET = {
-    "encoder": "slim",
+    "encoder": "tf_efficientnet_lite0",
     "decoder_channels": 8,
     "crop_size": 32,
     "context": 0.25,
@@ -86,20 +92,39 @@ def test_grabcut_finds_a_disc_in_its_box() -> None:
     assert iou > 0.85, iou
 
 
-def test_network_predicts_at_stride_four_and_widening_changes_nothing() -> None:
+@pytest.mark.parametrize("encoder", ["tf_efficientnet_lite0", "resnet18"])
+def test_network_predicts_at_stride_four_and_widening_changes_nothing(encoder: str) -> None:
     torch.manual_seed(0)
-    net = build_box2mask_net(TINY_NET, in_channels=4).eval()
-    x = torch.randn(2, 4, 64, 64)
+    config = TINY_NET | {"encoder": encoder}
+    net = build_box2mask_net(config, in_channels=4).eval()
+    assert input_channels_of(net.state_dict()) == 4
+    x = torch.rand(2, 4, 64, 64)
     assert net(x).shape == (2, 2, 16, 16)
-    wide = build_box2mask_net(TINY_NET, in_channels=5).eval()
+    wide = build_box2mask_net(config, in_channels=5).eval()
     wide.load_state_dict(widen_input(net.state_dict(), 5))
-    extra = torch.cat([x, torch.randn(2, 1, 64, 64)], dim=1)
+    assert input_channels_of(wide.state_dict()) == 5
+    extra = torch.cat([x, torch.rand(2, 1, 64, 64)], dim=1)
     torch.testing.assert_close(wide(extra), net(x))
 
 
+def test_pretrained_encoder_answers_rgb_as_before_widening(tmp_path: Path) -> None:
+    """Extra input channels start at zero on loaded weights (here: a saved trunk's)."""
+    torch.manual_seed(0)
+    rgb = build_trunk("tf_efficientnet_lite0", "none", levels=(1, 2, 3, 4)).eval()
+    path = tmp_path / "trunk.pt"
+    torch.save(rgb.state_dict(), path)
+    net = build_box2mask_net(TINY_NET, in_channels=5, weights=str(path)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    boxed = torch.cat([x, torch.rand(1, 2, 64, 64)], dim=1)
+    for ours, theirs in zip(net.encoder(boxed), rgb(x)):
+        torch.testing.assert_close(ours, theirs)
+
+
 def test_semantic_net_outputs_all_classes() -> None:
-    net = SegmentationNet(encoder="slim", in_channels=3, num_outputs=7, decoder_channels=8)
-    assert net(torch.randn(1, 3, 96, 64)).shape == (1, 7, 24, 16)
+    net = SegmentationNet(
+        encoder="tf_efficientnet_lite0", in_channels=3, num_outputs=7, decoder_channels=8
+    )
+    assert net(torch.rand(1, 3, 96, 64)).shape == (1, 7, 24, 16)
 
 
 def _checkpoint(path: Path, in_channels: int, declared: int | None = None) -> Path:

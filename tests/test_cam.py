@@ -56,8 +56,8 @@ def test_cams_are_relu_max_normalised_and_flip_averaged() -> None:
     assert torch.allclose(cams[1], torch.tensor([[0.0, 0.5], [1.0, 0.0]]))
     assert torch.allclose(cams[0], torch.tensor([[1.0, 0.0], [1 / 3, 1 / 3]]))
     _, averaged = normalised_cams(FixedMaps(), image, [0], size=(2, 2), flip_average=True)
-    # the mirrored image gets the same maps here; flipped back and added: [[1, 1], [4, 4]]
-    assert torch.allclose(averaged[0], torch.tensor([[0.25, 0.25], [1.0, 1.0]]))
+    # the mirrored image gets the same maps here; ReLU'd, flipped back and added: [[2, 2], [4, 4]]
+    assert torch.allclose(averaged[0], torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
 
 
 @pytest.fixture(scope="module")

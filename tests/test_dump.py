@@ -45,7 +45,7 @@ def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
         features = dump.column(artifacts.H5_FEATURES)
         assert probs.dtype == np.float32 and probs.shape == (dump.num_rows, 7)
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 128)
+        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 320)  # lite0
         labels = dump.column(artifacts.H5_LABELS)
         assert labels.shape == (len(index.images), 7) and (labels[:, 0] == 1).all()
         for position, proposals in enumerate(store):

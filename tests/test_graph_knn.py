@@ -15,9 +15,9 @@ from liid_cli.graph.knn import (
     ApproximateSettings,
     Neighbours,
     find_knn,
+    keep_class_sharing,
     load_normalised,
     merge_topk,
-    search_groups,
 )
 from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
@@ -42,15 +42,18 @@ def small_dump(tmp_path_factory: pytest.TempPathFactory) -> DumpData:
 
 
 def brute_force(dump: DumpData, share_class: bool) -> dict[int, np.ndarray]:
-    """Per SOP, its K best similarities over every allowed other SOP, by one dense matrix."""
+    """Per SOP, its K best similarities over all other SOPs, by one dense matrix; with
+    `share_class`, those of them whose image shares a labelled class with the SOP's."""
     vectors = load_normalised(FeatureStream(dump)).float()
     sims = (vectors @ vectors.T).numpy()
     np.fill_diagonal(sims, -np.inf)
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :K]
+    top = np.take_along_axis(sims, order, axis=1)
     if share_class:
         labels = dump.image_labels[dump.sop_image, 1:].astype(float)
-        sims[labels @ labels.T < 0.5] = -np.inf
-    top = -np.sort(-sims, axis=1)[:, :K]
-    return {row: values[np.isfinite(values)] for row, values in enumerate(top)}
+        shares = (labels @ labels.T) > 0.5
+        top = np.where(np.take_along_axis(shares, order, axis=1), top, -np.inf)
+    return {row: np.sort(values[np.isfinite(values)])[::-1] for row, values in enumerate(top)}
 
 
 def found_by_row(rows: np.ndarray, sims: np.ndarray) -> dict[int, np.ndarray]:
@@ -58,17 +61,9 @@ def found_by_row(rows: np.ndarray, sims: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def exact_knn(dump: DumpData, share_class: bool) -> Neighbours:
-    """The exact CPU backend on one thread, seeded."""
-    return find_knn(
-        FeatureStream(dump),
-        search_groups(dump, share_class),
-        K,
-        "cpu",
-        None,
-        0,
-        np.random.default_rng(0),
-        threads=1,
-    )
+    """The exact CPU backend on one thread, seeded, then the class-sharing filter if asked."""
+    found = find_knn(FeatureStream(dump), K, "cpu", None, 0, np.random.default_rng(0), threads=1)
+    return keep_class_sharing(found, dump) if share_class else found
 
 
 @pytest.mark.parametrize("share_class", [True, False])
@@ -82,13 +77,20 @@ def test_exact_backend_matches_brute_force(small_dump: DumpData, share_class: bo
     assert np.all(found.rows != found.cols)
 
 
-def test_class_sharing_keeps_edges_between_images_with_a_common_class(small_dump: DumpData) -> None:
+def test_class_sharing_filters_after_the_search_over_all_sops(small_dump: DumpData) -> None:
+    everything = exact_knn(small_dump, False)
     found = exact_knn(small_dump, True)
     labels = small_dump.image_labels[:, 1:]
     shared = (
         labels[small_dump.sop_image[found.rows]] & labels[small_dump.sop_image[found.cols]]
     ).any(axis=1)
     assert shared.all()
+    # The filter only removes edges (the search is not restricted), so some SOPs keep fewer than
+    # K, and the smallest similarity of the search is kept for relative edge weights.
+    assert set(zip(found.rows.tolist(), found.cols.tolist())) < set(
+        zip(everything.rows.tolist(), everything.cols.tolist())
+    )
+    assert found.smallest == pytest.approx(float(everything.similarity.min()))
 
 
 def approximate(candidates: int, probe: int) -> ApproximateSettings:
@@ -103,10 +105,9 @@ def approximate(candidates: int, probe: int) -> ApproximateSettings:
 
 
 def test_approximate_backend_with_every_list_probed_is_exact(small_dump: DumpData) -> None:
-    expected = brute_force(small_dump, True)
+    expected = brute_force(small_dump, False)
     found = find_knn(
         FeatureStream(small_dump),
-        search_groups(small_dump, True),
         K,
         "cpu",
         approximate(candidates=200, probe=1000),
@@ -124,10 +125,9 @@ def test_approximate_backend_with_every_list_probed_is_exact(small_dump: DumpDat
 def test_approximate_backend_reports_its_true_recall(small_dump: DumpData) -> None:
     # Few candidates in a 8-d projection miss neighbours; with every SOP sampled, the reported
     # recall must equal the recall counted against brute force.
-    expected = brute_force(small_dump, True)
+    expected = brute_force(small_dump, False)
     found = find_knn(
         FeatureStream(small_dump),
-        search_groups(small_dump, True),
         K,
         "cpu",
         approximate(candidates=3, probe=1),
@@ -164,6 +164,8 @@ def test_graph_is_symmetrised_and_split_into_components() -> None:
     assert edges == [(0, 1, 3.0), (1, 2, 2.0), (3, 4, 1.5)]  # the larger of both directions, |cos|
     assert graph.component_sizes.tolist() == [3, 2]
     assert graph.component.tolist() == [0, 0, 0, 1, 1]
+    relative = build_graph(probs, np.ones((5, 2), bool), rows, cols, sims, delta=5.0, floor=0.3)
+    assert np.round(relative.weights, 6).tolist() == [1.5, 0.5, 0.0]  # delta (|cos| - floor)
 
 
 def test_features_are_normalised_in_float16(tmp_path: Path, small_dump: DumpData) -> None:

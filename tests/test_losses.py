@@ -76,14 +76,15 @@ def test_centre_loss_by_hand_and_unknown_centres_add_nothing() -> None:
     )
 
 
-def test_centre_update_moves_by_theta_towards_the_mean_and_initialises_new_classes() -> None:
+def test_centre_update_moves_as_far_as_per_proposal_steps_and_initialises_new_classes() -> None:
     centres = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     known = torch.tensor([True, True, False])
     features = torch.tensor([[3.0, 0.0], [0.0, 1.0], [0.0, 3.0], [4.0, 4.0]])
     assigned = torch.tensor([1, 1, 1, 2])
     losses.update_centres(centres, known, features, assigned, theta=0.5)
-    # class 1: mean of its three features is (1, 4/3); c <- (1, 1) + 0.5 * ((1, 4/3) - (1, 1))
-    assert torch.allclose(centres, torch.tensor([[1.0, 0.0], [1.0, 7 / 6], [4.0, 4.0]]))
+    # class 1: mean of its three features is (1, 4/3); three steps of theta 0.5 move a centre
+    # 1 - 0.5^3 = 7/8 of the way: c <- (1, 1) + 7/8 * ((1, 4/3) - (1, 1)) = (1, 1 + 7/24)
+    assert torch.allclose(centres, torch.tensor([[1.0, 0.0], [1.0, 1 + 7 / 24], [4.0, 4.0]]))
     assert known.tolist() == [True, True, True]
 
 

@@ -12,6 +12,7 @@ from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint
 from liid_cli.config import load_stage_config
 from liid_cli.errors import LiidError
+from liid_cli.models.backbones import TrunkConfig
 from liid_cli.models.mil import ClassCentres, MilNetwork, ProposalDataset, single_item
 from liid_cli.runner import StageContext
 from liid_cli.stages import train_mil
@@ -28,8 +29,13 @@ def cam_ready(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return run_dir
 
 
+LITE0 = TrunkConfig(
+    backbone="tf_efficientnet_lite0", weights="none", output_stride=16, norm="bn", frozen_levels=0
+)
+
+
 def test_network_gives_one_row_per_box_in_order() -> None:
-    network = MilNetwork("tinynet", "none", num_classes=3, roi_op="align", roi_size=2).eval()
+    network = MilNetwork(LITE0, num_classes=3, roi_op="align", roi_size=2).eval()
     images = torch.randn(2, 3, 32, 32)
     boxes = [
         torch.tensor([[0.0, 0.0, 16.0, 16.0], [8.0, 8.0, 32.0, 32.0]]),
@@ -39,7 +45,7 @@ def test_network_gives_one_row_per_box_in_order() -> None:
     assert logits.shape == (3, 4) and features.shape == (3, network.feature_dim)
     alone, _ = network(images[1:], boxes[1:])
     assert torch.allclose(alone, logits[2:], atol=1e-5)
-    pooled, _ = MilNetwork("tinynet", "none", 3, roi_op="pool", roi_size=2).eval()(images, boxes)
+    pooled, _ = MilNetwork(LITE0, 3, roi_op="pool", roi_size=2).eval()(images, boxes)
     assert pooled.shape == (3, 4)
 
 
@@ -68,7 +74,7 @@ def test_a_few_epochs_lower_the_loss_and_skip_images_without_proposals(
     cam_ready: Path, tiny_demo: Path, tmp_path: Path
 ) -> None:
     index = tiny_demo / "index_train.json"
-    config = _config("epochs=3", "lr=0.01")
+    config = _config("epochs=3", "lr=0.001")
     context = _context(cam_ready, index, tmp_path)
     items = train_mil.training_images(train_mil.load_index(index), context, "box")
     assert 2 not in {item.image_id for item in items} and len(items) == 23

@@ -1,4 +1,4 @@
-"""`liid data demo --single-object` and `liid pretrain`: a backbone that --weights PATH loads."""
+"""`liid pretrain`: a backbone fine-tuned on a labelled set, which --weights PATH loads."""
 
 from __future__ import annotations
 
@@ -18,38 +18,22 @@ TINY_PRETRAIN = ["--set", "input_size=48", "--set", "epochs=1", "--set", "batch_
 
 
 @pytest.fixture(scope="module")
-def single_objects(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pretrain") / "single"
-    result = liid("data", "demo", "--single-object", "--out", out, "--n-train", "16", "--n-val", "6",
-                  "--size", "64", "--seed", "3", "-q")
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="module")
-def pretrained(single_objects: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pretrained(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("pretrain") / "run"
-    result = liid("pretrain", "--run", run, "--data", single_objects / "index_train.json",
+    result = liid("pretrain", "--run", run, "--data", tiny_demo / "index_train.json",
                   "--profile", "demo", *TINY_PRETRAIN, "-q")
     assert result.exit_code == 0, result.output
     return run
 
 
-def test_single_object_images_hold_one_labelled_object(single_objects: Path) -> None:
-    index = json.loads((single_objects / "index_train.json").read_text())
-    counts = [len(image["boxes"]) for image in index["images"]]
-    assert max(counts) == 1 and sum(counts) >= 12  # a front distractor may hide the one object
-    assert all(len(image["labels"]) == len(image["boxes"]) for image in index["images"])
-
-
-def test_pretrain_writes_a_backbone_that_weights_path_loads(pretrained: Path, single_objects: Path) -> None:
+def test_pretrain_writes_a_backbone_that_weights_path_loads(pretrained: Path, tiny_demo: Path) -> None:
     manifest = json.loads((artifacts.stage_dir(pretrained, "pretrain") / artifacts.MANIFEST).read_text())
-    assert manifest["inputs"]["val"]["path"] == str(single_objects / "index_val.json")
+    assert manifest["inputs"]["val"]["path"] == str(tiny_demo / "index_val.json")
     accuracy = manifest["metrics"]["val_accuracy"]
     assert 0.0 <= accuracy["top1"] <= 1.0 and 0.0 <= accuracy["label"] <= 1.0
     path = artifacts.stage_dir(pretrained, "pretrain") / artifacts.PRETRAINED_BACKBONE
     saved = load_checkpoint(path)["model"]
-    trunk, _ = build_trunk("tinynet", str(path))
+    trunk = build_trunk("tf_efficientnet_lite0", str(path), output_stride=16)
     for name, value in trunk.state_dict().items():
         assert torch.equal(value, saved[name]), name
 
@@ -71,27 +55,27 @@ def test_train_cam_records_the_pretrained_weights_as_an_input(
 
 
 def test_torchvision_trunks_keep_torchvision_names() -> None:
-    trunk, _ = build_trunk("resnet18", "none")
-    missing, unexpected = torchvision.models.resnet18().load_state_dict(trunk.state_dict(), strict=False)
+    trunk = build_trunk("resnet18", "none")
+    missing, unexpected = torchvision.models.resnet18().load_state_dict(trunk.body.state_dict(), strict=False)
     assert unexpected == [] and sorted(missing) == ["fc.bias", "fc.weight"]
 
 
 def test_pretrain_with_other_classes_for_validation_is_a_clear_error(
-    single_objects: Path, tiny_demo: Path, tmp_path: Path
+    tiny_demo: Path, tmp_path: Path
 ) -> None:
     index = json.loads((tiny_demo / "index_val.json").read_text())
     index["categories"][0]["name"] = "blob"
     other = tmp_path / "index_val.json"
     other.write_text(json.dumps(index))
-    result = liid("pretrain", "--run", tmp_path / "run", "--data", single_objects / "index_train.json",
+    result = liid("pretrain", "--run", tmp_path / "run", "--data", tiny_demo / "index_train.json",
                   "--val", other, "--profile", "demo", *TINY_PRETRAIN, "-q")
     assert_one_line_error(result, str(other), "classes")
 
 
-def test_weights_that_are_not_a_checkpoint_are_a_clear_error(single_objects: Path, tmp_path: Path) -> None:
+def test_weights_that_are_not_a_checkpoint_are_a_clear_error(tiny_demo: Path, tmp_path: Path) -> None:
     not_weights = tmp_path / "picture.pt"
     not_weights.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
-    result = liid("pretrain", "--run", tmp_path / "run", "--data", single_objects / "index_train.json",
+    result = liid("pretrain", "--run", tmp_path / "run", "--data", tiny_demo / "index_train.json",
                   "--weights", not_weights, "--profile", "demo", *TINY_PRETRAIN, "-q")
     assert_one_line_error(result, str(not_weights), "not a readable torch checkpoint")
     assert not (tmp_path / "run" / "pretrain").exists()

@@ -18,7 +18,12 @@ from liid_cli.box2mask.network import build_box2mask_net
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.proposals.store import ImageProposals, open_proposals
 
-TINY_NET = {"encoder": "slim", "decoder_channels": 8, "crop_size": 32, "context": 0.25}
+TINY_NET = {
+    "encoder": "tf_efficientnet_lite0",
+    "decoder_channels": 8,
+    "crop_size": 32,
+    "context": 0.25,
+}
 
 
 def _saved_model(

@@ -19,7 +19,6 @@ from liid_cli.downstream.models import (
     InstanceModelConfig,
     SemanticModelConfig,
     build_instance_model,
-    build_resnet,
     build_semantic_model,
 )
 from liid_cli.downstream.semantic_data import SemanticDataset, load_semantic_records, read_label_map
@@ -165,59 +164,91 @@ def test_semantic_crops_pad_with_ignore(tiny_demo: Path) -> None:
     assert (labels == IGNORE_LABEL).sum() > labels.numel() / 2
 
 
+BACKBONES = [("tf_efficientnet_lite0", "frozen_bn"), ("resnet18", "gn")]
+
+
+def _instance_config(backbone: str, norm: str) -> InstanceModelConfig:
+    return InstanceModelConfig(
+        backbone=backbone,
+        norm=norm,
+        fpn_channels=32,  # GroupNorm heads: a multiple of 32
+        box_head_size=32,
+        anchor_sizes=[16, 32, 64, 128, 256],
+        train_sizes=[64],
+        max_size=96,
+        rpn_pre_nms_train=10,
+        rpn_post_nms_train=10,
+        rpn_pre_nms_test=10,
+        rpn_post_nms_test=10,
+        box_batch_size_per_image=8,
+        roi_canonical_scale=64,
+        mask_head_channels=32,
+        mask_head_layers=1,
+        score_threshold=0.0,
+        mask_threshold=0.5,
+        detections_per_image=5,
+    )
+
+
+def _semantic_config(backbone: str, norm: str, stride: int = 16) -> SemanticModelConfig:
+    return SemanticModelConfig(
+        backbone=backbone, norm=norm, output_stride=stride, atrous_rates=[1, 2, 3]
+    )
+
+
+@pytest.mark.parametrize(("backbone", "norm"), BACKBONES)
+def test_mask_rcnn_trains_and_predicts_on_any_backbone(backbone: str, norm: str) -> None:
+    torch.manual_seed(0)
+    model = build_instance_model(_instance_config(backbone, norm), 3, "none")
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[0, 10:40, 20:50] = 1
+    target = {"boxes": boxes_from_masks(masks.bool()), "labels": torch.tensor([2]), "masks": masks}
+    losses = model.train()([torch.rand(3, 64, 64)], [target])
+    assert {"loss_classifier", "loss_mask", "loss_rpn_box_reg"} <= set(losses)
+    assert all(torch.isfinite(loss) for loss in losses.values())
+    sum(losses.values()).backward()
+    with torch.no_grad():
+        (output,) = model.eval()([torch.rand(3, 64, 80)])
+    assert output["masks"].shape[1:] == (1, 64, 80) and len(output["boxes"]) <= 5
+
+
+@pytest.mark.parametrize(("backbone", "norm"), BACKBONES)
 @pytest.mark.parametrize("stride", [8, 16])
-def test_dilated_resnet18_keeps_output_stride(stride: int) -> None:
-    resnet = build_resnet("resnet18", "bn", "none", output_stride=stride)
-    trunk = torch.nn.Sequential(*list(resnet.children())[:-2]).eval()
-    assert trunk(torch.zeros(1, 3, 64, 64)).shape[-1] == 64 // stride
+def test_deeplab_logits_match_input_size(backbone: str, norm: str, stride: int) -> None:
+    model = build_semantic_model(_semantic_config(backbone, norm, stride), 3, "none").eval()
+    x = torch.rand(1, 3, 64, 80)
+    assert model.backbone(x)["out"].shape[-2:] == (64 // stride, 80 // stride)
+    assert model(x)["out"].shape == (1, 4, 64, 80)
 
 
-def test_deeplab_logits_match_input_size() -> None:
-    model = build_semantic_model(
-        SemanticModelConfig(
-            backbone="resnet18", norm="gn", output_stride=16, atrous_rates=[1, 2, 3]
-        ),
-        3,
-        "none",
-    )
-    assert model.eval()(torch.zeros(1, 3, 50, 70))["out"].shape == (1, 4, 50, 70)
+def test_unknown_backbone_is_a_clear_error() -> None:
+    with pytest.raises(LiidError, match="unknown backbone 'resnet9000'"):
+        build_semantic_model(_semantic_config("resnet9000", "bn"), 3, "none")
 
 
-def test_weights_path_loads_into_the_backbone(tmp_path: Path) -> None:
-    source = build_resnet("resnet18", "bn", "none")
-    path = tmp_path / "resnet18.pt"
-    torch.save({"model": source.state_dict()}, path)
-    loaded = build_resnet("resnet18", "frozen_bn", str(path))
-    assert torch.equal(loaded.conv1.weight, source.conv1.weight)
-    assert torch.equal(loaded.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var)
-
-
-def test_weights_from_a_trained_mask_rcnn_start_a_deeplab_backbone(tmp_path: Path) -> None:
-    detector = build_instance_model(
-        InstanceModelConfig(
-            backbone="resnet18",
-            norm="gn",
-            fpn_channels=32,
-            box_head_size=32,
-            anchor_sizes=[16, 32, 64, 128, 256],
-            train_sizes=[64],
-            max_size=128,
-            rpn_pre_nms_train=10,
-            rpn_post_nms_train=10,
-            rpn_pre_nms_test=10,
-            rpn_post_nms_test=10,
-            box_batch_size_per_image=8,
-            roi_canonical_scale=64,
-            mask_head_channels=32,
-            mask_head_layers=1,
-            score_threshold=0.05,
-            mask_threshold=0.5,
-            detections_per_image=5,
-        ),
-        6,
-        "none",
-    )
+@pytest.mark.parametrize(
+    ("backbone", "norm"),
+    [("tf_efficientnet_lite0", "bn"), ("resnet18", "gn"), ("resnet18", "frozen_bn"),
+     ("tf_efficientnet_lite0", "frozen_bn")],
+)
+def test_weights_of_a_trained_mask_rcnn_start_deeplab_and_back(
+    tmp_path: Path, backbone: str, norm: str
+) -> None:
+    """`--weights <run>/train/model_best.pt`: the backbone part is found under its prefix."""
+    detector = build_instance_model(_instance_config(backbone, norm), 6, "none")
     path = tmp_path / "model_best.pt"
     torch.save({"task": "instance", "model": detector.state_dict()}, path)
-    resnet = build_resnet("resnet18", "gn", str(path), output_stride=16)
-    assert torch.equal(resnet.layer3[0].conv1.weight, detector.backbone.body.layer3[0].conv1.weight)
+    deeplab = build_semantic_model(_semantic_config(backbone, norm), 6, str(path))
+    assert _same_tensors(deeplab.backbone.trunk.state_dict(), detector.backbone.trunk.state_dict())
+    torch.save({"task": "semantic", "model": deeplab.state_dict()}, path)
+    again = build_instance_model(_instance_config(backbone, norm), 6, str(path))
+    assert _same_tensors(again.backbone.trunk.state_dict(), deeplab.backbone.trunk.state_dict())
+    # A pretrained frozen-BN detector keeps its stem and level 1 fixed.
+    fixed = [p for p in again.backbone.trunk.parameters() if not p.requires_grad]
+    assert bool(fixed) == (norm == "frozen_bn")
+    assert len(fixed) < len(list(again.backbone.trunk.parameters()))
+
+
+def _same_tensors(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> bool:
+    shared = set(ours) & set(theirs)
+    return bool(shared) and all(torch.equal(ours[key], theirs[key]) for key in shared)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from liid_cli import masks
-from liid_cli.box2mask.network import SegmentationNet, normalise_rgb
+from liid_cli.box2mask.network import SegmentationNet
 from liid_cli.box2mask.training import IGNORE_LABEL, cached_rgb, fit
 
 
@@ -45,8 +45,9 @@ def label_map(image: LabelledImage) -> np.ndarray:
 
 
 def _resized_image(path: Path, size: int) -> torch.Tensor:
+    """(3, size, size) in [0, 1]; the network's trunk normalises."""
     return F.interpolate(
-        normalise_rgb(cached_rgb(path))[None],
+        cached_rgb(path)[None].float() / 255.0,
         size=(size, size),
         mode="bilinear",
         align_corners=False,

@@ -23,12 +23,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from liid_cli import masks
 from liid_cli.box2mask.data import SourceInstance
 from liid_cli.box2mask.geometry import box_channel, context_windows, crop
-from liid_cli.box2mask.network import (
-    SegmentationNet,
-    build_box2mask_net,
-    normalise_rgb,
-    widen_input,
-)
+from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, widen_input
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.images import read_rgb
 from liid_cli.log import log, track
@@ -61,11 +56,11 @@ def object_inputs(
     size: int,
     score_maps: torch.Tensor | None,
 ) -> torch.Tensor:
-    """(M, 4 or 5, size, size) network inputs: normalised image crop, box channel, score crop.
+    """(M, 4 or 5, size, size) network inputs: image crop in [0, 1], box channel, score crop.
 
     `rgb` is (3, H, W) 0..255; `score_maps` is (M, H, W), one map per object, or None.
     """
-    image = crop(normalise_rgb(rgb), windows, size)
+    image = crop(rgb.float() / 255.0, windows, size)
     parts = [image, box_channel(boxes, windows, size)]
     if score_maps is not None:
         parts.append(

@@ -43,18 +43,13 @@ def demo(
     n_val: Annotated[int, typer.Option("--n-val", min=1, help="Validation images.")] = 100,
     size: Annotated[int, typer.Option("--size", min=48, help="Typical image side in pixels.")] = 160,
     seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
-    single_object: Annotated[bool, typer.Option(
-        "--single-object",
-        help="One object per image, from other random streams: a fully labelled classification "
-        "set for `liid pretrain` (the demo's stand-in for ImageNet).",
-    )] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Generate the embedded demo set: 6 shape classes on textured clutter, train + val splits."""
     from liid_cli.data.demo import DemoSpec, generate
 
     setup_logging(quiet)
-    spec = DemoSpec(n_train=n_train, n_val=n_val, size=size, seed=seed, single_object=single_object)
+    spec = DemoSpec(n_train=n_train, n_val=n_val, size=size, seed=seed)
     counts = generate(out, spec)
     log.info(f"demo data set in {out}: {counts}")
 

@@ -107,8 +107,6 @@ class DemoSpec:
     n_val: int = 100
     size: int = 160
     seed: int = 0
-    # One object per image, from other random streams: the demo's stand-in for ImageNet (see README).
-    single_object: bool = False
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
@@ -186,14 +184,13 @@ def generate_image(
     height: int,
     width: int,
     class_names: list[str],
-    single_object: bool = False,
 ) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
     """One image (uint8 RGB) and its visible instances as (class index, mask)."""
     image = _background(rng, height, width)
     for _ in range(rng.integers(1, 4)):
         _paint(image, _distractor(rng, height, width), rng)
     placed: list[tuple[int, np.ndarray]] = []
-    n_instances = 1 if single_object else rng.choice(len(INSTANCE_COUNT_PROBS), p=INSTANCE_COUNT_PROBS)
+    n_instances = rng.choice(len(INSTANCE_COUNT_PROBS), p=INSTANCE_COUNT_PROBS)
     for _ in range(n_instances):
         for _attempt in range(10):
             cls = int(rng.integers(len(class_names)))
@@ -220,17 +217,14 @@ def generate(out_dir: Path, spec: DemoSpec) -> dict[str, int]:
     with atomic_path(out_dir) as tmp:
         (tmp / artifacts.IMAGES_DIR).mkdir(parents=True)
         image_id = 0
-        first_stream = 2 if spec.single_object else 0
-        for split, n_images, stream in (
-            ("train", spec.n_train, first_stream), ("val", spec.n_val, first_stream + 1)
-        ):
+        for split, n_images, stream in (("train", spec.n_train, 0), ("val", spec.n_val, 1)):
             rng = np.random.default_rng([spec.seed, stream])
             images, annotations = [], []
             for i in track(range(n_images), f"demo {split}"):
                 image_id += 1
                 height = int(spec.size * rng.uniform(0.85, 1.1))
                 width = int(spec.size * rng.uniform(0.85, 1.1))
-                pixels, instances = generate_image(rng, height, width, class_names, spec.single_object)
+                pixels, instances = generate_image(rng, height, width, class_names)
                 name = f"{split}_{i:04d}"
                 file_name = f"{name}.png"
                 Image.fromarray(pixels).save(tmp / artifacts.IMAGES_DIR / file_name)

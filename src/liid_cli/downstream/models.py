@@ -1,45 +1,44 @@
-"""Downstream model builders from torchvision parts: Mask R-CNN (ResNet-FPN), DeepLabV3 (ResNet).
+"""Downstream models on a trunk of the backbone factory: Mask R-CNN (FPN) and DeepLabV3.
 
 The settings of a model (`InstanceModelConfig`, `SemanticModelConfig`) are stored in every
-checkpoint, so `liid predict` rebuilds exactly the trained architecture. Normalisation is a
-setting: frozen BatchNorm suits ImageNet weights; GroupNorm (or trainable BatchNorm) lets a
-network trained from scratch learn, which the demo profile needs (no download here).
+checkpoint, so `liid predict` rebuilds exactly the trained architecture. The backbone is any timm
+model name or a torchvision ResNet; the models take images in [0, 1] and the trunk normalises
+them with its weights' statistics. Frozen BatchNorm suits pretrained weights; GroupNorm (or
+trainable BatchNorm) lets a network trained from scratch learn.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
-import torch.nn as nn
-import torchvision
+import torch
 from pydantic import Field
+from torch import nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
-from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from liid_cli.config import StageConfig
-from liid_cli.errors import LiidError
-from liid_cli.models.backbones import backbone_spec, resolve_weights
+from liid_cli.models.backbones import Norm, Trunk, build_trunk, freeze_levels, norm_layer
 
-Norm = Literal["frozen_bn", "bn", "gn"]
-GROUPS = 32
-# Layers a frozen-BN detector keeps fixed (torchvision's default of 3 trainable stages).
-FROZEN_STAGES = ("conv1", "layer1")
-# Where the ResNet sits in the state dict of a trained Mask R-CNN and DeepLabV3.
-MODEL_BACKBONE_PREFIXES = ("backbone.body.", "backbone.")
-# Channels of layer1..layer4 for BasicBlock and Bottleneck ResNets.
-STAGE_CHANNELS = {512: [64, 128, 256, 512], 2048: [256, 512, 1024, 2048]}
+FPN_LEVELS = (1, 2, 3, 4)  # strides 4..32: P2-P5, and P6 by max pooling
+# Levels a frozen-BN detector keeps fixed with pretrained weights: the stem and level 1 (conv1
+# and layer1 of a ResNet, torchvision's default of three trainable stages).
+FROZEN_LEVELS = 2
+# The trunk normalises, so Mask R-CNN's own transform must leave [0, 1] images as they are.
+IDENTITY_MEAN = (0.0, 0.0, 0.0)
+IDENTITY_STD = (1.0, 1.0, 1.0)
 
 
 class InstanceModelConfig(StageConfig):
-    """Mask R-CNN with a ResNet-FPN backbone."""
+    """Mask R-CNN with an FPN over a backbone (a timm model name, or resnet18/34/50/101)."""
 
     backbone: str
     norm: Norm
@@ -65,7 +64,7 @@ class InstanceModelConfig(StageConfig):
 
 
 class SemanticModelConfig(StageConfig):
-    """DeepLabV3 (ASPP head) on a dilated ResNet."""
+    """DeepLabV3 (ASPP head) on a dilated backbone (a timm model name, or resnet18/34/50/101)."""
 
     backbone: str
     norm: Norm
@@ -73,66 +72,33 @@ class SemanticModelConfig(StageConfig):
     atrous_rates: list[int] = Field(min_length=3, max_length=3)  # ASPP dilations, in feature cells
 
 
-def norm_layer(norm: Norm) -> Callable[[int], nn.Module]:
-    if norm == "frozen_bn":
-        return FrozenBatchNorm2d
-    if norm == "gn":
-        return lambda channels: nn.GroupNorm(GROUPS, channels)
-    return nn.BatchNorm2d
+class TrunkWithFPN(nn.Module):
+    """FPN over a trunk's levels 1..4: {"0".."3": P2-P5, "pool": P6}, as Mask R-CNN expects."""
 
-
-def build_resnet(name: str, norm: Norm, weights: str, output_stride: int = 32) -> nn.Module:
-    """A torchvision ResNet with the chosen normalisation and `--weights` loaded (fc left out)."""
-    spec = backbone_spec(name)
-    if spec.channels not in STAGE_CHANNELS or not spec.builder.startswith("resnet"):
-        raise LiidError(
-            f"backbone {name!r} cannot serve Mask R-CNN / DeepLabV3 here; "
-            "use resnet18, resnet34, resnet50 or resnet101"
+    def __init__(
+        self, trunk: Trunk, channels: int, norm: Callable[[int], nn.Module] | None
+    ) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.fpn = FeaturePyramidNetwork(
+            list(trunk.channels), channels, extra_blocks=LastLevelMaxPool(), norm_layer=norm
         )
-    bottleneck = spec.channels == 2048
-    dilate = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}[
-        output_stride
-    ]
-    model = getattr(torchvision.models, spec.builder)(
-        weights=None,
-        norm_layer=norm_layer(norm),
-        replace_stride_with_dilation=dilate if bottleneck else None,
-    )
-    if not bottleneck and output_stride < 32:
-        _dilate_basic_resnet(model, output_stride)
-    state = resolve_weights(name, weights)
-    if state is not None:
-        missing, _ = model.load_state_dict(backbone_state(state), strict=False)
-        if any(not key.startswith("fc.") for key in missing):
-            raise LiidError(f"--weights {weights}: not a {name} state dict (missing {missing[:3]})")
-    return model
+        self.out_channels = channels
+
+    def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        features = self.trunk(images)
+        return self.fpn(OrderedDict((str(i), feature) for i, feature in enumerate(features)))
 
 
-def backbone_state(state: dict[str, Any]) -> dict[str, Any]:
-    """The ResNet part of a state dict: as is, or the backbone of a `liid train` model.
+class TrunkOut(nn.Module):
+    """A trunk's last level as DeepLabV3 wants its backbone's output: {"out": features}."""
 
-    So `--weights <run>/train/model_best.pt` starts DeepLabV3 from the backbone Mask R-CNN
-    learned (or the reverse), which matters when no ImageNet weights are at hand.
-    """
-    for prefix in MODEL_BACKBONE_PREFIXES:
-        if f"{prefix}conv1.weight" in state:
-            return {
-                key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)
-            }
-    return state
+    def __init__(self, trunk: Trunk) -> None:
+        super().__init__()
+        self.trunk = trunk
 
-
-def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
-    """Trade the stride of layer4 (and layer3 for 8) for dilation; BasicBlock ResNets lack it."""
-    layers = [model.layer4] if output_stride == 16 else [model.layer3, model.layer4]
-    for dilation, layer in enumerate(layers, start=1):
-        rate = 2**dilation if output_stride == 8 else 2
-        for module in layer.modules():
-            if isinstance(module, nn.Conv2d):
-                module.stride = (1, 1)
-                if module.kernel_size == (3, 3):
-                    module.dilation = (rate, rate)
-                    module.padding = (rate, rate)
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"out": self.trunk(images)[-1]}
 
 
 def roi_pool(size: int, canonical_scale: int) -> MultiScaleRoIAlign:
@@ -143,30 +109,23 @@ def roi_pool(size: int, canonical_scale: int) -> MultiScaleRoIAlign:
 
 
 def build_instance_model(config: InstanceModelConfig, num_classes: int, weights: str) -> MaskRCNN:
-    """Mask R-CNN for `num_classes` object classes (background added) on a ResNet-FPN."""
-    resnet = build_resnet(config.backbone, config.norm, weights)
+    """Mask R-CNN for `num_classes` object classes (background added) on an FPN backbone."""
+    trunk = build_trunk(config.backbone, weights, FPN_LEVELS, 32, config.norm)
     if config.norm == "frozen_bn" and weights != "none":
-        for name, parameter in resnet.named_parameters():
-            if name.startswith(FROZEN_STAGES):
-                parameter.requires_grad_(False)
+        freeze_levels(trunk, FROZEN_LEVELS)
     head_norm = norm_layer("gn") if config.norm == "gn" else None
     channels = config.fpn_channels
     mask_channels = config.mask_head_channels
-    backbone = BackboneWithFPN(
-        resnet,
-        {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"},
-        STAGE_CHANNELS[backbone_spec(config.backbone).channels],
-        channels,
-        norm_layer=head_norm,
-    )
     anchors = AnchorGenerator(
         tuple((size,) for size in config.anchor_sizes), ((0.5, 1.0, 2.0),) * 5
     )
     return MaskRCNN(
-        backbone,
+        TrunkWithFPN(trunk, channels, head_norm),
         num_classes=None,
         min_size=tuple(sorted(config.train_sizes)),
         max_size=config.max_size,
+        image_mean=IDENTITY_MEAN,
+        image_std=IDENTITY_STD,
         rpn_anchor_generator=anchors,
         rpn_head=RPNHead(channels, 3),
         rpn_pre_nms_top_n_train=config.rpn_pre_nms_train,
@@ -189,13 +148,7 @@ def build_instance_model(config: InstanceModelConfig, num_classes: int, weights:
 
 def build_semantic_model(config: SemanticModelConfig, num_classes: int, weights: str) -> DeepLabV3:
     """DeepLabV3 for `num_classes` object classes plus background; forward gives {"out": logits}."""
-    resnet = build_resnet(config.backbone, config.norm, weights, config.output_stride)
-    backbone = torchvision.models._utils.IntermediateLayerGetter(resnet, {"layer4": "out"})
+    trunk = build_trunk(config.backbone, weights, (4,), config.output_stride, config.norm)
     return DeepLabV3(
-        backbone,
-        DeepLabHead(backbone_spec(config.backbone).channels, num_classes + 1, config.atrous_rates),
+        TrunkOut(trunk), DeepLabHead(trunk.channels[-1], num_classes + 1, config.atrous_rates)
     )
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from liid_cli.data.index import DatasetIndex
 from liid_cli.downstream.instance_data import image_tensor
-from liid_cli.downstream.semantic_data import SemanticRecord, normalise, read_label_map
+from liid_cli.downstream.semantic_data import SemanticRecord, read_label_map
 from liid_cli.evaluation.semantic import IGNORE_LABEL, evaluate_semantic
 from liid_cli.log import track
 
@@ -43,7 +43,7 @@ def predict_label_maps(
     """(name, uint8 label map) per (name, image path); `flip_test` averages in the mirrored view."""
     model.eval()
     for name, path in track(images, description):
-        image = normalise(image_tensor(path))[None].to(device)
+        image = image_tensor(path)[None].to(device)
         scores = model(image)["out"].softmax(dim=1)
         if flip_test:
             scores = scores + model(image.flip(-1))["out"].softmax(dim=1).flip(-1)

@@ -25,10 +25,6 @@ from liid_cli.evaluation.semantic import IGNORE_LABEL, ground_truth_label_maps
 from liid_cli.fileio import read_json
 from liid_cli.palette import read_label_png
 
-IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-
-
 @dataclass(frozen=True)
 class SemanticRecord:
     name: str
@@ -129,12 +125,8 @@ def read_label_map(record: SemanticRecord, index: DatasetIndex) -> np.ndarray:
     return label_map
 
 
-def normalise(image: torch.Tensor) -> torch.Tensor:
-    return (image - IMAGENET_MEAN) / IMAGENET_STD
-
-
 class SemanticDataset(Dataset):
-    """Training crops: random scale, pad (image 0, label 255), random crop, random flip."""
+    """Training crops in [0, 1]: random scale, pad (image 0, label 255), random crop, random flip."""
 
     def __init__(
         self,
@@ -155,7 +147,7 @@ class SemanticDataset(Dataset):
 
     def __getitem__(self, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         record = self.records[position]
-        image = normalise(image_tensor(record.path))
+        image = image_tensor(record.path)
         labels = torch.from_numpy(read_label_map(record, self.index).astype(np.int64))
         if image.shape[1:] != labels.shape:
             raise LiidError(

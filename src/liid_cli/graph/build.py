@@ -2,7 +2,8 @@
 
 Energy of a labelling l (the cost of the equivalent multiway cut, terminal edges included):
   E(l) = sum_u sum_{k != l_u} p_u[k]  +  sum_{(u,v)} w_uv [l_u != l_v]
-with w_uv = delta |cos(f_u, f_v)|.
+with w_uv = delta (|cos(f_u, f_v)| - floor): floor 0 is the paper's absolute weight; the smallest
+kNN similarity of the data set makes it relative (the authors' code).
 With unmasked softmax probabilities the unary term is 1 - p_u[l_u]; with label masking it differs
 from that by a constant per SOP, so the minimisers are the same.
 """
@@ -50,12 +51,13 @@ def build_graph(
     cols: np.ndarray,
     similarity: np.ndarray,
     delta: float,
+    floor: float = 0.0,
 ) -> SopGraph:
     """Symmetrise directed kNN edges (an edge found from both ends keeps the larger weight)."""
     num_sops = len(probs)
     tails, heads = np.minimum(rows, cols), np.maximum(rows, cols)
     keep = tails != heads
-    weights = delta * np.abs(similarity[keep].astype(np.float64))
+    weights = delta * np.maximum(np.abs(similarity[keep].astype(np.float64)) - floor, 0.0)
     tails, heads = tails[keep], heads[keep]
     order = np.lexsort((-weights, heads, tails))
     tails, heads, weights = tails[order], heads[order], weights[order]

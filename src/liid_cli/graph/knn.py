@@ -1,12 +1,12 @@
-"""Cosine top-k neighbours of every SOP within search groups (the SOPs of images sharing a class).
+"""Cosine top-k neighbours of every SOP among all SOPs of the data set.
 
-The features are streamed from HDF5 once, normalised and kept as float16 (N x D x 2 bytes); each
-group is then searched on its own, as a float32 (float16 on a GPU) matrix:
+The features are streamed from HDF5 once, normalised and kept as float16 (N x D x 2 bytes), then
+searched as a float32 (float16 on a GPU) matrix:
 - `exact`: blocked matmul + running top-k with torch (GPU when there is one; memory bounded by the
-  block size on CPU, work N x group size x D).
+  block size on CPU, work N x N x D).
 - `approximate`: a faiss IVF index on the features' top principal directions (`search_dims`, fitted
   on a sample) proposes `candidates` per SOP, which are re-ranked by their exact full-dimension
-  cosine. The group is reordered by IVF list first, so a query's candidates sit close together in
+  cosine. The SOPs are reordered by IVF list first, so a query's candidates sit close together in
   memory and the re-ranking gathers stay in cache.
 A random sample of queries is also searched exactly, so every run prints the recall@k of the
 approximate backend against exact search.
@@ -15,7 +15,7 @@ approximate backend against exact search.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import faiss
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from liid_cli.graph.dump import DumpData, FeatureStream
-from liid_cli.log import log, track
+from liid_cli.log import log
 
 QUERY_BLOCK = 1024
 
@@ -37,6 +37,7 @@ class Neighbours:
     similarity: np.ndarray
     backend: str
     recall: float | None = None  # recall@k against exact search on `recall_queries` sampled SOPs
+    smallest: float = 0.0  # the smallest similarity of any pair found (before any filtering)
     recall_queries: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -45,19 +46,23 @@ class Neighbours:
 class ApproximateSettings:
     search_dims: int
     candidates: int
-    ivf_lists_per_sqrt: float  # IVF lists = this * sqrt(group size)
+    ivf_lists_per_sqrt: float  # IVF lists = this * sqrt(number of SOPs)
     ivf_probe: int
     ivf_train_iterations: int
     pca_sample: int
 
 
-def search_groups(dump: DumpData, share_class: bool) -> list[np.ndarray]:
-    """SOP ids per search group: one group per class (its images' SOPs), or one group of all."""
-    if not share_class:
-        return [np.arange(dump.num_sops)]
-    sop_labels = dump.image_labels[dump.sop_image, 1:]
-    groups = [np.flatnonzero(sop_labels[:, c]) for c in range(sop_labels.shape[1])]
-    return [g for g in groups if len(g) > 1]
+def keep_class_sharing(neighbours: Neighbours, dump: DumpData) -> Neighbours:
+    """Drop the edges between SOPs of images that share no labelled class (the authors' code:
+    after the search over all SOPs, so an SOP may keep fewer than k edges)."""
+    labels = dump.image_labels[:, 1:].astype(bool)
+    shared = (labels[dump.sop_image[neighbours.rows]] & labels[dump.sop_image[neighbours.cols]]).any(axis=1)
+    return replace(
+        neighbours,
+        rows=neighbours.rows[shared],
+        cols=neighbours.cols[shared],
+        similarity=neighbours.similarity[shared],
+    )
 
 
 def merge_topk(
@@ -98,7 +103,7 @@ def load_normalised(stream: FeatureStream, spill: Path | None = None) -> torch.T
     return torch.from_numpy(array)
 
 
-def exact_group_topk(
+def exact_topk(
     vectors: torch.Tensor,
     queries: torch.Tensor,
     k: int,
@@ -179,10 +184,10 @@ def _ivf_candidates(
     return candidates, assignment[:, 0]
 
 
-def _group_index(
+def _flat_index(
     features: torch.Tensor, members: np.ndarray, chunk: int = 8192
 ) -> faiss.IndexFlatIP:
-    """The group's normalised features as float32 in a faiss flat index (one copy, in chunks)."""
+    """The members' normalised features as float32 in a faiss flat index (one copy, in chunks)."""
     index = faiss.IndexFlatIP(features.shape[1])
     for start in range(0, len(members), chunk):
         index.add(features[torch.from_numpy(members[start : start + chunk])].float().numpy())
@@ -214,67 +219,36 @@ def _rerank(
     return best.values, torch.where(best.values > -1.5, ids, -1)
 
 
-@dataclass(frozen=True)
-class _Found:
-    """(query, neighbour, similarity) triples collected over groups, merged to top-k at the end."""
-
-    rows: list[np.ndarray] = field(default_factory=list)
-    cols: list[np.ndarray] = field(default_factory=list)
-    sims: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, triples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        self.rows.append(triples[0])
-        self.cols.append(triples[1])
-        self.sims.append(triples[2])
-
-    def merged(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        return merge_topk(
-            np.concatenate(self.rows).astype(np.int64),
-            np.concatenate(self.cols).astype(np.int64),
-            np.concatenate(self.sims).astype(np.float32),
-            k,
-        )
-
-
-def _approximate_group(
+def _approximate_search(
     features: torch.Tensor,
     projected: np.ndarray,
-    members: np.ndarray,
     k: int,
     settings: ApproximateSettings,
     sampled: np.ndarray,
-    found: _Found,
-    exact: _Found,
-) -> None:
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """IVF candidates, reordered by list for cache-friendly exact re-ranking; the sampled queries
-    of the group are also searched exactly."""
+    are also searched exactly. (found, exact-on-sample) (query, neighbour, similarity) triples."""
+    members = np.arange(len(features))
     candidates, lists = _ivf_candidates(projected[members], settings.candidates + 1, settings)
     order = np.argsort(lists, kind="stable")
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
     members = members[order]
     candidates = np.where(candidates >= 0, position[np.maximum(candidates, 0)], -1)[order]
-    index = _group_index(features, members)
-    found.add(_triples(members, members, *_rerank(index, candidates, k)))
+    index = _flat_index(features, members)
+    found = _triples(members, members, *_rerank(index, candidates, k))
     chosen = np.flatnonzero(sampled[members])
-    if len(chosen):
-        vectors = torch.from_numpy(_stored_vectors(index))
-        exact.add(
-            _triples(
-                members[chosen],
-                members,
-                *exact_group_topk(
-                    vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen)
-                ),
-            )
-        )
+    vectors = torch.from_numpy(_stored_vectors(index))
+    exact = _triples(
+        members[chosen],
+        members,
+        *exact_topk(vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen)),
+    )
+    return found, exact
 
 
 def find_knn(
     stream: FeatureStream,
-    groups: list[np.ndarray],
     k: int,
     device: str,
     approximate: ApproximateSettings | None,
@@ -283,25 +257,24 @@ def find_knn(
     threads: int,
     spill: Path | None = None,
 ) -> Neighbours:
-    """Top-k cosine neighbours within groups; exact when `approximate` is None, else IVF + exact
+    """Top-k cosine neighbours of every SOP; exact when `approximate` is None, else IVF + exact
     re-ranking with recall@k measured against exact search on `recall_sample` random SOPs."""
     started = time.perf_counter()
     features = load_normalised(stream, spill)
     loaded = time.perf_counter()
-    found = _Found()
+    members = np.arange(len(features))
     if approximate is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        for members in track(groups, "exact kNN per search group"):
-            vectors = features[torch.from_numpy(members)].to(device, dtype)
-            own = torch.arange(len(members), device=device)
-            found.add(_triples(members, members, *exact_group_topk(vectors, vectors, k, own)))
-        rows, cols, sims = found.merged(k)
+        vectors = features.to(device, dtype)
+        own = torch.arange(len(members), device=device)
+        rows, cols, sims = merge_topk(*_triples(members, members, *exact_topk(vectors, vectors, k, own)), k)
         return Neighbours(
             rows,
             cols,
             sims,
             backend=f"exact-{device.split(':')[0]}",
             recall=1.0,
+            smallest=float(sims.min()) if len(sims) else 0.0,
             seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded},
         )
 
@@ -309,17 +282,11 @@ def find_knn(
     projected = project(
         features, principal_basis(features, approximate.search_dims, approximate.pca_sample, rng)
     )
-    sampled = np.zeros(stream.dump.num_sops, dtype=bool)
-    sampled[
-        rng.choice(
-            stream.dump.num_sops, size=min(recall_sample, stream.dump.num_sops), replace=False
-        )
-    ] = True
-    exact = _Found()
-    for members in track(groups, "approximate kNN (IVF + exact re-ranking) per search group"):
-        _approximate_group(features, projected, members, k, approximate, sampled, found, exact)
-    rows, cols, sims = found.merged(k)
-    exact_rows, exact_cols, _ = exact.merged(k)
+    sampled = np.zeros(len(features), dtype=bool)
+    sampled[rng.choice(len(features), size=min(recall_sample, len(features)), replace=False)] = True
+    found, exact = _approximate_search(features, projected, k, approximate, sampled)
+    rows, cols, sims = merge_topk(*found, k)
+    exact_rows, exact_cols, _ = merge_topk(*exact, k)
     in_sample = sampled[rows]
     hits = len(
         set(zip(exact_rows.tolist(), exact_cols.tolist()))
@@ -337,6 +304,7 @@ def find_knn(
         sims,
         backend="approximate-ivf",
         recall=recall,
+        smallest=float(sims.min()) if len(sims) else 0.0,
         recall_queries=queries,
         seconds={"knn_load": loaded - started, "knn_search": time.perf_counter() - loaded},
     )

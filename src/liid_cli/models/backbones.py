@@ -1,122 +1,304 @@
-"""Backbone registry and `--weights imagenet|none|PATH` resolution, shared by every trainer."""
+"""One backbone factory for every network with a trunk: the CAM classifier, the MIL network, the
+box-to-mask encoder, Mask R-CNN's FPN and DeepLab.
+
+Any timm model name builds through `timm.create_model(features_only=True)`; the torchvision
+ResNets (resnet18/34/50/101, the paper's default on a GPU box) keep torchvision's parameter names.
+A trunk takes images in [0, 1] and normalises them itself with the statistics its weights were
+trained with, so no caller can pair weights with the wrong mean and std.
+
+Levels are feature-map indices 0..4 at strides 2, 4, 8, 16, 32 (before dilation): (1, 2, 3, 4) feed
+an FPN, (4,) alone a CAM or RoI head. `output_stride` 8 or 16 trades the last strides for dilation.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pydantic import Field
+
+from liid_cli.config import StageConfig
 from liid_cli.errors import LiidError
+from liid_cli.models import weights as weight_sources
 
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    builder: str  # torchvision.models function name
-    weights: str  # torchvision weights enum member, e.g. "ResNet50_Weights.IMAGENET1K_V2"
-    channels: int  # channels of the last feature map
-    stride: int = 32  # input pixels per feature-map cell
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "resnet18": BackboneSpec("resnet18", "ResNet18_Weights.IMAGENET1K_V1", 512),
-    "resnet34": BackboneSpec("resnet34", "ResNet34_Weights.IMAGENET1K_V1", 512),
-    "resnet50": BackboneSpec("resnet50", "ResNet50_Weights.IMAGENET1K_V2", 2048),
-    "resnet101": BackboneSpec("resnet101", "ResNet101_Weights.IMAGENET1K_V2", 2048),
-    # Small stride-8 CNN for training from scratch on a CPU (the demo); no ImageNet weights exist.
-    "tinynet": BackboneSpec("tinynet", "", 128, stride=8),
-}
-
+Norm = Literal["frozen_bn", "bn", "gn"]
+GROUPS = 32
+TORCHVISION_RESNETS = tuple(weight_sources.TORCHVISION_WEIGHTS)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_RESNET_DILATION = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 
 
-def tinynet_trunk() -> Any:
-    """Seven 3x3 conv-BN-ReLU layers, stride 8, dilated at the end: a 107 px receptive field."""
-    import torch.nn as nn
+class Normalise(nn.Module):
+    """(x - mean) / std on the first len(mean) channels; further channels (a box, a score map)
+    pass through unchanged."""
 
-    layers: list[nn.Module] = []
-    plan = [(3, 32, 2, 1), (32, 32, 1, 1), (32, 64, 2, 1), (64, 64, 1, 1), (64, 128, 2, 1),
-            (128, 128, 1, 2), (128, 128, 1, 3)]  # (in, out, stride, dilation)
-    for cin, cout, stride, dilation in plan:
-        layers += [nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
-                   nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-
-LOCAL_TRUNKS: dict[str, Callable[[], Any]] = {"tinynet": tinynet_trunk}
-
-
-def image_to_tensor(image: Any, size: int) -> Any:
-    """uint8 (H, W, 3) RGB -> float (3, size, size), resized (bilinear) and ImageNet-normalised."""
-    import torch
-    import torch.nn.functional as F
-
-    tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
-    tensor = F.interpolate(tensor[None], size=(size, size), mode="bilinear", align_corners=False)[0]
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return (tensor - mean) / std
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        colour = self.mean.shape[1]
+        rgb = (images[:, :colour] - self.mean) / self.std
+        return torch.cat([rgb, images[:, colour:]], dim=1) if images.shape[1] > colour else rgb
 
 
-def backbone_spec(name: str) -> BackboneSpec:
-    if name not in BACKBONES:
-        raise LiidError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    return BACKBONES[name]
+class Trunk(nn.Module):
+    """Feature maps of a [0, 1] image batch at the requested levels (low stride first)."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        channels: Sequence[int],
+        strides: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.channels = tuple(channels)
+        self.strides = tuple(strides)
+        self.normalise = Normalise(mean, std)
+
+    @property
+    def stride(self) -> int:
+        """Stride of the last level."""
+        return self.strides[-1]
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.body(self.normalise(images)))
 
 
-def imagenet_state_dict(name: str) -> dict[str, Any]:
-    """torchvision's ImageNet weights, from the torch cache or a download; a clear error otherwise."""
-    import torchvision
+class _ResNetLevels(nn.Module):
+    """A torchvision ResNet's feature maps at the requested levels, torchvision's names kept."""
 
-    if not backbone_spec(name).weights:
-        raise LiidError(f"{name} has no ImageNet weights; use --weights none or --weights PATH to a state dict")
-    enum_name, member = backbone_spec(name).weights.split(".")
-    weights = getattr(getattr(torchvision.models, enum_name), member)
-    try:
-        return weights.get_state_dict(progress=False)
-    except Exception as error:  # urllib/OSError/ssl: any failure to fetch means the same to a user
+    LEVEL_MODULES = ("relu", "layer1", "layer2", "layer3", "layer4")
+
+    def __init__(self, resnet: nn.Module, levels: Sequence[int]) -> None:
+        super().__init__()
+        self.levels = tuple(levels)
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
+            if name in ("layer2", "layer3", "layer4") and int(name[-1]) > max(levels):
+                break
+            self.add_module(name, getattr(resnet, name))
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(images)))
+        found = {0: x}
+        x = self.maxpool(x)
+        for level in range(1, max(self.levels) + 1):
+            x = getattr(self, f"layer{level}")(x)
+            found[level] = x
+        return [found[level] for level in self.levels]
+
+
+def norm_layer(norm: Norm) -> Any:
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(GROUPS, channels)
+    return nn.BatchNorm2d
+
+
+def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
+    """Trade the stride of layer4 (and layer3 for 8) for dilation; BasicBlock ResNets lack it."""
+    layers = [model.layer4] if output_stride == 16 else [model.layer3, model.layer4]
+    for dilation, layer in enumerate(layers, start=1):
+        rate = 2**dilation if output_stride == 8 else 2
+        for module in layer.modules():
+            if isinstance(module, nn.Conv2d):
+                module.stride = (1, 1)
+                if module.kernel_size == (3, 3):
+                    module.dilation = (rate, rate)
+                    module.padding = (rate, rate)
+
+
+def _load(body: nn.Module, state: dict[str, Any], name: str, source: str) -> None:
+    """Load a backbone state dict; every parameter of `body` must be in it (extra keys, e.g. a
+    classifier head, are ignored)."""
+    wanted = set(body.state_dict())
+    state = weight_sources.strip_prefix(state, wanted)
+    # A frozen-BatchNorm model saves no `num_batches_tracked`; loading fills those counters in.
+    missing = sorted(k for k in wanted - set(state) if not k.endswith("num_batches_tracked"))
+    if missing:
         raise LiidError(
-            f"cannot load ImageNet weights for {name} ({type(error).__name__}: {error}); "
-            "put them in the torch cache, pass --weights PATH to a state dict, or use --weights none"
-        ) from None
+            f"--weights {source}: not a {name} state dict (missing {', '.join(missing[:3])}); "
+            f"pass weights of a {name}, or --weights none"
+        )
+    try:
+        body.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
+    except RuntimeError:
+        raise LiidError(f"--weights {source}: tensor shapes do not fit {name}") from None
 
 
-def resolve_weights(name: str, weights: str) -> dict[str, Any] | None:
-    """State dict for `--weights`: 'imagenet', 'none' (None) or a path to a state dict file."""
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        return imagenet_state_dict(name)
-    from liid_cli.checkpoints import load_checkpoint
-
-    state = load_checkpoint(Path(weights))
-    return state.get("model", state)
-
-
-def build_trunk(name: str, weights: str) -> tuple[Callable[..., Any], int]:
-    """A backbone without pooling and classifier (stride `spec.stride`), and its output channels."""
-    import torch.nn as nn
+def _torchvision_body(
+    name: str, weights: str, levels: Sequence[int], output_stride: int, norm: Norm
+) -> tuple[nn.Module, list[int]]:
     import torchvision
 
-    spec = backbone_spec(name)
-    if spec.builder in LOCAL_TRUNKS:
-        local = LOCAL_TRUNKS[spec.builder]()
-        state = resolve_weights(name, weights)
-        if state is not None:
-            try:
-                local.load_state_dict(state)
-            except RuntimeError:
-                raise LiidError(f"--weights {weights}: not a {name} state dict") from None
-        return local, spec.channels
-    model = getattr(torchvision.models, spec.builder)(weights=None)
-    state = resolve_weights(name, weights)
-    if state is not None:
-        missing, _ = model.load_state_dict(state, strict=False)
-        if any(not key.startswith("fc.") for key in missing):
-            raise LiidError(f"--weights {weights}: not a {name} state dict (missing {missing[:3]})")
-    # torchvision's own names, so a trunk's state dict loads back as `--weights PATH` for this backbone.
-    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-    trunk = nn.Sequential(OrderedDict((name, getattr(model, name)) for name in names))
-    return trunk, spec.channels
+    bottleneck = name not in ("resnet18", "resnet34")
+    resnet = getattr(torchvision.models, name)(
+        weights=None,
+        norm_layer=norm_layer(norm),
+        replace_stride_with_dilation=_RESNET_DILATION[output_stride] if bottleneck else None,
+    )
+    if not bottleneck and output_stride < 32:
+        _dilate_basic_resnet(resnet, output_stride)
+    body = _ResNetLevels(resnet, levels)
+    if weights == "imagenet":
+        _load(body, weight_sources.torchvision_state(name), name, weights)
+    elif weights != "none":
+        _load(body, weight_sources.file_state(Path(weights)), name, weights)
+    widths = [64, 256, 512, 1024, 2048] if bottleneck else [64, 64, 128, 256, 512]
+    return body, [widths[level] for level in levels]
+
+
+def _timm_body(
+    name: str, weights: str, levels: Sequence[int], output_stride: int, norm: Norm
+) -> tuple[nn.Module, list[int], tuple[float, ...], tuple[float, ...]]:
+    import timm
+
+    if norm == "gn":
+        raise LiidError(f"norm gn needs a torchvision ResNet, not {name}; use bn or frozen_bn")
+    try:
+        body = timm.create_model(
+            name, pretrained=False, features_only=True, out_indices=tuple(levels),
+            output_stride=output_stride,
+        )
+    except RuntimeError as error:  # timm's "Unknown model"
+        raise LiidError(f"unknown backbone {name!r} ({error}); pass a timm model name or one of "
+                        f"{', '.join(TORCHVISION_RESNETS)}") from None
+    if weights == "imagenet":
+        lengths = [len(stage) for stage in getattr(body, "blocks", [])]
+        _load(body, weight_sources.timm_state(name, lengths), name, weights)
+    elif weights != "none":
+        _load(body, weight_sources.file_state(Path(weights)), name, weights)
+    config = body.pretrained_cfg
+    return body, body.feature_info.channels(), config["mean"], config["std"]
+
+
+def build_trunk(
+    name: str,
+    weights: str,
+    levels: Sequence[int] = (4,),
+    output_stride: Literal[8, 16, 32] = 32,
+    norm: Norm = "bn",
+) -> Trunk:
+    """A backbone by name with `--weights imagenet|none|PATH` loaded; see the module docstring."""
+    if output_stride not in (8, 16, 32):
+        raise LiidError(f"output_stride must be 8, 16 or 32, not {output_stride}")
+    if not levels or min(levels) < 0 or max(levels) > 4:
+        raise LiidError(f"backbone levels must be among 0..4, not {list(levels)}")
+    strides = [min(2 ** (level + 1), output_stride) for level in levels]
+    if name in TORCHVISION_RESNETS:
+        body, channels = _torchvision_body(name, weights, levels, output_stride, norm)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        body, channels, mean, std = _timm_body(name, weights, levels, output_stride, norm)
+    trunk = Trunk(body, channels, strides, mean, std)
+    if norm == "frozen_bn":
+        freeze_batch_norm(trunk)
+    return trunk
+
+
+def freeze_batch_norm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm in `module` becomes a frozen one (fixed statistics and affine parameters)."""
+    from timm.layers import freeze_batch_norm_2d
+
+    for name, child in module.named_children():
+        setattr(module, name, freeze_batch_norm_2d(child))
+    return module
+
+
+class TrunkConfig(StageConfig):
+    """The backbone settings of a trainer's YAML (train-cam, train-mil, pretrain)."""
+
+    backbone: str  # a timm model name, or resnet18/34/50/101 (torchvision)
+    weights: str  # imagenet | none | PATH (train-mil also: cam)
+    output_stride: Literal[8, 16, 32]
+    norm: Norm
+    frozen_levels: int = Field(ge=0, le=5)  # levels 0..n-1 (and the stem) keep their weights
+
+
+def trunk_for(config: TrunkConfig, weights: str | None = None) -> Trunk:
+    """The last level of the configured backbone, `weights` overriding the config's."""
+    trunk = build_trunk(
+        config.backbone, config.weights if weights is None else weights, (4,),
+        config.output_stride, config.norm,
+    )
+    freeze_levels(trunk, config.frozen_levels)
+    return trunk
+
+
+def trunk_settings(settings: dict[str, Any]) -> TrunkConfig:
+    """The TrunkConfig part of a saved stage config (a checkpoint's `config`)."""
+    return TrunkConfig.model_validate({key: settings[key] for key in TrunkConfig.model_fields})
+
+
+def _module_order(body: nn.Module) -> list[str]:
+    """Paths of the body's top-level modules in forward order, a stage list split into stages."""
+    paths = []
+    for name, child in body.named_children():
+        if isinstance(child, (nn.Sequential, nn.ModuleList)) and name == "blocks":
+            paths += [f"{name}.{i}" for i in range(len(child))]
+        else:
+            paths.append(name)
+    return paths
+
+
+def freeze_levels(trunk: Trunk, below: int) -> None:
+    """No gradient for the layers that compute levels < `below` (the stem included when > 0);
+    their backward pass is skipped too, which is most of a CPU step for a depthwise network."""
+    if below <= 0:
+        return
+    body = trunk.body
+    if isinstance(body, _ResNetLevels):
+        last = _ResNetLevels.LEVEL_MODULES[below - 1]
+    else:
+        last = body.feature_info.info[below - 1]["module"]
+    order = _module_order(body)
+    for path in order[: order.index(last) + 1]:
+        for parameter in body.get_submodule(path).parameters():
+            parameter.requires_grad_(False)
+
+
+def image_to_tensor(image: Any, size: int | tuple[int, int]) -> torch.Tensor:
+    """uint8 (H, W, 3) RGB -> float (3, h, w) in [0, 1], resized (bilinear) to `size` (a square
+    side or (h, w)); the trunk normalises."""
+    tensor = torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
+    target = (size, size) if isinstance(size, int) else size
+    return F.interpolate(tensor[None], size=target, mode="bilinear", align_corners=False)[0]
+
+
+def build_classifier(name: str, weights: str) -> nn.Module:
+    """The whole ImageNet classifier of a backbone (for checking that weights recognise photos)."""
+    import timm
+
+    if name in TORCHVISION_RESNETS:
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None)
+        state = weight_sources.torchvision_state(name) if weights == "imagenet" else \
+            weight_sources.file_state(Path(weights))
+        model.load_state_dict(state)
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    else:
+        model = timm.create_model(name, pretrained=False)
+        if weights == "imagenet":
+            state = weight_sources.timm_state(name, [len(s) for s in getattr(model, "blocks", [])])
+        else:
+            state = weight_sources.file_state(Path(weights))
+        model.load_state_dict(state)
+        mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+    return nn.Sequential(OrderedDict(normalise=Normalise(mean, std), model=model)).eval()
+
+

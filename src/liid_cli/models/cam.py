@@ -11,20 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liid_cli.models.backbones import build_trunk
+from liid_cli.models.backbones import TrunkConfig, trunk_for
 
 
 class CamClassifier(nn.Module):
     """Backbone + per-class 1x1 convolution; logits are the spatial means of the class maps."""
 
-    def __init__(self, backbone: str, weights: str, num_classes: int) -> None:
+    def __init__(self, config: TrunkConfig, num_classes: int, weights: str | None = None) -> None:
         super().__init__()
-        self.trunk, channels = build_trunk(backbone, weights)
-        self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1, bias=False)
+        self.trunk = trunk_for(config, weights)
+        self.classifier = nn.Conv2d(self.trunk.channels[-1], num_classes, kernel_size=1, bias=False)
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> raw class maps (B, K, H/stride, W/stride)."""
-        return self.classifier(self.trunk(images))
+        """(B, 3, H, W) images in [0, 1] -> raw class maps (B, K, H/stride, W/stride)."""
+        return self.classifier(self.trunk(images)[-1])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.class_maps(images).mean(dim=(2, 3))
@@ -39,7 +39,7 @@ def normalised_cams(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (K,) of one image and its CAMs for `classes` (0-based), ReLU'd and max-normalised,
     at `size` (H, W). With `flip_average` the maps of the image and of its mirror (flipped back)
-    are summed first.
+    are ReLU'd, then summed.
     """
     batch = image[None]
     if flip_average:
@@ -48,10 +48,10 @@ def normalised_cams(
     logits = all_maps[0].mean(dim=(1, 2))
     if not classes:
         return logits, all_maps.new_zeros((0, *size))
-    maps = all_maps[:, classes].float()
+    maps = F.relu(all_maps[:, classes].float())
     if flip_average:
         maps = maps[:1] + maps[1:].flip(-1)
-    maps = F.interpolate(F.relu(maps), size=size, mode="bilinear", align_corners=False)[0]
+    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[0]
     peak = maps.flatten(1).amax(dim=1).clamp_min(1e-5)
     return logits, maps / peak[:, None, None]
 

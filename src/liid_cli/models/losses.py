@@ -69,11 +69,9 @@ def update_centres(
     assigned: torch.Tensor,
     theta: float,
 ) -> None:
-    """In place: c_k <- c_k + theta (mean of this step's features assigned to k - c_k).
-
-    One step per class and iteration with the mean of its proposals (rather than one step per
-    proposal, which would depend on proposal order); a class seen for the first time starts at
-    that mean.
+    """In place: c_k moves towards the mean of this step's n_k features assigned to k by
+    1 - (1 - theta)^n_k, as far as n_k per-proposal EMA steps c <- c + theta (f - c) move it, but
+    independent of the proposals' order. A class seen for the first time starts at that mean.
     """
     count = torch.zeros(len(centres), device=centres.device).index_add_(
         0, assigned, torch.ones_like(assigned, dtype=torch.float32)
@@ -81,6 +79,7 @@ def update_centres(
     total = torch.zeros_like(centres).index_add_(0, assigned, features.detach().to(centres.dtype))
     seen = count > 0
     mean = total[seen] / count[seen, None]
-    step = torch.where(known[seen, None], theta * (mean - centres[seen]), mean - centres[seen])
+    rate = 1.0 - (1.0 - theta) ** count[seen, None]
+    step = torch.where(known[seen, None], rate * (mean - centres[seen]), mean - centres[seen])
     centres[seen] += step
     known[seen] = True

@@ -25,7 +25,7 @@ from torchvision.ops import roi_pool
 from liid_cli.config import StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.models import losses
-from liid_cli.models.backbones import backbone_spec, build_trunk, image_to_tensor
+from liid_cli.models.backbones import TrunkConfig, image_to_tensor, trunk_for
 
 
 class LossConfig(StageConfig):
@@ -46,15 +46,16 @@ class LossConfig(StageConfig):
 class MilNetwork(nn.Module):
     def __init__(
         self,
-        backbone: str,
-        weights: str,
+        trunk: TrunkConfig,
         num_classes: int,
         roi_op: Literal["align", "pool"],
         roi_size: int,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
-        self.trunk, self.feature_dim = build_trunk(backbone, weights)
-        self.spatial_scale = 1.0 / backbone_spec(backbone).stride
+        self.trunk = trunk_for(trunk, weights)
+        self.feature_dim = self.trunk.channels[-1]
+        self.spatial_scale = 1.0 / self.trunk.stride
         self.roi_op = roi_op
         self.roi_size = roi_size
         self.classifier = nn.Linear(self.feature_dim, num_classes + 1)
@@ -64,7 +65,7 @@ class MilNetwork(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) images and one (M_b, 4) xyxy box tensor per image (input pixels) ->
         logits (sum M_b, K+1) and features (sum M_b, D), in box order."""
-        feature_map = self.trunk(images)
+        feature_map = self.trunk(images)[-1]
         boxes = [b.to(feature_map.dtype) for b in boxes]
         if self.roi_op == "align":
             features = torch.cat(

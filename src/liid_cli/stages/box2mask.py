@@ -34,8 +34,8 @@ from liid_cli.runner import StageContext, StageSpec
 
 
 class SemanticSettings(StageConfig):
-    encoder: Literal["resnet18", "resnet34", "resnet50", "slim"]
-    weights: str
+    encoder: str  # a timm model name, or resnet18/34/50/101 (torchvision)
+    weights: str  # imagenet | none | PATH
     decoder_channels: PositiveInt
     input_size: Annotated[int, Field(ge=32, multiple_of=32)]
     iterations: PositiveInt

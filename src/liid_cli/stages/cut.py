@@ -21,7 +21,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, search_groups
+from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, keep_class_sharing
 from liid_cli.graph.multiway import CutResult, SolverSettings, solve_cut
 from liid_cli.graph.summary import cut_metrics, print_summary
 from liid_cli.h5store import write_csr
@@ -43,6 +43,7 @@ class CutConfig(StageConfig):
     label_masking: bool
     neighbours: int
     delta: float
+    edge_weight: Literal["absolute", "relative"]
     share_class_edges: bool
     knn_backend: Literal["auto", "exact", "approximate"]
     exact_max_sops: int
@@ -70,9 +71,8 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
     if dump.num_sops * dump.feature_dim * 2 > config.max_feature_memory_gb * 2**30:
         spill = context.cache_dir / "features.npy"
         log.info(f"features exceed {config.max_feature_memory_gb} GB: memory-mapped from {spill}")
-    return find_knn(
+    found = find_knn(
         FeatureStream(dump),
-        search_groups(dump, config.share_class_edges),
         config.neighbours,
         device,
         approximate,
@@ -81,6 +81,7 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
         context.workers,
         spill,
     )
+    return keep_class_sharing(found, dump) if config.share_class_edges else found
 
 
 def write_cut(
@@ -136,6 +137,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
     )
     timer["read"] = time.perf_counter()
     neighbours = None
+    floor = 0.0
     if config.solver == "argmax":
         empty = np.zeros(0, dtype=np.int64)
         graph = build_graph(
@@ -143,6 +145,8 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         )
     else:
         neighbours = find_neighbours(config, dump, context)
+        if config.edge_weight == "relative" and len(neighbours.similarity):
+            floor = float(neighbours.smallest)
         graph = build_graph(
             dump.probs,
             dump.allowed,
@@ -150,6 +154,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
             neighbours.cols,
             neighbours.similarity,
             config.delta,
+            floor,
         )
     timer["graph"] = time.perf_counter()
     log.info(

@@ -23,6 +23,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
+from liid_cli.models.backbones import trunk_settings
 from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage, stack_items
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
@@ -39,11 +40,11 @@ def load_network(context: StageContext) -> tuple[MilNetwork, dict[str, Any]]:
     )
     settings = checkpoint["config"]
     network = MilNetwork(
-        settings["backbone"],
-        "none",
+        trunk_settings(settings),
         len(checkpoint["class_names"]),
         settings["roi_op"],
         settings["roi_size"],
+        weights="none",
     )
     network.load_state_dict(checkpoint["model"])
     return network.to(context.device).eval(), settings

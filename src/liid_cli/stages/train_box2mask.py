@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -21,8 +21,8 @@ from liid_cli.runner import StageContext, StageSpec
 
 class TrainBox2MaskConfig(StageConfig):
     source_classes: Annotated[list[str], Field(min_length=1)]  # class names whose masks are used
-    encoder: Literal["resnet18", "resnet34", "resnet50", "slim"]
-    weights: str  # imagenet | none | PATH (torchvision encoders only)
+    encoder: str  # a timm model name, or resnet18/34/50/101 (torchvision)
+    weights: str  # imagenet | none | PATH
     decoder_channels: PositiveInt
     crop_size: Annotated[int, Field(ge=32, multiple_of=32)]
     context: NonNegativeFloat  # window margin on each side, as a fraction of the box size

@@ -21,25 +21,22 @@ from pydantic import Field
 
 from liid_cli import artifacts
 from liid_cli.checkpoints import save_checkpoint, seed_everything
-from liid_cli.config import StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
-from liid_cli.models.backbones import backbone_spec, image_to_tensor
+from liid_cli.models.backbones import TrunkConfig, image_to_tensor
 from liid_cli.models.cam import CamClassifier, box_regions, normalised_cams, region_scores
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
 
-class ClassifierConfig(StageConfig):
+class ClassifierConfig(TrunkConfig):
     """Training settings of a multi-label image classifier (train-cam, pretrain)."""
 
-    backbone: str
-    weights: str  # imagenet | none | PATH
     input_size: int = Field(ge=32)
     scale_jitter: tuple[float, float]
     flip: bool
@@ -98,7 +95,7 @@ def train_one_epoch(
 ) -> float:
     """One pass of BCE training with scale jitter per mini-batch; returns the mean loss."""
     model.train()
-    stride = backbone_spec(config.backbone).stride
+    stride = model.trunk.stride
     total, count = 0.0, 0
     for step, (images, labels) in enumerate(
         track(loader, f"{stage} epoch {epoch + 1}/{config.epochs}")
@@ -129,7 +126,7 @@ def train_classifier(
     index: DatasetIndex, config: ClassifierConfig, context: StageContext, stage: str
 ) -> tuple[CamClassifier, float]:
     device = context.device
-    model = CamClassifier(config.backbone, config.weights, index.classes.num_classes).to(device)
+    model = CamClassifier(config, index.classes.num_classes).to(device)
     loader = torch.utils.data.DataLoader(
         LabelledImages(index, config.input_size, config.flip),
         batch_size=config.batch_size,
@@ -140,7 +137,7 @@ def train_classifier(
     optimizer = make_optimizer(
         config.optimizer,
         [
-            {"params": model.trunk.parameters()},
+            {"params": [p for p in model.trunk.parameters() if p.requires_grad]},
             {"params": model.classifier.parameters(), "lr": config.head_lr_mult * config.lr},
         ],
         config.lr,

@@ -21,12 +21,12 @@ from pydantic import Field
 
 from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint, save_checkpoint, seed_everything
-from liid_cli.config import StageConfig
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.log import log, track
+from liid_cli.models.backbones import TrunkConfig
 from liid_cli.models.losses import update_centres
 from liid_cli.models.mil import (
     ClassCentres,
@@ -44,9 +44,9 @@ from liid_cli.runner import StageContext, StageSpec
 RESUME_CHECKPOINT = "last.pt"
 
 
-class TrainMilConfig(StageConfig):
-    backbone: str
-    weights: str  # imagenet | none | cam (the train-cam classifier's backbone) | PATH
+class TrainMilConfig(TrunkConfig):
+    """`weights` may also be `cam`: the train-cam classifier's backbone."""
+
     input_size: int = Field(ge=32)
     flip: bool
     roi_op: Literal["align", "pool"]
@@ -107,10 +107,8 @@ def training_images(
 
 def build_network(config: TrainMilConfig, num_classes: int, run_dir: Path) -> MilNetwork:
     if config.weights != "cam":
-        return MilNetwork(
-            config.backbone, config.weights, num_classes, config.roi_op, config.roi_size
-        )
-    network = MilNetwork(config.backbone, "none", num_classes, config.roi_op, config.roi_size)
+        return MilNetwork(config, num_classes, config.roi_op, config.roi_size)
+    network = MilNetwork(config, num_classes, config.roi_op, config.roi_size, weights="none")
     cam = load_checkpoint(artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_CHECKPOINT)
     if cam["config"]["backbone"] != config.backbone:
         raise LiidError(
@@ -142,6 +140,18 @@ def epoch_order(count: int, epoch: int, seed: int, rank: int, world: int) -> lis
     order = torch.randperm(count, generator=generator).tolist()
     per_process = count // world if world > 1 else count
     return order[rank::world][:per_process]
+
+
+def average_centres(centres: ClassCentres) -> None:
+    """Average each class centre over the processes that have seen the class (a process that has
+    not holds a zero centre, which must not pull the average towards 0)."""
+    known = centres.known.to(centres.centres.dtype)
+    total = centres.centres * known[:, None]
+    dist.all_reduce(total)
+    dist.all_reduce(known)
+    seen = known > 0
+    centres.centres[seen] = total[seen] / known[seen, None]
+    centres.known.copy_(seen)
 
 
 def train_one_epoch(
@@ -181,11 +191,7 @@ def train_one_epoch(
                 centres.centres, centres.known, features.float(), result.assigned, config.loss.theta
             )
             if world > 1:
-                dist.all_reduce(centres.centres)
-                centres.centres /= world
-                known = centres.known.to(torch.int32)
-                dist.all_reduce(known, op=dist.ReduceOp.MAX)
-                centres.known.copy_(known.bool())
+                average_centres(centres)
         sums["total"] += result.total.item()
         for name, value in result.parts.items():
             sums[name] += value.item()
@@ -208,7 +214,11 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
     network = build_network(config, num_classes, context.run_dir).to(device)
     centres = ClassCentres(num_classes, network.feature_dim).to(device)
     optimizer = make_optimizer(
-        config.optimizer, network.parameters(), config.lr, config.momentum, config.weight_decay
+        config.optimizer,
+        [p for p in network.parameters() if p.requires_grad],
+        config.lr,
+        config.momentum,
+        config.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=config.lr_step_epochs, gamma=0.1

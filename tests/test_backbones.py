@@ -1,0 +1,119 @@
+"""The one backbone factory: offline ImageNet weights that recognise real photos, the weight
+packages' key mapping, and every trunk user building timm and torchvision trunks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from skimage import data as photos
+
+from liid_cli.errors import LiidError
+from liid_cli.models import weights as weight_sources
+from liid_cli.models.backbones import (
+    TrunkConfig,
+    build_classifier,
+    build_trunk,
+    freeze_levels,
+    image_to_tensor,
+)
+from liid_cli.models.cam import CamClassifier
+from liid_cli.models.mil import MilNetwork
+
+# ImageNet-1k class indices.
+CATS = {281, 282, 283, 284, 285, 286, 287}  # tabby, tiger cat, Persian, Siamese, Egyptian cat, ...
+ESPRESSO_OR_CUP = {967, 968, 504}  # espresso, cup, coffee mug
+
+
+def _top5(model: torch.nn.Module, image: object) -> set[int]:
+    with torch.no_grad():
+        logits = model(image_to_tensor(image, (224, 224))[None])
+    return set(logits[0].topk(5).indices.tolist())
+
+
+def test_offline_imagenet_lite0_recognises_real_photos(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No network: any attempt to reach a model hub fails the test.
+    monkeypatch.setattr(timm, "create_model", _no_download(timm.create_model))
+    model = build_classifier("tf_efficientnet_lite0", "imagenet")
+    assert _top5(model, photos.chelsea()) & CATS
+    assert _top5(model, photos.coffee()) & ESPRESSO_OR_CUP
+
+
+def _no_download(create):  # type: ignore[no-untyped-def]
+    def guarded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        assert not kwargs.get("pretrained"), "tried to download weights"
+        return create(*args, **kwargs)
+
+    return guarded
+
+
+@pytest.mark.parametrize("name", sorted(weight_sources.WEIGHT_PACKAGES))
+def test_every_weight_package_maps_onto_every_timm_tensor(name: str) -> None:
+    path = weight_sources.packaged_file(name)
+    assert path is not None, f"pip install {weight_sources.WEIGHT_PACKAGES[name].distribution}"
+    model = timm.create_model(name, pretrained=False)
+    state = weight_sources.load_packaged(path, [len(stage) for stage in model.blocks])
+    result = model.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert torch.equal(model.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+
+
+def test_a_file_that_is_not_an_efficientnet_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
+    wrong = tmp_path / "weights.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(LiidError, match="not an EfficientNet-PyTorch state dict"):
+        weight_sources.load_packaged(wrong, [1, 2, 2, 3, 3, 4, 1])
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(LiidError, match="unreadable weight file"):
+        weight_sources.load_packaged(garbage, [1, 2, 2, 3, 3, 4, 1])
+
+
+def test_weights_of_another_architecture_are_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "resnet.pt"
+    torch.save(build_trunk("resnet18", "none").state_dict(), path)
+    with pytest.raises(LiidError, match="not a tf_efficientnet_lite0 state dict"):
+        build_trunk("tf_efficientnet_lite0", str(path))
+
+
+def test_unknown_backbone_names_the_choices() -> None:
+    with pytest.raises(LiidError, match="unknown backbone 'no_such_net'"):
+        build_trunk("no_such_net", "none")
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "resnet18"])
+def test_trunks_give_their_levels_at_their_strides_and_normalise_themselves(name: str) -> None:
+    trunk = build_trunk(name, "none", levels=(1, 2, 3, 4), output_stride=16)
+    maps = trunk(torch.rand(2, 3, 64, 96))
+    assert trunk.strides == (4, 8, 16, 16)
+    assert [m.shape[-2:] for m in maps] == [(16, 24), (8, 12), (4, 6), (4, 6)]
+    assert [m.shape[1] for m in maps] == list(trunk.channels)
+    grey = torch.full((1, 4, 2, 2), 0.5)
+    normalised = trunk.normalise(grey)
+    assert torch.allclose(normalised[:, 3], grey[:, 3])  # a fourth channel passes unchanged
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "resnet18"])
+def test_frozen_levels_keep_their_weights_and_the_rest_trains(name: str) -> None:
+    trunk = build_trunk(name, "none", levels=(4,))
+    freeze_levels(trunk, 3)
+    frozen = {n for n, p in trunk.body.named_parameters() if not p.requires_grad}
+    trained = {n for n, p in trunk.body.named_parameters() if p.requires_grad}
+    stem = "conv_stem.weight" if name.startswith("tf_") else "conv1.weight"
+    deep = "blocks.5.0.conv_pw.weight" if name.startswith("tf_") else "layer4.0.conv1.weight"
+    assert stem in frozen and deep in trained
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "resnet18"])
+def test_cam_classifier_and_mil_network_build_through_the_factory(name: str) -> None:
+    config = TrunkConfig(backbone=name, weights="none", output_stride=16, norm="frozen_bn",
+                         frozen_levels=1)
+    images = torch.rand(1, 3, 64, 64)
+    classifier = CamClassifier(config, num_classes=4)
+    assert classifier(images).shape == (1, 4)
+    assert classifier.class_maps(images).shape == (1, 4, 4, 4)
+    network = MilNetwork(config, num_classes=4, roi_op="align", roi_size=2)
+    logits, features = network(images, [torch.tensor([[0.0, 0.0, 32.0, 40.0]])])
+    assert logits.shape == (1, 5) and features.shape == (1, network.trunk.channels[-1])
