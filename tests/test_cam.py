@@ -14,7 +14,7 @@ from liid_cli import artifacts
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
-from liid_cli.models.cam import box_regions, normalised_cams, region_scores
+from liid_cli.models.cam import box_regions, normalised_cams, region_agreement, region_scores
 from liid_cli.proposals.store import open_proposals
 
 MAP = torch.tensor(
@@ -39,6 +39,17 @@ def test_region_score_is_mean_plus_max_inside_the_region() -> None:
     scores = region_scores(maps, torch.cat([box, mask, empty]))
     expected = torch.tensor([[0.75 + 1.0, 0.25 + 0.5], [0.15 + 0.3, 0.85 + 1.0], [0.0, 0.0]])
     assert torch.allclose(scores, expected)
+
+
+def test_region_agreement_is_the_f_measure_of_precision_and_coverage() -> None:
+    lit = torch.zeros(1, 4, 4)
+    lit[0, :2, :2] = 1.0  # a lit 2 x 2 object
+    regions = torch.zeros(3, 4, 4, dtype=torch.bool)
+    regions[0, :2, :2] = True  # the object: precision 1, coverage 1
+    regions[1, 0, 0] = True  # a part: precision 1, coverage 1/4 -> F = 0.4
+    regions[2, :, :2] = True  # a superset: precision 1/2, coverage 1 -> F = 2/3
+    agreement = region_agreement(lit, regions)[:, 0]
+    assert torch.allclose(agreement, torch.tensor([1.0, 0.4, 2 / 3]))
 
 
 class FixedMaps(torch.nn.Module):

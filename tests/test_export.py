@@ -68,8 +68,16 @@ def remap_categories(demo: Path, out: Path, split: str = "train") -> Path:
     return artifacts.index_path(out, split)
 
 
-def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -> dict[str, Any]:
-    """Write <run>/proposals and <run>/cut (with manifests) and return the known export answer.
+def make_cut_run(
+    index_path: Path,
+    run_dir: Path,
+    *,
+    solver: str = "multiway",
+    agreement: tuple[float, float] = (1.0, 1.0),
+) -> dict[str, Any]:
+    """Write <run>/proposals, <run>/cam (CAM agreements: `agreement` for the objects and their
+    shifted copies, in their label's column) and <run>/cut (with manifests); return the known
+    export answer when the agreements keep the objects first.
 
     Per image: each ground-truth object that has no same-class box overlap above 0.3 with an earlier
     one (score 0.9), a copy shifted by 2 px (score 0.6, removed by NMS), and two noise boxes
@@ -85,6 +93,7 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
     truth_annotations: list[dict[str, Any]] = []
     all_proposals: list[ImageProposals] = []
     cut_rows: dict[str, list[np.ndarray]] = {"labels": [], "scores": [], "proposal_index": []}
+    agreement_rows: list[np.ndarray] = []
     first_object = gt["annotations"][0]["id"]
     for image in index.images:
         height, width = image["height"], image["width"]
@@ -113,9 +122,30 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
             )
         )
         cut_rows["proposal_index"].append(np.arange(len(stack), dtype=np.int32))
+        table = np.zeros((len(stack), index.classes.num_classes), dtype=np.float32)
+        for row, label in enumerate(labels):
+            table[row, label - 1] = agreement[0]
+            table[len(kept) + row, label - 1] = agreement[1]
+        agreement_rows.append(table)
 
     def write_proposal_stage(config: NoConfig, context: StageContext) -> dict[str, Any]:
         write_proposals(context.out_dir / artifacts.PROPOSALS_H5, fingerprint, all_proposals)
+        return {}
+
+    def write_cam_stage(config: NoConfig, context: StageContext) -> dict[str, Any]:
+        table = np.concatenate(agreement_rows)
+        write_csr(
+            context.out_dir / artifacts.CAM_SCORES_H5,
+            schema=artifacts.SCHEMA_CAM_SCORES,
+            fingerprint=fingerprint,
+            image_ids=np.array([im["id"] for im in index.images]),
+            counts=np.array([len(rows) for rows in agreement_rows]),
+            rows={
+                artifacts.H5_CAM_BOX_SCORES: np.zeros_like(table),
+                artifacts.H5_CAM_MASK_SCORES: np.zeros_like(table),
+                artifacts.H5_CAM_MASK_AGREEMENT: table,
+            },
+        )
         return {}
 
     def write_cut_stage(config: NoConfig, context: StageContext) -> dict[str, Any]:
@@ -134,6 +164,7 @@ def make_cut_run(index_path: Path, run_dir: Path, *, solver: str = "multiway") -
 
     for name, stage_run, upstream in (
         ("proposals", write_proposal_stage, ()),
+        ("train-cam", write_cam_stage, ("proposals",)),
         ("cut", write_cut_stage, ("proposals",)),
     ):
         run_stage(
@@ -176,6 +207,22 @@ def exported(
     result = liid("export-coco", "--run", run_dir, "--quiet")
     assert result.exit_code == 0, result.output
     return run_dir, truth
+
+
+def test_cam_agreement_reorders_the_scores_and_p_alone_ignores_it(
+    remapped_index: Path, tmp_path: Path
+) -> None:
+    """Objects at agreement 0.5 score 0.45 < their shifted copies' 0.6 x 1.0, so NMS keeps the
+    copies; with `score=p` the objects (0.9) win as before."""
+    truth = make_cut_run(remapped_index, tmp_path, agreement=(0.5, 1.0))
+    assert liid("export-coco", "--run", tmp_path, "-q").exit_code == 0
+    path = artifacts.stage_dir(tmp_path, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
+    scores = sorted({round(a["score"], 4) for a in read_json(path)["annotations"]})
+    assert scores == [DUPLICATE_SCORE]
+    assert liid("export-coco", "--run", tmp_path, "--set", "score=p", "-q").exit_code == 0
+    exported_ids = {(a["image_id"], a["category_id"]) for a in read_json(path)["annotations"]}
+    assert {round(a["score"], 4) for a in read_json(path)["annotations"]} == {TRUE_SCORE}
+    assert exported_ids == {(a["image_id"], a["category_id"]) for a in truth["annotations"]}
 
 
 def test_nms_keeps_higher_score_within_a_class_and_both_across_classes() -> None:

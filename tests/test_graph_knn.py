@@ -16,6 +16,7 @@ from liid_cli.graph.knn import (
     Neighbours,
     find_knn,
     keep_class_sharing,
+    keep_mutual,
     load_normalised,
     merge_topk,
 )
@@ -171,3 +172,34 @@ def test_graph_is_symmetrised_and_split_into_components() -> None:
 def test_features_are_normalised_in_float16(tmp_path: Path, small_dump: DumpData) -> None:
     vectors = load_normalised(FeatureStream(small_dump)).float()
     assert torch.allclose(vectors.norm(dim=1), torch.ones(len(vectors)), atol=2e-3)
+
+
+def test_neighbours_from_other_images_only_match_brute_force(small_dump: DumpData) -> None:
+    vectors = load_normalised(FeatureStream(small_dump)).float()
+    sims = (vectors @ vectors.T).numpy()
+    owners = small_dump.sop_image
+    sims[owners[:, None] == owners[None, :]] = -np.inf
+    expected = {row: values for row, values in enumerate(-np.sort(-sims, axis=1)[:, :K])}
+    found = find_knn(FeatureStream(small_dump), K, "cpu", None, 0, np.random.default_rng(0),
+                     threads=1, owners=owners)
+    assert not (owners[found.rows] == owners[found.cols]).any()
+    got = found_by_row(found.rows, found.similarity)
+    for row, values in expected.items():
+        assert np.allclose(got[row], values, atol=1e-5), row
+    approximate_found = find_knn(FeatureStream(small_dump), K, "cpu",
+                                 approximate(candidates=200, probe=1000), 10_000,
+                                 np.random.default_rng(0), threads=1, owners=owners)
+    assert not (owners[approximate_found.rows] == owners[approximate_found.cols]).any()
+    assert approximate_found.recall == pytest.approx(1.0)
+
+
+def test_mutual_filter_keeps_pairs_found_from_both_ends() -> None:
+    found = Neighbours(
+        rows=np.array([0, 1, 1, 2, 3]),
+        cols=np.array([1, 0, 2, 3, 1]),
+        similarity=np.array([0.9, 0.9, 0.8, 0.7, 0.6], dtype=np.float32),
+        backend="exact-cpu",
+    )
+    mutual = keep_mutual(found)
+    assert sorted(zip(mutual.rows.tolist(), mutual.cols.tolist())) == [(0, 1), (1, 0)]
+    assert np.allclose(mutual.similarity, [0.9, 0.9])

@@ -73,7 +73,7 @@ BOX2MASK_SEMANTIC_CHECKPOINT = "semantic.pt"  # the rounds' semantic FCN
 SCHEMA_INDEX = "liid.index/1"
 SCHEMA_MANIFEST = "liid.manifest/1"
 SCHEMA_PROPOSALS = "liid.proposals/1"
-SCHEMA_CAM_SCORES = "liid.cam_scores/1"
+SCHEMA_CAM_SCORES = "liid.cam_scores/2"
 SCHEMA_DUMP = "liid.dump/1"
 SCHEMA_CUT = "liid.cut/1"
 SCHEMA_BOX2MASK = "liid.box2mask/1"  # box-to-mask checkpoint (`schema` key)
@@ -93,6 +93,9 @@ H5_LABELS = "labels"
 H5_IMAGE_SIZES = "image_sizes"  # int32 (N, 2) = (height, width), per image
 H5_CAM_BOX_SCORES = "cam_box_scores"  # float32 (M, K), CAM mean + max inside the box
 H5_CAM_MASK_SCORES = "cam_mask_scores"  # float32 (M, K), CAM mean + max inside the mask
+# float32 (M, K): how well the mask matches the CAM, the F-measure of the CAM's mean inside the mask
+# (precision) and the share of the image's CAM mass inside it (coverage).
+H5_CAM_MASK_AGREEMENT = "cam_mask_agreement"
 H5_PROPOSALS_SHA_ATTR = "proposals_sha256"  # the proposals.h5 a row-aligned file was made from
 # cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
 H5_COMPONENT = "component"

@@ -65,6 +65,19 @@ def keep_class_sharing(neighbours: Neighbours, dump: DumpData) -> Neighbours:
     )
 
 
+def keep_mutual(neighbours: Neighbours) -> Neighbours:
+    """Keep an edge u -> v only when v -> u was found too (mutual nearest neighbours)."""
+    pairs = list(zip(neighbours.rows.tolist(), neighbours.cols.tolist()))
+    found = set(pairs)
+    keep = np.array([(v, u) in found for u, v in pairs], dtype=bool)
+    return replace(
+        neighbours,
+        rows=neighbours.rows[keep],
+        cols=neighbours.cols[keep],
+        similarity=neighbours.similarity[keep],
+    )
+
+
 def merge_topk(
     rows: np.ndarray, cols: np.ndarray, sims: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,19 +120,19 @@ def exact_topk(
     vectors: torch.Tensor,
     queries: torch.Tensor,
     k: int,
-    exclude: torch.Tensor,
+    query_owner: torch.Tensor,
+    owner: torch.Tensor,
     block_bytes: int = 128 << 20,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(len(queries), k) best similarities and positions in `vectors`; `exclude[i]` (a position, or
-    -1) is the query itself. Similarities are computed in blocks of about `block_bytes`."""
+    """(len(queries), k) best similarities and positions in `vectors`, never a vector with the
+    query's owner (the SOP itself, or its image); -2 where there are fewer than k others.
+    Similarities are computed in blocks of about `block_bytes`."""
     side = max(64, block_bytes // (4 * max(1, len(vectors))))
     sims_out, ids_out = [], []
-    count = min(k, len(vectors) - 1)
+    count = min(k, len(vectors))
     for start in range(0, len(queries), side):
         sims = queries[start : start + side] @ vectors.T
-        own = exclude[start : start + side]
-        rows = torch.nonzero(own >= 0)[:, 0]
-        sims[rows, own[rows]] = -2.0
+        sims[query_owner[start : start + side, None] == owner[None, :]] = -2.0
         best = sims.float().topk(count, dim=1)
         sims_out.append(best.values)
         ids_out.append(best.indices)
@@ -200,9 +213,10 @@ def _stored_vectors(index: faiss.IndexFlatIP) -> np.ndarray:
 
 
 def _rerank(
-    index: faiss.IndexFlatIP, candidates: np.ndarray, k: int
+    index: faiss.IndexFlatIP, candidates: np.ndarray, k: int, owner: np.ndarray
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact cosine of each row's candidate positions (-1 = none) by faiss; best k, not itself."""
+    """Exact cosine of each row's candidate positions (-1 = none) by faiss; best k, none with the
+    row's owner."""
     n = index.ntotal
     candidates = np.ascontiguousarray(candidates, dtype=np.int64)
     sims = np.empty(candidates.shape, dtype=np.float32)
@@ -213,7 +227,7 @@ def _rerank(
         faiss.swig_ptr(sims),
         faiss.swig_ptr(candidates),
     )
-    sims[(candidates < 0) | (candidates == np.arange(n)[:, None])] = -2.0
+    sims[(candidates < 0) | (owner[np.maximum(candidates, 0)] == owner[:, None])] = -2.0
     best = torch.from_numpy(sims).topk(min(k, candidates.shape[1]), dim=1)
     ids = torch.from_numpy(candidates).gather(1, best.indices)
     return best.values, torch.where(best.values > -1.5, ids, -1)
@@ -225,24 +239,29 @@ def _approximate_search(
     k: int,
     settings: ApproximateSettings,
     sampled: np.ndarray,
+    owners: np.ndarray,
 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """IVF candidates, reordered by list for cache-friendly exact re-ranking; the sampled queries
     are also searched exactly. (found, exact-on-sample) (query, neighbour, similarity) triples."""
     members = np.arange(len(features))
-    candidates, lists = _ivf_candidates(projected[members], settings.candidates + 1, settings)
+    # The owner's own SOPs come back as candidates too, so ask for as many more.
+    extra = int(np.bincount(owners).max()) if len(owners) else 1
+    candidates, lists = _ivf_candidates(projected[members], settings.candidates + extra, settings)
     order = np.argsort(lists, kind="stable")
     position = np.empty_like(order)
     position[order] = np.arange(len(order))
     members = members[order]
     candidates = np.where(candidates >= 0, position[np.maximum(candidates, 0)], -1)[order]
     index = _flat_index(features, members)
-    found = _triples(members, members, *_rerank(index, candidates, k))
+    owner = owners[members]
+    found = _triples(members, members, *_rerank(index, candidates, k, owner))
     chosen = np.flatnonzero(sampled[members])
     vectors = torch.from_numpy(_stored_vectors(index))
+    key_owner = torch.from_numpy(owner)
     exact = _triples(
         members[chosen],
         members,
-        *exact_topk(vectors, vectors[torch.from_numpy(chosen)], k, torch.from_numpy(chosen)),
+        *exact_topk(vectors, vectors[torch.from_numpy(chosen)], k, key_owner[chosen], key_owner),
     )
     return found, exact
 
@@ -256,18 +275,22 @@ def find_knn(
     rng: np.random.Generator,
     threads: int,
     spill: Path | None = None,
+    owners: np.ndarray | None = None,
 ) -> Neighbours:
-    """Top-k cosine neighbours of every SOP; exact when `approximate` is None, else IVF + exact
-    re-ranking with recall@k measured against exact search on `recall_sample` random SOPs."""
+    """Top-k cosine neighbours of every SOP among the SOPs of other owners (`owners`: an id per
+    SOP, e.g. its image; default: each SOP its own owner); exact when `approximate` is None, else
+    IVF + exact re-ranking with recall@k measured against exact search on `recall_sample` SOPs."""
     started = time.perf_counter()
     features = load_normalised(stream, spill)
     loaded = time.perf_counter()
     members = np.arange(len(features))
+    owners = members if owners is None else np.asarray(owners, dtype=np.int64)
     if approximate is None:
         dtype = torch.float16 if device.startswith("cuda") else torch.float32
         vectors = features.to(device, dtype)
-        own = torch.arange(len(members), device=device)
-        rows, cols, sims = merge_topk(*_triples(members, members, *exact_topk(vectors, vectors, k, own)), k)
+        owner = torch.from_numpy(owners).to(device)
+        found = _triples(members, members, *exact_topk(vectors, vectors, k, owner, owner))
+        rows, cols, sims = merge_topk(*found, k)
         return Neighbours(
             rows,
             cols,
@@ -284,7 +307,7 @@ def find_knn(
     )
     sampled = np.zeros(len(features), dtype=bool)
     sampled[rng.choice(len(features), size=min(recall_sample, len(features)), replace=False)] = True
-    found, exact = _approximate_search(features, projected, k, approximate, sampled)
+    found, exact = _approximate_search(features, projected, k, approximate, sampled, owners)
     rows, cols, sims = merge_topk(*found, k)
     exact_rows, exact_cols, _ = merge_topk(*exact, k)
     in_sample = sampled[rows]

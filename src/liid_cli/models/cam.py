@@ -69,6 +69,22 @@ def box_regions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
     return inside_y[:, :, None] & inside_x[:, None, :]
 
 
+def region_agreement(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """How well each region matches each [0, 1] map: (C, H, W) maps, (M, H, W) bool -> (M, C),
+    the harmonic mean of the map's mean inside the region (precision: the region is lit) and the
+    share of the map's mass inside it (coverage: the region holds what is lit). A part of a lit
+    object scores low on coverage, a region spilling into the background low on precision.
+    """
+    if len(maps) == 0 or len(regions) == 0:
+        return torch.zeros(len(regions), len(maps))
+    flat_maps = maps.flatten(1).float()
+    flat_regions = regions.flatten(1).float()
+    inside = flat_regions @ flat_maps.T  # (M, C) map mass inside each region
+    precision = inside / flat_regions.sum(dim=1, keepdim=True).clamp_min(1.0)
+    coverage = inside / flat_maps.sum(dim=1)[None].clamp_min(1e-6)
+    return 2 * precision * coverage / (precision + coverage).clamp_min(1e-9)
+
+
 def region_scores(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     """mean + max of each map inside each region: (C, H, W) maps, (M, H, W) bool -> (M, C).
 

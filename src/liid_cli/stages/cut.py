@@ -21,7 +21,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, keep_class_sharing
+from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, keep_class_sharing, keep_mutual
 from liid_cli.graph.multiway import CutResult, SolverSettings, solve_cut
 from liid_cli.graph.summary import cut_metrics, print_summary
 from liid_cli.h5store import write_csr
@@ -44,6 +44,8 @@ class CutConfig(StageConfig):
     neighbours: int
     delta: float
     edge_weight: Literal["absolute", "relative"]
+    other_images_only: bool
+    mutual: bool
     share_class_edges: bool
     knn_backend: Literal["auto", "exact", "approximate"]
     exact_max_sops: int
@@ -80,7 +82,10 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
         np.random.default_rng(context.seed),
         context.workers,
         spill,
+        dump.sop_image if config.other_images_only else None,
     )
+    if config.mutual:
+        found = keep_mutual(found)
     return keep_class_sharing(found, dump) if config.share_class_edges else found
 
 

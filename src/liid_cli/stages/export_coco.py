@@ -8,6 +8,8 @@ Reads `<run>/cut/cut.h5` and `<run>/proposals/proposals.h5`; writes
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,6 +33,7 @@ from liid_cli.runner import StageContext, StageSpec
 class ExportCocoConfig(StageConfig):
     min_score: float
     nms_iou: float
+    score: Literal["p", "p_cam_agreement"]
     semantic_overlap: Literal["ignore", "highest_score"]
 
 
@@ -67,8 +70,14 @@ def select_instances(
 
 
 def image_instances(
-    cut: CsrFile, proposals: ImageProposals, config: ExportCocoConfig, device: str
+    cut: CsrFile,
+    proposals: ImageProposals,
+    config: ExportCocoConfig,
+    device: str,
+    agreement: CsrFile | None = None,
 ) -> PseudoInstances:
+    """The image's pseudo instances; with `agreement` (cam_scores.h5) the score p[label] is
+    multiplied by how well the SOP's mask matches the CAM of its class."""
     rows = cut.rows_of(proposals.image_id)
     labels = cut.handle[artifacts.H5_LABELS][rows].astype(np.int64)
     scores = cut.handle[artifacts.H5_SCORES][rows].astype(np.float32)
@@ -80,6 +89,9 @@ def image_instances(
             "rerun `liid cut --force` after the proposals changed"
         )
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
+    if agreement is not None and len(proposal_index):
+        table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(proposals.image_id)]
+        scores = scores * table[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
     keep = select_instances(
         boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
     )
@@ -164,15 +176,17 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
     annotations: list[dict[str, Any]] = []
     per_class: Counter[str] = Counter()
     empty_images = 0
+    fingerprint = file_sha256(context.index_path)
     with (
-        open_csr(cut_path, artifacts.SCHEMA_CUT, file_sha256(context.index_path), "cut") as cut,
+        open_csr(cut_path, artifacts.SCHEMA_CUT, fingerprint, "cut") as cut,
         open_proposals(context.run_dir, context.index_path) as store,
+        _agreement(context, config, fingerprint) as agreement,
     ):
         solver = str(cut.attrs.get("solver", "unknown"))
         labelled_sops = int((cut.column(artifacts.H5_LABELS) > 0).sum())
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
-            instances = image_instances(cut, proposals, config, context.device)
+            instances = image_instances(cut, proposals, config, context.device, agreement)
             annotations.extend(
                 coco_annotations(image["id"], instances, classes, len(annotations) + 1)
             )
@@ -195,6 +209,19 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
         "instances_per_class": {name: per_class.get(name, 0) for name in classes.names},
         "solver": solver,
     }
+
+
+@contextmanager
+def _agreement(
+    context: StageContext, config: ExportCocoConfig, fingerprint: str
+) -> Iterator[CsrFile | None]:
+    """train-cam's CAM agreements when the score uses them (rows aligned with proposals.h5)."""
+    if config.score == "p":
+        yield None
+        return
+    path = context.upstream("train-cam") / artifacts.CAM_SCORES_H5
+    with open_csr(path, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cams:
+        yield cams
 
 
 def _image_proposals(store: ProposalStore, image: dict[str, Any]) -> ImageProposals:

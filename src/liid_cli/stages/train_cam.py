@@ -1,9 +1,10 @@
 """Stage 2, `liid train-cam`: the multi-label CAM classifier, then CAM scores of every proposal.
 
 Reads the data set index (image labels, images) and `<run>/proposals/proposals.h5`; writes
-`<run>/cam/cam.pt` (checkpoint), `<run>/cam/cam_scores.h5` (`liid.cam_scores/1`, rows aligned with
+`<run>/cam/cam.pt` (checkpoint), `<run>/cam/cam_scores.h5` (`liid.cam_scores/2`, rows aligned with
 proposals.h5: `cam_box_scores` and `cam_mask_scores` (M, K) = mean + max of the CAM inside the box /
-mask for the image's labelled classes, 0 for the others) and, with `save_cams`, heat-map PNGs in
+mask, `cam_mask_agreement` (M, K) = how well the mask matches the CAM, for the image's labelled
+classes, 0 for the others) and, with `save_cams`, heat-map PNGs in
 `<run>/cam/cams/`.
 """
 
@@ -28,7 +29,13 @@ from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
 from liid_cli.models.backbones import TrunkConfig, image_to_tensor
-from liid_cli.models.cam import CamClassifier, box_regions, normalised_cams, region_scores
+from liid_cli.models.cam import (
+    CamClassifier,
+    box_regions,
+    normalised_cams,
+    region_agreement,
+    region_scores,
+)
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
@@ -51,6 +58,9 @@ class ClassifierConfig(TrunkConfig):
 
 
 class TrainCamConfig(ClassifierConfig):
+    # CAMs for scoring are computed at input_size * cam_scale: a network trained at one size gives
+    # sharper maps of the same image enlarged (more feature cells per object).
+    cam_scale: float = Field(gt=0)
     cam_flip_average: bool
     save_cams: bool
     save_cams_max: int = Field(ge=0)
@@ -173,7 +183,12 @@ def score_proposals(
     model.eval()
     num_classes = index.classes.num_classes
     images_by_id = {int(image["id"]): image for image in index.images}
-    box_rows, mask_rows, counts, image_ids = [], [], [], []
+    columns: dict[str, list[np.ndarray]] = {
+        artifacts.H5_CAM_BOX_SCORES: [],
+        artifacts.H5_CAM_MASK_SCORES: [],
+        artifacts.H5_CAM_MASK_AGREEMENT: [],
+    }
+    counts, image_ids = [], []
     correct_labels, saved = 0, 0
     cams_dir = context.out_dir / artifacts.CAM_MAPS_DIR
     with open_proposals(context.run_dir, context.index_path) as store:
@@ -187,7 +202,8 @@ def score_proposals(
             image = images_by_id[proposals.image_id]
             rgb = read_rgb(index.image_path(image))
             classes = [k - 1 for k in index.labels(image)]
-            tensor = image_to_tensor(rgb, config.input_size).to(context.device)
+            side = max(model.trunk.stride, round(config.input_size * config.cam_scale))
+            tensor = image_to_tensor(rgb, side).to(context.device)
             logits, cams = normalised_cams(
                 model, tensor, classes, rgb.shape[:2], config.cam_flip_average
             )
@@ -195,9 +211,9 @@ def score_proposals(
                 logits.device
             )
             correct_labels += int(((logits > 0).float() == truth).sum())
-            box_scores, mask_scores = proposal_scores(cams, proposals, classes, num_classes)
-            box_rows.append(box_scores)
-            mask_rows.append(mask_scores)
+            scores = proposal_scores(cams, proposals, classes, num_classes)
+            for rows, column in zip(columns.values(), scores):
+                rows.append(column)
             counts.append(len(proposals))
             image_ids.append(proposals.image_id)
             if config.save_cams and saved < config.save_cams_max:
@@ -213,10 +229,7 @@ def score_proposals(
         fingerprint=file_sha256(context.index_path),
         image_ids=np.array(image_ids),
         counts=np.array(counts),
-        rows={
-            artifacts.H5_CAM_BOX_SCORES: _stack(box_rows, num_classes),
-            artifacts.H5_CAM_MASK_SCORES: _stack(mask_rows, num_classes),
-        },
+        rows={name: _stack(rows, num_classes) for name, rows in columns.items()},
         attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(context.run_dir))},
     )
     return {
@@ -228,17 +241,19 @@ def score_proposals(
 
 def proposal_scores(
     cams: torch.Tensor, proposals: ImageProposals, classes: list[int], num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(M, K) box and mask scores; columns of unlabelled classes stay 0."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M, K) box scores R, mask scores R and mask agreements; unlabelled classes' columns stay 0."""
     box_scores = np.zeros((len(proposals), num_classes), dtype=np.float32)
     mask_scores = np.zeros_like(box_scores)
+    agreement = np.zeros_like(box_scores)
     if len(proposals) and classes:
         height, width = cams.shape[1:]
         boxes = torch.from_numpy(box_regions(proposals.boxes, height, width)).to(cams.device)
         regions = torch.from_numpy(proposals.masks()).to(cams.device)
         box_scores[:, classes] = region_scores(cams, boxes).cpu().numpy()
         mask_scores[:, classes] = region_scores(cams, regions).cpu().numpy()
-    return box_scores, mask_scores
+        agreement[:, classes] = region_agreement(cams, regions).cpu().numpy()
+    return box_scores, mask_scores, agreement
 
 
 def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
