@@ -21,7 +21,8 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import ApproximateSettings, Neighbours, find_knn, keep_class_sharing, keep_mutual
+from liid_cli.graph.knn import Neighbours, find_knn, keep_class_sharing, keep_mutual
+from liid_cli.graph.knn_ivf import ApproximateSettings
 from liid_cli.graph.multiway import CutResult, SolverSettings, solve_cut
 from liid_cli.graph.summary import cut_metrics, print_summary
 from liid_cli.h5store import write_csr
