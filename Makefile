@@ -12,8 +12,9 @@ RUN ?= runs/demo
 GT_RUN ?= runs/demo-gt
 PROFILE ?= demo
 WORKERS ?= 2
-ARGS := --run $(RUN) --profile $(PROFILE)
-GT_ARGS := --run $(GT_RUN) --profile $(PROFILE)
+SEED ?= 0
+ARGS := --run $(RUN) --profile $(PROFILE) --seed $(SEED)
+GT_ARGS := --run $(GT_RUN) --profile $(PROFILE) --seed $(SEED)
 TRAIN_INDEX := $(DATA)/index_train.json
 VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
@@ -82,7 +83,7 @@ report: pipeline upper-bound  ## runs/demo/report.html and the weak/full table.
 	$(LIID) eval compare $(RUN) $(GT_RUN)
 
 ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train split); printed and in the report.
-	$(LIID) ablation $(ARGS) --out runs/demo-ablation
+	$(LIID) ablation $(ARGS) --out $(RUN)-ablation
 	$(LIID) viz $(ARGS)
 
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----

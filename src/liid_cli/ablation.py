@@ -43,7 +43,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("mask_pooling", "mask pooling for R", ("loss.pooling=mask",)),
     Variant("delta_1", "delta = 1", ("delta=1",), graph_only=True),
     Variant("delta_2", "delta = 2", ("delta=2",), graph_only=True),
-    Variant("eta_0.5", "eta = 0.5", ("loss.eta=0.5",)),
+    Variant("eta_0.75", "eta = 0.75 (the paper's)", ("loss.eta=0.75",)),
     Variant("eta_1.0", "eta = 1.0", ("loss.eta=1.0",)),
 )
 

@@ -26,7 +26,8 @@ def print_error(message: str) -> None:
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a LiidError raised by a command into a one-line message and exit code 1."""
+    """Turn a LiidError (or a file the user may not access) raised by a command into a one-line
+    message and exit code 1."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -34,6 +35,11 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except LiidError as error:
             print_error(str(error))
+            raise typer.Exit(1) from None
+        except PermissionError as error:
+            where = error.filename or "a file or folder"
+            print_error(f"{where}: permission denied; give yourself access to it (chmod u+rw) "
+                        "or choose another path")
             raise typer.Exit(1) from None
 
     return wrapper

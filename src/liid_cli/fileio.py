@@ -1,4 +1,9 @@
-"""Atomic writes and content hashes; every artifact goes through here."""
+"""Atomic writes and content hashes; every artifact goes through here.
+
+An atomic write goes to `.<name>.tmp-<pid>` beside its target (and a replaced folder briefly to
+`.<name>.old-<pid>`); a process killed mid-write leaves that sibling behind, and the next write of
+the same target removes the siblings whose process is gone (never a live process's).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,7 @@ from typing import Any
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `final` only if the block succeeds."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_siblings(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     remove_path(tmp)
     try:
@@ -31,6 +37,35 @@ def atomic_path(final: Path) -> Iterator[Path]:
         remove_path(tmp)
 
 
+def remove_stale_siblings(final: Path) -> list[Path]:
+    """Remove the `.<name>.tmp-<pid>` / `.<name>.old-<pid>` siblings of `final` whose process is
+    gone; return what was removed."""
+    prefix = f".{final.name}."
+    removed: list[Path] = []
+    if not final.parent.is_dir():
+        return removed
+    for sibling in final.parent.iterdir():
+        if not sibling.name.startswith(prefix):
+            continue
+        kind, _, pid = sibling.name[len(prefix):].partition("-")
+        if kind in ("tmp", "old") and pid.isdigit() and not process_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another process may be removing it too
+                remove_path(sibling)
+            removed.append(sibling)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    return True
+
+
 def remove_path(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -44,11 +79,15 @@ def write_json(path: Path, data: Any, indent: int | None = 1) -> None:
         tmp.write_text(json.dumps(data, indent=indent, default=str) + "\n")
 
 
-def read_json(path: Path) -> Any:
+def read_json(
+    path: Path, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+) -> Any:
+    """Parse a JSON file (a UTF-8 byte-order mark is allowed); `object_pairs_hook` as in
+    json.loads."""
     from liid_cli.errors import LiidError
 
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"), object_pairs_hook=object_pairs_hook)
     except FileNotFoundError:
         raise LiidError(f"{path}: file not found; check the path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -2,7 +2,9 @@
 
 A stage writes into a temporary folder beside its final one; on success the runner writes
 `manifest.json` last and renames the folder into place. A failure leaves neither a manifest nor a
-partial output behind (resumable scratch, such as checkpoints, lives under `<run>/.cache/<stage>`).
+partial output behind (resumable scratch, such as checkpoints, lives under `<run>/.cache/<stage>`);
+the temporary folder of a killed process is removed by the next run of the stage. A finished stage
+is skipped only while its outputs still match the manifest (outputs.why_changed).
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ from typing import Any, Generic, TypeVar
 from liid_cli import __version__, artifacts
 from liid_cli.config import StageConfig, config_to_yaml
 from liid_cli.errors import LiidError
-from liid_cli.fileio import atomic_path, file_sha256, read_json, remove_path, text_sha256
+from liid_cli.fileio import (
+    atomic_path,
+    file_sha256,
+    read_json,
+    remove_path,
+    remove_stale_siblings,
+    text_sha256,
+)
 from liid_cli.log import log
+from liid_cli.outputs import describe_outputs, manifest_text, why_changed
 
 C = TypeVar("C", bound=StageConfig)
 
@@ -160,11 +170,18 @@ def run_stage(
          "code": code_version()}, sort_keys=True,
     ))
     final = artifacts.stage_dir(run_dir, spec.name)
+    _check_writable(run_dir)
+    for stale in remove_stale_siblings(final):
+        log.info(f"{spec.name}: removed {stale}, left by a process that no longer runs")
     existing = read_manifest(final)
     if existing is not None and existing.get("fingerprint") == fingerprint and not force:
-        log.info(f"{spec.name}: up to date in {final} (inputs, config and code unchanged; --force reruns)")
-        os.utime(final / artifacts.MANIFEST)
-        return existing
+        changed = why_changed(final, existing)
+        if changed is None:
+            log.info(f"{spec.name}: up to date in {final} (inputs, config, code and outputs unchanged; "
+                     "--force reruns)")
+            os.utime(final / artifacts.MANIFEST)
+            return existing
+        log.warning(f"{spec.name}: rerunning: {changed}")
 
     cache = artifacts.cache_dir(run_dir, spec.name)
     started = time.time()
@@ -191,16 +208,29 @@ def run_stage(
             "workers": workers,
             "config": config_dict,
             "inputs": inputs,
-            "outputs": _describe_outputs(tmp),
+            "outputs": describe_outputs(tmp),
             "timings": {"started": started, "finished": finished, "seconds": finished - started},
             "metrics": metrics,
             "versions": library_versions(),
             "command": sys.argv,
         }
-        (tmp / artifacts.MANIFEST).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+        (tmp / artifacts.MANIFEST).write_text(manifest_text(manifest))
     remove_path(cache)
     log.info(f"{spec.name}: done in {finished - started:.1f} s")
     return manifest
+
+
+def _check_writable(run_dir: Path) -> None:
+    """A one-line error unless the run folder exists (or can be made) and can be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        writable = os.access(run_dir, os.W_OK | os.X_OK)
+        reason = "permission denied"
+    except OSError as error:
+        writable, reason = False, error.strerror or str(error)
+    if not writable:
+        raise LiidError(f"{run_dir}: cannot write the run folder ({reason}); make it writable "
+                        "(chmod u+w) or pass another --run")
 
 
 def _path_fingerprint(path: Path) -> str:
@@ -212,11 +242,3 @@ def _path_fingerprint(path: Path) -> str:
     return text_sha256(json.dumps(sorted(
         (str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()
     )))
-
-
-def _describe_outputs(folder: Path) -> dict[str, dict[str, Any]]:
-    outputs = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        name = str(path.relative_to(folder))
-        outputs[name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-    return outputs

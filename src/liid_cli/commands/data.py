@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -59,7 +59,7 @@ def demo(
 def voc(
     root: Annotated[Path, typer.Option("--root", help="VOCdevkit/VOC2012 (JPEGImages, Annotations, ...).")],
     split: Annotated[str, typer.Option("--split", help="Split name: ImageSets/Segmentation/<split>.txt.")] = "train",
-    split_file: Annotated[Optional[Path], typer.Option("--split-file", help="Custom list of image ids.")] = None,
+    split_file: Annotated[Path | None, typer.Option("--split-file", help="Custom list of image ids.")] = None,
     out: OutOption = Path("data/voc"),
     quiet: QuietOption = False,
 ) -> None:
@@ -93,13 +93,30 @@ def coco(
 def folder(
     images: Annotated[Path, typer.Option("--images", help="Folder of images (any file names).")],
     labels: Annotated[Path, typer.Option("--labels", help="labels.csv (image,labels with ';') or labels.json.")],
+    classes: Annotated[str | None, typer.Option(
+        "--classes", help="The classes, in id order: a,b,c or a file with one name a line; every tag "
+                          "must be one of them (default: the tags found, sorted).")] = None,
     split: Annotated[str, typer.Option("--split", help="Name of the split written.")] = "train",
     out: OutOption = Path("data/folder"),
     quiet: QuietOption = False,
 ) -> None:
-    """Any folder of images with image-level tags; no ground truth."""
-    from liid_cli.data.folder import read_folder
+    """Any folder of images with image-level tags; no ground truth. Lists the classes it found."""
+    from liid_cli.data.folder import (
+        class_counts,
+        class_lines,
+        likely_typos,
+        parse_class_list,
+        read_folder,
+    )
 
     setup_logging(quiet)
-    records, categories = read_folder(images, labels)
+    class_list = parse_class_list(classes) if classes is not None else None
+    records, categories = read_folder(images, labels, class_list)
     _write(out, "folder", split, records, categories, None, images)
+    counts = class_counts(records, categories)
+    if not quiet:
+        for line in class_lines(counts):
+            console.print(line, highlight=False, markup=False)
+    if class_list is None:
+        for warning in likely_typos(counts):
+            log.warning(warning)

@@ -24,12 +24,18 @@ def read_coco(annotations_path: Path, images_dir: Path) -> tuple[list[dict], lis
     categories = [{"id": int(c["id"]), "name": c["name"], "supercategory": c.get("supercategory", "")}
                   for c in document["categories"]]
     known = {c["id"] for c in categories}
+    image_ids = {image["id"] for image in document["images"]}
     by_image: dict[int, list[dict]] = {}
     for ann in document["annotations"]:
         if ann["category_id"] not in known:
             raise LiidError(
                 f"{annotations_path}: annotation {ann.get('id')} has category_id {ann['category_id']} "
                 "missing from `categories`; add the category or drop the annotation"
+            )
+        if ann["image_id"] not in image_ids:
+            raise LiidError(
+                f"{annotations_path}: annotation {ann.get('id')} has image_id {ann['image_id']}, "
+                "which is not in `images`; add the image or drop the annotation"
             )
         by_image.setdefault(ann["image_id"], []).append(ann)
     images = []

@@ -40,6 +40,7 @@ from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandi
 from liid_cli.proposals.refine import RefineSettings, check_model, refine
 from liid_cli.proposals.selective_search import Strategy, selective_search
 from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_proposals
+from liid_cli.proposals.working_size import full_size_proposals, working_image
 from liid_cli.runner import StageContext, StageSpec
 
 CHUNK_IMAGES = 8  # images per resumable unit of work
@@ -56,6 +57,7 @@ class SelectiveSearchConfig(StageConfig):
     sigma: float = Field(ge=0)
     min_size_ratio: float = Field(ge=0)
     small_region_penalty: float = Field(ge=0)
+    max_side: int = Field(ge=32)  # longer image side selective search works at
 
 
 class RefineConfig(StageConfig):
@@ -152,11 +154,15 @@ def propose(
 
 
 def proposals_for_image(config: ProposalsConfig, task: ImageTask) -> ImageProposals:
-    image = read_rgb(task.image_path)
+    """Selective search (and refining) at the working size; imported proposals at full size."""
+    full = read_rgb(task.image_path)
+    image = full
+    if config.method == "selective_search":
+        image = working_image(full, config.selective_search.max_side)
     masks, scores = propose(config, image, task)
     if task.refine is not None:
         masks, scores = refine(task.refine, config.filter_settings(), image, masks, scores)
-    return ImageProposals.from_masks(task.record["id"], masks, scores)
+    return full_size_proposals(task.record["id"], masks, scores, *full.shape[:2])
 
 
 # --- chunks, resume, workers ----------------------------------------------------------------------
