@@ -20,7 +20,7 @@ VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
 M := manifest.json
 
-.PHONY: all test help env pipeline upper-bound report ablation box2mask clean
+.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train box2mask clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -85,6 +85,13 @@ report: pipeline upper-bound  ## runs/demo/report.html and the weak/full table.
 ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train split); printed and in the report.
 	$(LIID) ablation $(ARGS) --out $(RUN)-ablation
 	$(LIID) viz $(ARGS)
+
+# ---- baselines: what people try first, evaluated beside LIID (the run's ground truth) ----
+BASELINES := cam_threshold best_proposal no_graph
+baselines: $(RUN)/eval/pseudo_labels/metrics.json  ## CAM threshold, best proposal and no-graph pseudo labels beside LIID.
+	$(LIID) baselines $(ARGS)
+	$(foreach b,$(BASELINES),$(LIID) eval instances --run $(RUN) --predictions $(RUN)/baselines/$(b)/pseudo_instances.json --name baseline_$(b) -q;)
+	$(LIID) eval compare $(RUN)
 
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
 B2M_RUN ?= runs/demo-box2mask

@@ -187,3 +187,14 @@ def test_features_larger_than_the_memory_budget_are_memory_mapped(
         with h5py.File(tmp_path / name / "cut" / artifacts.CUT_H5) as cut:
             labels[name] = cut[artifacts.H5_LABELS][:]
     assert np.array_equal(labels["in_memory"], labels["spilled"])
+
+
+def test_label_summary_names_the_most_frequent_classes_only() -> None:
+    from liid_cli.graph.summary import label_summary
+
+    names = [f"class{i}" for i in range(80)]
+    counts = [500] + [0] * 80
+    counts[3], counts[7], counts[42] = 30, 10, 20
+    text = label_summary(counts, names, shown=2)
+    assert text == "noise 500; 3 of 80 classes: class2 30, class41 20, 1 more (10 SOPs)"
+    assert label_summary([7, 0, 0], ["a", "b"]) == "noise 7; 0 of 2 classes"

@@ -314,6 +314,21 @@ def test_region_kinds_on_a_hand_made_image() -> None:
     assert [KINDS[k] for k in kinds] == ["background"] and classes.tolist() == [0]
 
 
+def test_region_kinds_read_polygon_and_uncompressed_rle_truth() -> None:
+    """Real COCO ground truth is mostly polygons (and crowds uncompressed RLE)."""
+    shape = (20, 20)
+    polygon = {"segmentation": [[0.0, 0.0, 10.0, 0.0, 10.0, 10.0, 0.0, 10.0]]}  # rows/cols 0-9
+    b_mask = _box_mask(shape, slice(12, 20), slice(12, 20))
+    encoded = masks.encode(b_mask)
+    fortran = b_mask.astype(np.uint8).flatten(order="F")
+    runs = np.diff(np.flatnonzero(np.r_[1, np.diff(fortran) != 0, 1]))
+    counts = ([0] if fortran[0] else []) + runs.tolist()
+    uncompressed = {"segmentation": {"size": encoded["size"], "counts": counts}}
+    regions = [masks.encode(_box_mask(shape, slice(0, 10), slice(0, 9))), encoded]
+    kinds, classes = region_kinds(regions, [polygon, uncompressed], np.array([1, 2]))
+    assert [KINDS[k] for k in kinds] == ["object", "object"] and classes.tolist() == [1, 2]
+
+
 def test_eval_labels_on_a_run_with_a_known_cut(
     exported: tuple[Path, dict[str, Any]],  # noqa: F811
     tmp_path: Path,
@@ -344,3 +359,21 @@ def test_eval_labels_on_a_run_with_a_known_cut(
 
 def test_eval_labels_without_proposals_names_the_stage(tmp_path: Path) -> None:
     assert_one_line_error(liid("eval", "labels", "--run", tmp_path), "liid proposals")
+
+
+def test_eval_of_a_data_set_without_truth_is_skipped_with_if_truth(
+    tiny_demo: Path, tmp_path: Path
+) -> None:
+    """A folder of tagged photos has no masks: `--if-truth` notes it and exits 0 (make real)."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\ntrain_0000.png,cat\ntrain_0001.png,dog\n")
+    assert liid("data", "folder", "--images", tiny_demo / "images", "--labels", labels,
+                "--out", tmp_path / "photos", "-q").exit_code == 0
+    predictions = tmp_path / "none.json"
+    write_json(predictions, [])
+    index = tmp_path / "photos" / "index_train.json"
+    args = ["eval", "instances", "--run", tmp_path / "run", "--predictions", predictions,
+            "--data", index]
+    assert_one_line_error(liid(*args), "no ground-truth masks")
+    skipped = liid(*args, "--if-truth")
+    assert skipped.exit_code == 0 and "skipped:" in skipped.output

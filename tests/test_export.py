@@ -384,3 +384,17 @@ def test_cut_from_another_index_is_refused(
     result = liid("export-coco", "--run", tmp_path, "--data", other / remapped_index.name)
     assert_one_line_error(result, "liid proposals --run")
     assert json.loads((other / remapped_index.name).read_text())["info"]["name"] == "another"
+
+
+def test_cam_threshold_baseline_makes_one_instance_per_lit_component() -> None:
+    from liid_cli.stages.baselines import cam_threshold_instances
+
+    cam = np.zeros((2, 20, 20), dtype=np.float32)
+    cam[0, 2:6, 2:6] = 1.0  # two lit blobs of class 0 ...
+    cam[0, 12:18, 12:18] = 0.7
+    cam[0, 0, 19] = 0.9  # ... and a one-pixel speck below min_area
+    cam[1, 5:10, 0:4] = 0.6  # one blob of class 3
+    found = cam_threshold_instances(cam, [0, 3], threshold=0.5, min_area=0.01)
+    assert found.labels.tolist() == [1, 1, 4]
+    assert np.allclose(found.scores, [1.0, 0.7, 0.6])
+    assert found.boxes.tolist()[1] == [12.0, 12.0, 18.0, 18.0]

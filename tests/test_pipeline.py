@@ -38,6 +38,7 @@ def pipeline(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         _ok(stage, *common, *SHORT.get(stage, []))
     _ok("eval", "instances", "--run", run)
     _ok("eval", "labels", "--run", run)
+    _ok("baselines", *common)
     # Mask R-CNN trains on the ground truth here: one epoch of a tiny set may leave no pseudo label.
     _ok("train", *common, *SHORT["train"], "--labels", tiny_demo / "gt_train.json")
     _ok("predict", *common, "--data", tiny_demo / "index_val.json")
@@ -66,6 +67,19 @@ def test_outputs_are_readable(pipeline: Path) -> None:
     report = (pipeline / artifacts.REPORT_HTML).read_text()
     assert "Where pseudo labels go wrong" in report
     assert "<figure class='cam'>" in report  # the demo profile saves CAM heat maps
+
+
+def test_baselines_are_pseudo_labels_that_eval_takes(pipeline: Path, tiny_demo: Path) -> None:
+    folder = artifacts.stage_dir(pipeline, "baselines")
+    for name in ("cam_threshold", "best_proposal", "no_graph"):
+        path = folder / name / artifacts.PSEUDO_INSTANCES_JSON
+        _ok("eval", "instances", "--run", pipeline, "--predictions", path, "--name", f"b_{name}")
+        assert "AP50" in read_json(artifacts.eval_metrics_path(pipeline, f"b_{name}"))["metrics"]
+    # best_proposal: exactly one instance per labelled class of every image.
+    index = read_json(tiny_demo / "index_train.json")
+    labelled = {(im["id"], label) for im in index["images"] for label in im["labels"]}
+    best = read_json(folder / "best_proposal" / artifacts.PSEUDO_INSTANCES_JSON)["annotations"]
+    assert sorted((a["image_id"], a["category_id"]) for a in best) == sorted(labelled)
 
 
 def test_second_pass_skips_every_stage(pipeline: Path) -> None:

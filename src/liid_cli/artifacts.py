@@ -28,6 +28,7 @@ STAGE_DIRS: dict[str, str] = {
     "dump": "dump",
     "cut": "cut",
     "export-coco": "export",
+    "baselines": "baselines",
     "train": "train",
     "predict": "predict",
     "train-semantic": "train_semantic",  # DeepLabV3 (`liid train --task semantic`)

@@ -34,6 +34,16 @@ def decode(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
+def segmentation_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """A COCO segmentation (polygons, uncompressed or compressed RLE) -> compressed RLE with bytes
+    counts (what pycocotools' functions take)."""
+    if isinstance(segmentation, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    if isinstance(segmentation.get("counts"), list):
+        return mask_utils.frPyObjects(segmentation, height, width)
+    return _bytes_counts(segmentation)
+
+
 def area(rle: dict[str, Any]) -> int:
     return int(mask_utils.area(_bytes_counts(rle)))
 
@@ -62,4 +72,5 @@ def iou_matrix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> np.ndarray:
 
 def _bytes_counts(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
-    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {"size": list(rle["size"]),
+            "counts": counts.encode("ascii") if isinstance(counts, str) else counts}

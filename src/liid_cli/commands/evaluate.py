@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -36,6 +38,29 @@ NameOption = Annotated[
         help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).",
     ),
 ]
+
+
+IfTruthOption = Annotated[
+    bool,
+    typer.Option(
+        "--if-truth",
+        help="Skip with a note (exit 0) when the data set has no ground truth, e.g. a folder of "
+        "photos with tags (make pipeline / make real use this).",
+    ),
+]
+
+
+@contextmanager
+def skipped_without_truth(skip: bool) -> Iterator[None]:
+    """With `skip`, a data set without ground truth ends the command with a note, not an error."""
+    from liid_cli.evaluation.runs import MissingTruth
+
+    try:
+        yield
+    except MissingTruth as missing:
+        if not skip:
+            raise
+        Console().print(f"skipped: {missing}", highlight=False, soft_wrap=True)
 
 
 class SourceChoice(str, Enum):
@@ -76,6 +101,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         show_classes: Annotated[
             bool, typer.Option("--per-class", help="Also print AP per class.")
         ] = False,
+        if_truth: IfTruthOption = False,
         quiet: QuietOption = False,
     ) -> None:
         """Instance masks (pseudo labels or predictions) vs ground truth: AP, AP25..AP75, ABO."""
@@ -83,16 +109,17 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from liid_cli.evaluation.tables import per_class_table, record_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_instances(
-            run,
-            source=source.value,
-            predictions=predictions,
-            gt=gt,
-            index_path=data,
-            name=name,
-            iou_type=iou_type.value,
-        )
-        _print(record_table(record), per_class_table(record) if show_classes else None, path)
+        with skipped_without_truth(if_truth):
+            path, record = evaluate_run_instances(
+                run,
+                source=source.value,
+                predictions=predictions,
+                gt=gt,
+                index_path=data,
+                name=name,
+                iou_type=iou_type.value,
+            )
+            _print(record_table(record), per_class_table(record) if show_classes else None, path)
 
     @eval_app.command("semantic")
     @user_errors
@@ -116,6 +143,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         gt: GtOption = None,
         data: DataOption = None,
         name: NameOption = None,
+        if_truth: IfTruthOption = False,
         quiet: QuietOption = False,
     ) -> None:
         """Semantic label maps vs ground truth: mIoU and per-class IoU (truth 255 is ignored)."""
@@ -123,10 +151,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from liid_cli.evaluation.tables import per_class_table, record_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_semantic(
-            run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name
-        )
-        _print(record_table(record), per_class_table(record), path)
+        with skipped_without_truth(if_truth):
+            path, record = evaluate_run_semantic(
+                run, source=source.value, predictions=predictions, gt=gt, index_path=data, name=name
+            )
+            _print(record_table(record), per_class_table(record), path)
 
     @eval_app.command("labels")
     @user_errors
@@ -134,6 +163,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         run: RunOption = artifacts.DEFAULT_RUN,
         gt: GtOption = None,
         name: NameOption = None,
+        if_truth: IfTruthOption = False,
         quiet: QuietOption = False,
     ) -> None:
         """Where pseudo labels go wrong: proposal kinds (object, part, superset, mixed, background)
@@ -143,8 +173,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         from liid_cli.evaluation.tables import labels_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_labels(run, gt=gt, name=name)
-        _print(labels_table(record["metrics"]), None, path)
+        with skipped_without_truth(if_truth):
+            path, record = evaluate_run_labels(run, gt=gt, name=name)
+            _print(labels_table(record["metrics"]), None, path)
 
     @eval_app.command("compare")
     @user_errors

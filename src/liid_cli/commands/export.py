@@ -34,3 +34,13 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             f"({metrics['images_without_instances']} without any) "
             f"-> {artifacts.stage_dir(common.run, 'export-coco')}"
         )
+
+    @stage_command(app, "baselines")
+    def baselines(common: Common) -> None:
+        """Simple pseudo labels to hold LIID against: CAM threshold, best proposal per class, and
+        no graph (argmax). Writes <run>/baselines/<name>/pseudo_instances.json in export-coco's
+        format; evaluate with `liid eval instances --predictions ... --name baseline_<name>`."""
+        manifest = run_stage_module("baselines", common)
+        folder = artifacts.stage_dir(common.run, "baselines")
+        for name, counts in manifest["metrics"].items():
+            typer.echo(f"{name}: {counts['instances']} pseudo instances -> {folder / name}")

@@ -20,7 +20,6 @@ from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError
 from liid_cli.runner import StageContext, index_from_upstream
 
-
 WeightsOption = Annotated[
     str | None,
     typer.Option(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from liid_cli import masks
 from liid_cli.errors import LiidError
 from liid_cli.palette import read_label_png

@@ -17,12 +17,11 @@ import torch
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 
+from liid_cli import masks
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.instances import segmentation_rle
 from liid_cli.fileio import read_json
-from liid_cli.masks import decode
 
 Target = dict[str, torch.Tensor]
 
@@ -77,7 +76,7 @@ def load_instance_records(index: DatasetIndex, labels_path: Path) -> list[Instan
         if image is None:
             continue
         height, width = int(image["height"]), int(image["width"])
-        rles = [segmentation_rle(a["segmentation"], height, width) for a in image_annotations]
+        rles = [masks.segmentation_rle(a["segmentation"], height, width) for a in image_annotations]
         nonempty = [i for i, rle in enumerate(rles) if mask_utils.area(rle) > 0]
         if not nonempty:
             continue
@@ -141,21 +140,21 @@ class InstanceDataset(Dataset):
     def __getitem__(self, position: int) -> tuple[torch.Tensor, Target]:
         record = self.records[position]
         image = image_tensor(record.path)
-        masks = torch.from_numpy(np.stack([decode(rle) for rle in record.rles]))
-        if image.shape[1:] != masks.shape[1:]:
+        instance_masks = torch.from_numpy(np.stack([masks.decode(rle) for rle in record.rles]))
+        if image.shape[1:] != instance_masks.shape[1:]:
             raise LiidError(
                 f"{record.path}: image is {tuple(image.shape[1:])} but its masks are "
-                f"{tuple(masks.shape[1:])}; "
+                f"{tuple(instance_masks.shape[1:])}; "
                 "the labels were made for other images"
             )
         labels = torch.tensor(record.labels, dtype=torch.int64)
         if random.random() < self.flip_probability:
             image = image.flip(-1)
-            masks = masks.flip(-1)
+            instance_masks = instance_masks.flip(-1)
         target = {
-            "boxes": boxes_from_masks(masks),
+            "boxes": boxes_from_masks(instance_masks),
             "labels": labels,
-            "masks": masks.to(torch.uint8),
+            "masks": instance_masks.to(torch.uint8),
         }
         return image, target
 

@@ -25,6 +25,7 @@ from liid_cli.evaluation.semantic import IGNORE_LABEL, ground_truth_label_maps
 from liid_cli.fileio import read_json
 from liid_cli.palette import read_label_png
 
+
 @dataclass(frozen=True)
 class SemanticRecord:
     name: str

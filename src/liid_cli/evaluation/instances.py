@@ -18,6 +18,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from liid_cli import masks
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 
@@ -236,7 +237,7 @@ def _complete_ground_truth(data: dict[str, Any]) -> dict[str, Any]:
         if "area" not in ann:
             height, width = sizes[int(ann["image_id"])]
             ann["area"] = float(
-                mask_utils.area(segmentation_rle(ann["segmentation"], height, width))
+                mask_utils.area(masks.segmentation_rle(ann["segmentation"], height, width))
             )
     return data
 
@@ -254,26 +255,13 @@ def _normalised_results(
         if iou_type == "segm":
             # No `bbox`: with one, loadRes takes the box area as the instance area (size ranges).
             image = gt_coco.imgs[item["image_id"]]
-            item["segmentation"] = segmentation_rle(
+            item["segmentation"] = masks.segmentation_rle(
                 result["segmentation"], image["height"], image["width"]
             )
         else:
             item["bbox"] = [float(v) for v in result["bbox"]]
         normalised.append(item)
     return normalised
-
-
-def segmentation_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
-    """Polygons, uncompressed or compressed RLE -> compressed RLE with bytes counts."""
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation.get("counts"), list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    counts = segmentation["counts"]
-    return {
-        "size": list(segmentation["size"]),
-        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-    }
 
 
 def _coco_from_dict(data: dict[str, Any]) -> COCO:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from liid_cli import artifacts
+from liid_cli import artifacts, masks
 from liid_cli.data.index import DatasetIndex
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import CsrFile, open_csr
@@ -58,9 +58,14 @@ def region_kinds(
     classes = np.zeros(len(regions), dtype=np.int64)
     if not regions or not truth:
         return kinds, classes
-    region_pixels = mask_utils.decode(regions).reshape(-1, len(regions)).astype(np.float32)
+    height, width = regions[0]["size"]
+    region_pixels = (
+        mask_utils.decode([masks.segmentation_rle(r, height, width) for r in regions])
+        .reshape(-1, len(regions))
+        .astype(np.float32)
+    )
     truth_pixels = (
-        mask_utils.decode([t["segmentation"] for t in truth])
+        mask_utils.decode([masks.segmentation_rle(t["segmentation"], height, width) for t in truth])
         .reshape(-1, len(truth))
         .astype(np.float32)
     )

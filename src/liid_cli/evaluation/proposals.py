@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from rich.console import Console
 from rich.table import Table
 
@@ -80,7 +79,7 @@ def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> di
         if not annotations or not counts:
             continue
         height, width = sizes.get(proposals.image_id, (proposals.height, proposals.width))
-        rles = [_as_rle(a["segmentation"], height, width) for a in annotations]
+        rles = [masks.segmentation_rle(a["segmentation"], height, width) for a in annotations]
         boxes = np.array([masks.box_xyxy(masks.decode(r)) for r in rles]).reshape(-1, 4)
         for kind, values in best_overlaps(rles, boxes, proposals, counts).items():
             collected[kind].append(values)
@@ -109,15 +108,6 @@ def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> di
         "recall@0.7": headline.get("mask_recall@0.7"),
         "per_count": per_count,
     }
-
-
-def _as_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
-    """A ground-truth segmentation (RLE, uncompressed RLE or polygons) as compressed RLE."""
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation.get("counts"), list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
 
 
 def evaluate_run_proposals(

@@ -47,6 +47,10 @@ def stage_index(run_dir: Path, stage: str) -> Path | None:
     return Path(manifest["inputs"]["index"]["path"]) if manifest else None
 
 
+class MissingTruth(LiidError):
+    """The data set has no ground truth to evaluate against."""
+
+
 def resolve_ground_truth(
     gt: Path | None, index_path: Path | None, what: str
 ) -> tuple[Path, DatasetIndex | None]:
@@ -57,7 +61,7 @@ def resolve_ground_truth(
     if index is None:
         raise LiidError(f"no ground truth for {what}: pass --gt GT.json or --data INDEX.json")
     if index.ground_truth_path is None or not index.ground_truth_path.is_file():
-        raise LiidError(f"{index.path}: the data set has no ground-truth masks; pass --gt GT.json")
+        raise MissingTruth(f"{index.path}: the data set has no ground-truth masks; pass --gt GT.json")
     return index.ground_truth_path, index
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from liid_cli import masks
-from liid_cli.evaluation.instances import segmentation_rle
 from liid_cli.errors import LiidError
 from liid_cli.palette import read_label_png
 
@@ -123,13 +122,13 @@ def ground_truth_label_maps(
         height, width = int(image["height"]), int(image["width"])
         objects = [a for a in anns if not a.get("iscrowd", 0)]
         label_map = label_map_from_instances(
-            [segmentation_rle(a["segmentation"], height, width) for a in objects],
+            [masks.segmentation_rle(a["segmentation"], height, width) for a in objects],
             [category_to_label[int(a["category_id"])] for a in objects],
             height,
             width,
         )
         for crowd in (a for a in anns if a.get("iscrowd", 0)):
-            label_map[masks.decode(segmentation_rle(crowd["segmentation"], height, width))] = (
+            label_map[masks.decode(masks.segmentation_rle(crowd["segmentation"], height, width))] = (
                 IGNORE_LABEL
             )
         maps[int(image["id"])] = label_map

@@ -81,7 +81,20 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def print_summary(metrics: dict[str, Any], solver: str) -> None:
+def label_summary(counts: list[int], names: list[str], shown: int = 8) -> str:
+    """`noise N; k of K classes: name n, ...` with the `shown` most frequent classes only, so a
+    data set with 80 classes does not print a wall of zeros."""
+    per_class = sorted(zip(counts[1:], names), key=lambda item: -item[0])
+    labelled = [(count, name) for count, name in per_class if count > 0]
+    text = f"noise {counts[0]:,}; {len(labelled)} of {len(names)} classes"
+    if labelled:
+        text += ": " + ", ".join(f"{name} {count:,}" for count, name in labelled[:shown])
+    if len(labelled) > shown:
+        text += f", {len(labelled) - shown} more ({sum(c for c, _ in labelled[shown:]):,} SOPs)"
+    return text
+
+
+def print_summary(metrics: dict[str, Any], solver: str, class_names: list[str]) -> None:
     """The cut's figures as a table on stderr (not under --quiet)."""
     if not log.isEnabledFor(logging.INFO):
         return
@@ -129,10 +142,6 @@ def print_summary(metrics: dict[str, Any], solver: str) -> None:
         table.add_row(
             "expansion", f"{metrics['expansion_cycles']} cycles, {metrics['expansion_moves']} moves"
         )
-    table.add_row(
-        "labels",
-        f"noise {metrics['noise_sops']:,}; classes "
-        + " ".join(str(c) for c in metrics["label_counts"][1:]),
-    )
+    table.add_row("labels", label_summary(metrics["label_counts"], class_names))
     table.add_row("seconds", ", ".join(f"{k} {v:.1f}" for k, v in metrics["seconds"].items()))
     console.print(table)

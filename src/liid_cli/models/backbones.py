@@ -19,9 +19,8 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from pydantic import Field
+from torch import nn
 
 from liid_cli.config import StageConfig
 from liid_cli.errors import LiidError

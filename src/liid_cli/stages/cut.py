@@ -189,7 +189,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
     write_cut(context, dump, config, result, graph.component, graph.component_sizes, metrics)
     metrics["seconds"]["write"] = time.perf_counter() - timer["cut"]
     metrics["seconds"]["total"] = time.perf_counter() - timer["start"]
-    print_summary(metrics, config.solver)
+    print_summary(metrics, config.solver, list(index.classes.names))
     return metrics
 
 

@@ -76,11 +76,8 @@ def image_instances(
     device: str,
     agreement: CsrFile | None = None,
 ) -> PseudoInstances:
-    """The image's pseudo instances; with `agreement` (cam_scores.h5) the score p[label] is
-    multiplied by how well the SOP's mask matches the CAM of its class."""
+    """The image's pseudo instances from the cut's labels and scores p[label]."""
     rows = cut.rows_of(proposals.image_id)
-    labels = cut.handle[artifacts.H5_LABELS][rows].astype(np.int64)
-    scores = cut.handle[artifacts.H5_SCORES][rows].astype(np.float32)
     proposal_index = cut.handle[artifacts.H5_PROPOSAL_INDEX][rows].astype(np.int64)
     if len(proposal_index) and proposal_index.max() >= len(proposals):
         raise LiidError(
@@ -88,10 +85,35 @@ def image_instances(
             f"{proposal_index.max()} but proposals.h5 has {len(proposals)}; "
             "rerun `liid cut --force` after the proposals changed"
         )
+    table = None
+    if agreement is not None:
+        table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(proposals.image_id)]
+    return select_pseudo_instances(
+        proposals,
+        proposal_index,
+        cut.handle[artifacts.H5_LABELS][rows].astype(np.int64),
+        cut.handle[artifacts.H5_SCORES][rows].astype(np.float32),
+        config,
+        device,
+        table,
+    )
+
+
+def select_pseudo_instances(
+    proposals: ImageProposals,
+    proposal_index: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    config: ExportCocoConfig,
+    device: str,
+    agreement: np.ndarray | None = None,
+) -> PseudoInstances:
+    """Labelled SOPs (proposal rows, labels, p[label]) -> the image's pseudo instances. With
+    `agreement` ((M, K) for the image's proposals, cam_scores.h5) the score p[label] is multiplied
+    by how well the SOP's mask matches the CAM of its class."""
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
     if agreement is not None and len(proposal_index):
-        table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(proposals.image_id)]
-        scores = scores * table[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
+        scores = scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
     keep = select_instances(
         boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
     )

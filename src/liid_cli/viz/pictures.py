@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from liid_cli import artifacts
+from liid_cli import artifacts, masks
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
-from liid_cli.evaluation.instances import segmentation_rle
 from liid_cli.fileio import read_json
 from liid_cli.log import track
 from liid_cli.palette import read_label_png
@@ -119,7 +118,7 @@ def load_instances(
             segmentation = ann["segmentation"]
             if not isinstance(segmentation, dict) or isinstance(segmentation.get("counts"), list):
                 image = images[image_id]
-                segmentation = segmentation_rle(
+                segmentation = masks.segmentation_rle(
                     segmentation, int(image["height"]), int(image["width"])
                 )
             instances.append(Instance(segmentation, label, caption))

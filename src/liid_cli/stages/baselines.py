@@ -1,0 +1,202 @@
+"""`liid baselines`: the simple things people try first, as pseudo labels in export-coco's format,
+so that every `liid eval`, `liid train` and `liid viz` command takes them and `liid eval compare`
+puts them beside LIID.
+
+- `cam_threshold`: each labelled class's CAM (train-cam's classifier, at its `cam_scale`),
+  thresholded at `cam_threshold` x its peak; each connected component covering at least
+  `min_area` of the image is an instance, scored by the CAM peak inside it.
+- `best_proposal`: for each labelled class, the proposal with the highest CAM score R (mean + max
+  of the CAM in its box, train-cam's `cam_box_scores`), scored R / 2.
+- `no_graph`: the label-masked argmax of the MIL probabilities (the cut's `argmax` solver), then
+  export-coco's own settings (score, min_score, NMS), read from the run's export-coco manifest.
+
+Reads proposals, train-cam (cam.pt, cam_scores.h5), dump and export-coco's config; writes
+`<run>/baselines/<name>/pseudo_instances.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from skimage.measure import label as connected_components
+
+from liid_cli import artifacts, masks
+from liid_cli.checkpoints import load_checkpoint
+from liid_cli.config import StageConfig
+from liid_cli.data.images import read_rgb
+from liid_cli.data.index import load_index
+from liid_cli.fileio import file_sha256, read_json, write_json
+from liid_cli.graph.dump import DumpData, read_dump
+from liid_cli.h5store import open_csr
+from liid_cli.log import track
+from liid_cli.models.backbones import image_to_tensor, trunk_settings
+from liid_cli.models.cam import CamClassifier, normalised_cams
+from liid_cli.proposals.store import ImageProposals, open_proposals
+from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stages.export_coco import (
+    ExportCocoConfig,
+    PseudoInstances,
+    coco_annotations,
+    instances_document,
+    select_pseudo_instances,
+)
+
+Baseline = Literal["cam_threshold", "best_proposal", "no_graph"]
+
+
+class BaselinesConfig(StageConfig):
+    methods: list[Baseline] = Field(min_length=1)
+    cam_threshold: float = Field(gt=0, lt=1)  # share of the CAM's peak
+    min_area: float = Field(ge=0, lt=1)  # share of the image
+
+
+def no_instances() -> PseudoInstances:
+    return PseudoInstances(rles=[], boxes=np.zeros((0, 4), np.float32),
+                           labels=np.zeros(0, np.int64), scores=np.zeros(0, np.float32))
+
+
+def cam_threshold_instances(
+    cams: np.ndarray, classes: list[int], threshold: float, min_area: float
+) -> PseudoInstances:
+    """Connected components of each (H, W) CAM >= threshold (maps max-normalised to 1)."""
+    rles, labels, scores = [], [], []
+    for cam, k in zip(cams, classes):
+        components = connected_components(cam >= threshold, connectivity=2)
+        for number in range(1, int(components.max()) + 1):
+            region = components == number
+            if region.mean() >= min_area:
+                rles.append(masks.encode(region))
+                labels.append(k + 1)
+                scores.append(float(cam[region].max()))
+    if not rles:
+        return no_instances()
+    return PseudoInstances(
+        rles=rles,
+        boxes=np.stack([masks.box_xyxy(masks.decode(rle)) for rle in rles]).astype(np.float32),
+        labels=np.array(labels, dtype=np.int64),
+        scores=np.array(scores, dtype=np.float32),
+    )
+
+
+def best_proposal_instances(
+    proposals: ImageProposals, box_scores: np.ndarray, classes: list[int]
+) -> PseudoInstances:
+    """Per labelled class, the proposal with the highest CAM score R in its box."""
+    if not len(proposals) or not classes:
+        return no_instances()
+    rows = [int(box_scores[:, k].argmax()) for k in classes]
+    return PseudoInstances(
+        rles=[proposals.rle(row) for row in rows],
+        boxes=proposals.boxes[rows].astype(np.float32),
+        labels=np.array([k + 1 for k in classes], dtype=np.int64),
+        scores=np.array([box_scores[row, k] / 2 for row, k in zip(rows, classes)], np.float32),
+    )
+
+
+class _CamMaps:
+    """train-cam's classifier, giving an image's max-normalised CAMs at its scoring size."""
+
+    def __init__(self, context: StageContext, num_classes: int) -> None:
+        checkpoint = load_checkpoint(context.upstream("train-cam") / artifacts.CAM_CHECKPOINT)
+        self.settings = checkpoint["config"]
+        self.model = CamClassifier(trunk_settings(self.settings), num_classes, weights="none")
+        self.model.load_state_dict(checkpoint["model"])
+        self.model.to(context.device).eval()
+        self.device = context.device
+
+    @torch.no_grad()
+    def __call__(self, rgb: np.ndarray, classes: list[int]) -> np.ndarray:
+        side = max(self.model.trunk.stride,
+                   round(self.settings["input_size"] * self.settings["cam_scale"]))
+        tensor = image_to_tensor(rgb, side).to(self.device)
+        _, cams = normalised_cams(
+            self.model, tensor, classes, rgb.shape[:2], self.settings["cam_flip_average"]
+        )
+        return cams.cpu().numpy()
+
+
+def _export_config(context: StageContext) -> ExportCocoConfig:
+    manifest = read_json(context.upstream("export-coco") / artifacts.MANIFEST)
+    return ExportCocoConfig.model_validate(manifest["config"])
+
+
+def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
+    """Write each baseline's pseudo instances; return their counts."""
+    index = load_index(context.index_path)
+    fingerprint = file_sha256(context.index_path)
+    chosen = list(dict.fromkeys(config.methods))
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
+    cam_maps = _CamMaps(context, index.classes.num_classes) if "cam_threshold" in chosen else None
+    export = _export_config(context) if "no_graph" in chosen else None
+    dump = None
+    if export is not None:
+        dump = read_dump(context.upstream("dump") / artifacts.DUMP_H5, fingerprint,
+                         index.classes.num_classes, label_masking=True)
+    dump_rows = {} if dump is None else {
+        int(image_id): slice(int(dump.offsets[i]), int(dump.offsets[i + 1]))
+        for i, image_id in enumerate(dump.image_ids)
+    }
+    cam_path = context.upstream("train-cam") / artifacts.CAM_SCORES_H5
+    with (
+        open_proposals(context.run_dir, context.index_path) as store,
+        open_csr(cam_path, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cam_scores,
+    ):
+        for image in track(index.images, "baselines"):
+            proposals = store.get(int(image["id"]))
+            classes = [k - 1 for k in index.labels(image)]
+            rows = cam_scores.rows_of(proposals.image_id)
+            per_method: dict[str, PseudoInstances] = {}
+            if cam_maps is not None:
+                cams = cam_maps(read_rgb(index.image_path(image)), classes)
+                per_method["cam_threshold"] = cam_threshold_instances(
+                    cams, classes, config.cam_threshold, config.min_area
+                )
+            if "best_proposal" in chosen:
+                box_scores = cam_scores.handle[artifacts.H5_CAM_BOX_SCORES][rows]
+                per_method["best_proposal"] = best_proposal_instances(proposals, box_scores, classes)
+            if export is not None and dump is not None:
+                agreement = cam_scores.handle[artifacts.H5_CAM_MASK_AGREEMENT][rows]
+                per_method["no_graph"] = _argmax_instances(
+                    dump, dump_rows[proposals.image_id], proposals, export, context.device,
+                    agreement if export.score == "p_cam_agreement" else None,
+                )
+            for name, instances in per_method.items():
+                found[name].extend(
+                    coco_annotations(image["id"], instances, index.classes, len(found[name]) + 1)
+                )
+    for name, annotations in found.items():
+        write_json(
+            context.out_dir / name / artifacts.PSEUDO_INSTANCES_JSON,
+            instances_document(index, annotations, f"baseline:{name}"),
+            indent=None,
+        )
+    return {name: {"instances": len(annotations)} for name, annotations in found.items()}
+
+
+def _argmax_instances(
+    dump: DumpData,
+    rows: slice,
+    proposals: ImageProposals,
+    export: ExportCocoConfig,
+    device: str,
+    agreement: np.ndarray | None,
+) -> PseudoInstances:
+    """The image's SOPs labelled by the label-masked argmax of p, exported as export-coco does."""
+    probs = dump.probs[rows]
+    labels = probs.argmax(axis=1).astype(np.int64)
+    scores = probs[np.arange(len(labels)), labels].astype(np.float32)
+    return select_pseudo_instances(
+        proposals, dump.proposal_index[rows].astype(np.int64), labels, scores, export, device,
+        agreement,
+    )
+
+
+SPEC = StageSpec(
+    name="baselines",
+    config_model=BaselinesConfig,
+    upstream=("proposals", "train-cam", "dump", "export-coco"),
+    run=run,
+)
