@@ -70,6 +70,10 @@ def bench_case(
     boxes = random_boxes(proposals, size, generator).to(device)
     cam_scores = (torch.rand(proposals, NUM_CLASSES, generator=generator) * 2).to(device)
 
+    def synchronise() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     trunk = TrunkConfig(backbone=backbone, weights="none", output_stride=16, norm="frozen_bn",
                         frozen_levels=0)
     classifier = CamClassifier(trunk, NUM_CLASSES).to(device).train()
@@ -80,6 +84,7 @@ def bench_case(
         classifier_opt.zero_grad(set_to_none=True)
         loss.backward()
         classifier_opt.step()
+        synchronise()
 
     network = MilNetwork(trunk, NUM_CLASSES, roi_op, 7).to(device).train()
     centres = ClassCentres(NUM_CLASSES, network.feature_dim).to(device)
@@ -94,14 +99,9 @@ def bench_case(
         update_centres(
             centres.centres, centres.known, features.float(), result.assigned, LOSSES.theta
         )
+        synchronise()
 
-    synchronise = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    plain, mil = median_seconds(
-        lambda: (classifier_step(), synchronise()),
-        lambda: (mil_step(), synchronise()),
-        warmup=warmup,
-        repeats=repeats,
-    )
+    plain, mil = median_seconds(classifier_step, mil_step, warmup=warmup, repeats=repeats)
     print(
         f"{backbone} @ {size} px, {roi_op}, {proposals} proposals, {device}: "
         f"classifier step {plain * 1000:.1f} ms, MIL step {mil * 1000:.1f} ms, "

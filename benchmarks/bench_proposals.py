@@ -7,7 +7,8 @@ ours <= 1 s per image) and box recall at IoU 0.5 / 0.7 at the same proposal coun
 OpenCV's). OpenCV comes from opencv-contrib-python-headless (`ximgproc.segmentation`, fast mode);
 without it only our side is measured, and the script says so.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_proposals.py [--images 12] [--count 20]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_proposals.py [--images 20] [--count 20]
+        [--width 500] [--height 375]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy loads
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,11 @@ from liid_cli import masks
 from liid_cli.config import load_stage_config
 from liid_cli.data.demo import SHAPES, generate_image
 from liid_cli.evaluation.proposals import box_iou
-from liid_cli.stages.proposals import ImageTask, ProposalsConfig, propose
-
-HEIGHT, WIDTH = 375, 500
+from liid_cli.proposals.generate import ImageTask, ProposalsConfig, propose
 
 
-def opencv_search():  # type: ignore[no-untyped-def]
+def opencv_search() -> Callable[[np.ndarray], np.ndarray] | None:
+    """OpenCV's fast selective search on one RGB image (xyxy boxes, ranked); None without it."""
     try:
         import cv2
     except ImportError:
@@ -45,7 +46,7 @@ def opencv_search():  # type: ignore[no-untyped-def]
         segmentation = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
         segmentation.setBaseImage(np.ascontiguousarray(image[..., ::-1]))
         segmentation.switchToSelectiveSearchFast()
-        rects = segmentation.process().astype(np.float32).reshape(-1, 4)
+        rects = np.asarray(segmentation.process(), dtype=np.float32).reshape(-1, 4)
         return np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1)  # xyxy, ranked
 
     return search
@@ -64,13 +65,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--count", type=int, default=20, help="proposals per image compared")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--height", type=int, default=375)
     args = parser.parse_args()
 
     config = load_stage_config("proposals", ProposalsConfig, overrides=[f"top_n={args.count}"])
-    task = ImageTask(record={"id": 0}, image_path=Path("-"), source=None, rle_entries=[])
+    task = ImageTask(
+        record={"id": 0}, image_path=Path("-"), source=None, rle_entries=[], refine=None
+    )
     opencv = opencv_search()
     rng = np.random.default_rng(args.seed)
-    scenes = [generate_image(rng, HEIGHT, WIDTH, list(SHAPES)) for _ in range(args.images)]
+    scenes = [generate_image(rng, args.height, args.width, list(SHAPES)) for _ in range(args.images)]
 
     times: dict[str, list[float]] = {"liid": [], "opencv": []}
     walls: dict[str, list[float]] = {"liid": [], "opencv": []}
@@ -103,7 +108,7 @@ def main() -> None:
 
     n_truth = len(found["liid"][0.5])
     print(
-        f"{args.images} images of {WIDTH}x{HEIGHT}, {n_truth} objects, "
+        f"{args.images} images of {args.width}x{args.height}, {n_truth} objects, "
         f"{args.count} proposals per image, "
         f"one core (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})"
     )

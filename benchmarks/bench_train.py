@@ -47,7 +47,7 @@ def time_iterations(
     times = []
     for batch in islice(cycle(loader), iters + 1):
         started = time.perf_counter()
-        loss = sum(compute_losses(model, batch, device).values())
+        loss = torch.stack(list(compute_losses(model, batch, device).values())).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -28,10 +28,10 @@ from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.evaluation.labels import KINDS, annotations_by_image, available_steps, region_kinds
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.h5store import open_csr
-from liid_cli.models.backbones import trunk_settings
-from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage
+from liid_cli.models.mil import ProposalDataset, ProposalImage
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import read_manifest
+from liid_cli.stages.train_mil import TrainMilConfig, build_network
 
 
 def ground_truth_labels(
@@ -132,14 +132,10 @@ def supervised_oracle(run_dir: Path, epochs: int) -> None:
                     )
                 )
     torch.manual_seed(0)
-    network = MilNetwork(
-        trunk_settings(settings),
-        index.classes.num_classes,
-        settings["roi_op"],
-        settings["roi_size"],
-    )
+    config = TrainMilConfig.model_validate({**settings, "resume": False})
+    network = build_network(config, index.classes.num_classes, run_dir)  # train-mil's start
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-    dataset = ProposalDataset(items, settings["input_size"], flip=True)
+    dataset = ProposalDataset(items, config.input_size, flip=True)
     for epoch in range(epochs):
         network.train()
         hits = torch.zeros(2)

@@ -20,12 +20,12 @@ from liid_cli.box2mask.network import (
     input_channels_of,
     widen_input,
 )
-from liid_cli.box2mask.pseudo import class_mean_best_iou
 from liid_cli.box2mask.semantic import LabelledImage, label_map
 from liid_cli.box2mask.training import fit
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError
+from liid_cli.evaluation.box_masks import class_mean_best_iou
 from liid_cli.models.backbones import build_trunk
 
 TINY_NET = {

@@ -127,3 +127,29 @@ def test_proposals_of_another_data_set_are_refused(
     )
     with pytest.raises(LiidError, match="made from another data set"):
         run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
+
+
+def test_scoring_at_a_bounded_size_matches_full_resolution_on_smooth_cams() -> None:
+    from liid_cli.models.cam_scoring import proposal_scores, scoring_size
+    from liid_cli.proposals.store import ImageProposals
+
+    assert scoring_size((480, 640), 256) == (192, 256) and scoring_size((100, 80), 256) == (100, 80)
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(2, 1, 4, 5, generator=generator)
+    full = torch.nn.functional.interpolate(coarse, size=(96, 120), mode="bilinear")[:, 0]
+    small = torch.nn.functional.interpolate(coarse, size=(40, 50), mode="bilinear")[:, 0]
+    stack = np.zeros((3, 96, 120), dtype=bool)
+    stack[0, 10:50, 20:70] = True
+    stack[1, 40:90, 60:115] = True
+    stack[2, 5:30, 5:30] = True
+    proposals = ImageProposals.from_masks(1, stack, np.ones(3))
+    at_full = proposal_scores(
+        full / full.amax(dim=(1, 2), keepdim=True), proposals.boxes, stack, [0, 2], 3
+    )
+    at_small = proposal_scores(
+        small / small.amax(dim=(1, 2), keepdim=True), proposals.boxes, stack, [0, 2], 3
+    )
+    # R (mean + max, in [0, 2]) within 5%: the max also sees the cells a mask edge only touches.
+    for exact, approximate, tolerance in zip(at_full, at_small, (0.1, 0.1, 0.01)):
+        assert np.allclose(exact, approximate, atol=tolerance)
+        assert (exact[:, 1] == 0).all()  # an unlabelled class stays 0

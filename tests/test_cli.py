@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.helpers import liid
 
 STAGES = ["pretrain", "proposals", "train-cam", "train-mil", "dump", "cut", "export-coco", "train", "predict",

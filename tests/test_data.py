@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tests.helpers import assert_one_line_error, liid
 
 from liid_cli import masks
 from liid_cli.data.demo import DemoSpec, generate
 from liid_cli.data.index import load_index
 from liid_cli.data.voc import VOC_CLASSES
 from liid_cli.palette import save_label_png
-from tests.helpers import assert_one_line_error, liid
 
 
 def test_demo_is_deterministic_and_complete(tiny_demo: Path, tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tests.helpers import assert_one_line_error, liid
+from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 from liid_cli import artifacts, masks
 from liid_cli.errors import LiidError
@@ -21,8 +23,6 @@ from liid_cli.evaluation.instances import average_best_overlap, evaluate_instanc
 from liid_cli.evaluation.labels import KINDS, region_kinds
 from liid_cli.evaluation.semantic import evaluate_semantic
 from liid_cli.fileio import read_json, write_json
-from tests.helpers import assert_one_line_error, liid
-from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 
 def _box_mask(shape: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:

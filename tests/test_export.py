@@ -18,6 +18,7 @@ import pytest
 import torch
 from PIL import Image
 from pycocotools.coco import COCO
+from tests.helpers import assert_one_line_error, liid
 from torchvision.ops import box_iou
 
 from liid_cli import artifacts, masks
@@ -30,7 +31,6 @@ from liid_cli.h5store import write_csr
 from liid_cli.proposals.store import ImageProposals, write_proposals
 from liid_cli.runner import StageContext, StageSpec, run_stage
 from liid_cli.stages.export_coco import select_instances
-from tests.helpers import assert_one_line_error, liid
 
 COCO_ID_OF_INTERNAL = {
     1: 60,

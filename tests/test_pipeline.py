@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from pycocotools.coco import COCO
+from tests.helpers import liid
 
 from liid_cli import artifacts
 from liid_cli.fileio import read_json
-from tests.helpers import liid
 
 SHORT = {
     "train-cam": ["--set", "epochs=2"],

@@ -11,17 +11,10 @@ from liid_cli import masks
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.proposals import box_iou, evaluate_proposals
 from liid_cli.proposals.filtering import FilterSettings, MaskCandidates, RegionCandidates, select
-from liid_cli.proposals.selective_search import (
-    COLOUR_BINS,
-    TEXTURE_BINS,
-    Strategy,
-    SuperpixelRegions,
-    _histograms,
-    _quantised,
-    group,
-    selective_search,
-)
+from liid_cli.proposals.region_features import COLOUR_BINS, TEXTURE_BINS, histograms, quantised
+from liid_cli.proposals.selective_search import Strategy, group, selective_search
 from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_proposals
+from liid_cli.proposals.superpixels import SuperpixelRegions
 
 ALL = ("colour", "texture", "size", "fill")
 
@@ -61,8 +54,8 @@ def test_grouping_merges_the_most_similar_neighbours_first() -> None:
     labels = np.repeat(np.repeat(np.array([[0, 1, 2]]), 4, axis=1), 4, axis=0)
     values = np.zeros((4, 12, 3))
     values[:, 8:] = 0.9
-    colour = _histograms(_quantised(values, COLOUR_BINS), labels, 3, COLOUR_BINS)
-    texture = _histograms(np.zeros((24, 4, 12), int), labels, 3, TEXTURE_BINS)
+    colour = histograms(quantised(values, COLOUR_BINS), labels, 3, COLOUR_BINS)
+    texture = histograms(np.zeros((24, 4, 12), int), labels, 3, TEXTURE_BINS)
     regions = group(labels, colour, texture, ALL, small_region_penalty=0.0)
     assert [sorted(leaves.tolist()) for leaves in regions.leaves[3:]] == [[0, 1], [0, 1, 2]]
     assert regions.areas.tolist() == [16, 16, 16, 32, 48]
@@ -75,8 +68,8 @@ def test_grouping_merges_the_most_similar_neighbours_first() -> None:
 def test_histograms_count_each_channel_per_region() -> None:
     labels = np.array([[0, 0, 1]])
     values = np.array([[[0.0, 0.99], [0.5, 0.99], [1.0, 0.0]]])  # (1, 3, 2): two channels
-    histograms = _histograms(_quantised(values, 2), labels, 2, 2)
-    assert histograms.tolist() == [[1, 1, 0, 2], [0, 1, 1, 0]]
+    counts = histograms(quantised(values, 2), labels, 2, 2)
+    assert counts.tolist() == [[1, 1, 0, 2], [0, 1, 1, 0]]
 
 
 def _candidates() -> MaskCandidates:
@@ -175,6 +168,9 @@ def test_proposal_recall_and_abo_match_hand_computed_values() -> None:
     assert two["mask_recall@0.7"] == 1.0 and two["mask_ABO"] == pytest.approx(0.9)
     assert two["box_ABO"] == pytest.approx(0.9)
     assert metrics["recall@0.5"] == 1.0
+    # AR: b (IoU 0.8) passes 7 of the 10 thresholds 0.5:0.05:0.95, a (IoU 1) all of them.
+    assert one["mask_AR"] == pytest.approx(0.35) and two["mask_AR"] == pytest.approx(0.85)
+    assert metrics["AR"] == pytest.approx(0.85)
 
 
 def test_box_iou_of_known_boxes() -> None:

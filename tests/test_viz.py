@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tests.helpers import liid
+from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 from liid_cli import artifacts, masks
 from liid_cli.data.index import load_index
 from liid_cli.fileio import write_json
 from liid_cli.viz.overlays import PALETTE, Instance, draw_instances, grid, render_label_map
 from liid_cli.viz.pictures import load_instances
-from tests.helpers import liid
-from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 
 def test_overlay_blends_the_class_colour_and_outlines_the_mask() -> None:

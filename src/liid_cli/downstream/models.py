@@ -26,7 +26,8 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from liid_cli.config import StageConfig
-from liid_cli.models.backbones import Norm, Trunk, build_trunk, freeze_levels, norm_layer
+from liid_cli.models.backbones import Trunk, build_trunk, freeze_levels
+from liid_cli.models.resnet_trunk import Norm, norm_layer
 
 FPN_LEVELS = (1, 2, 3, 4)  # strides 4..32: P2-P5, and P6 by max pooling
 # Levels a frozen-BN detector keeps fixed with pretrained weights: the stem and level 1 (conv1

@@ -23,17 +23,16 @@ from pydantic import Field
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from liid_cli import artifacts
-from liid_cli.checkpoints import load_checkpoint, save_checkpoint, seed_everything
+from liid_cli.checkpoints import save_checkpoint, seed_everything
 from liid_cli.config import StageConfig
 from liid_cli.downstream import distributed
 from liid_cli.downstream.progress import training_progress
+from liid_cli.downstream.resume import RESUME_CHECKPOINT, load_resume_state, resume_key
 from liid_cli.errors import LiidError
-from liid_cli.fileio import file_sha256, text_sha256
 from liid_cli.log import log
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.runner import StageContext
 
-RESUME_CHECKPOINT = "resume.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
@@ -139,20 +138,6 @@ def train_one_epoch(
     return {name: value / max(steps, 1) for name, value in sums.items()}
 
 
-def resume_key(config: TrainingConfig, context: StageContext) -> str:
-    """What a resumable checkpoint must match: settings, seed and input contents."""
-    inputs = {"index": file_sha256(context.index_path)}
-    for name, path in sorted(context.extra_inputs.items()):
-        inputs[name] = (
-            file_sha256(path)
-            if path.is_file()
-            else sorted(
-                (str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()
-            )
-        )
-    return text_sha256(repr((config.model_dump(mode="json"), context.seed, inputs)))
-
-
 def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, Any]:
     """Train, validate and write `model_best.pt` / `model_last.pt` into the stage folder."""
     distributed.announce_start(config, context)
@@ -191,7 +176,7 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 
     key = resume_key(config, context)
-    state = _load_resume_state(context.cache_dir, key)
+    state = load_resume_state(context.cache_dir, key)
     start_epoch, history, best = 0, [], {"epoch": None, "value": None, "metrics": None}
     if state is not None:
         model.load_state_dict(state["model"])
@@ -296,16 +281,3 @@ def _save_model(
     save_checkpoint(
         path, {**task.description, "epoch": epoch, "metrics": metrics, "model": model.state_dict()}
     )
-
-
-def _load_resume_state(cache_dir: Path, key: str) -> dict[str, Any] | None:
-    path = cache_dir / RESUME_CHECKPOINT
-    if not path.is_file():
-        return None
-    state = load_checkpoint(path)
-    if state.get("key") != key:
-        raise LiidError(
-            f"{path}: this checkpoint was made with other settings or inputs; "
-            "rerun without --resume to start over"
-        )
-    return state

@@ -1,4 +1,5 @@
-"""Proposal quality against ground-truth instances: recall at IoU 0.5 / 0.7 and ABO per count.
+"""Proposal quality against ground-truth instances: recall at IoU 0.5 / 0.7, COCO-style average
+recall (AR: recall averaged over IoU 0.5:0.05:0.95, as in DeepMask's Table 1) and ABO per count.
 
 For each ground-truth instance (crowd regions excluded) and each count k, its best overlap is the
 largest IoU with any of the image's first k proposals (rank order); recall@t = share of instances
@@ -31,6 +32,7 @@ from liid_cli.runner import read_manifest
 
 PROPOSAL_COUNTS = (1, 5, 10, 20, 40, 100)
 IOU_THRESHOLDS = (0.5, 0.7)
+AR_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
 def best_overlaps(
@@ -95,6 +97,9 @@ def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> di
                 entry[f"{kind}_recall@{threshold}"] = (
                     float((padded >= threshold).mean()) if num_truth else 0.0
                 )
+            entry[f"{kind}_AR"] = (
+                float(np.mean([(padded >= t).mean() for t in AR_THRESHOLDS])) if num_truth else 0.0
+            )
             entry[f"{kind}_ABO"] = float(padded.mean()) if num_truth else 0.0
         per_count[str(count)] = entry
     counts_per_image = np.diff(store.csr.offsets)
@@ -106,6 +111,7 @@ def evaluate_proposals(store: ProposalStore, ground_truth: dict[str, Any]) -> di
         "ABO": headline.get("mask_ABO"),
         "recall@0.5": headline.get("mask_recall@0.5"),
         "recall@0.7": headline.get("mask_recall@0.7"),
+        "AR": headline.get("mask_AR"),
         "per_count": per_count,
     }
 
@@ -163,7 +169,7 @@ def proposals_table(metrics: dict[str, Any]) -> Table:
     columns = [
         f"{kind}_{metric}"
         for kind in ("mask", "box")
-        for metric in (*(f"recall@{t}" for t in IOU_THRESHOLDS), "ABO")
+        for metric in (*(f"recall@{t}" for t in IOU_THRESHOLDS), "AR", "ABO")
     ]
     for column in columns:
         heading = column.replace("_", " ").replace("recall@0.", "R@.")

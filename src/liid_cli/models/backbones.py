@@ -25,13 +25,15 @@ from torch import nn
 from liid_cli.config import StageConfig
 from liid_cli.errors import LiidError
 from liid_cli.models import weights as weight_sources
+from liid_cli.models.resnet_trunk import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Norm,
+    ResNetLevels,
+    resnet_levels,
+)
 
-Norm = Literal["frozen_bn", "bn", "gn"]
-GROUPS = 32
 TORCHVISION_RESNETS = tuple(weight_sources.TORCHVISION_WEIGHTS)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_RESNET_DILATION = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 
 
 class Normalise(nn.Module):
@@ -75,52 +77,6 @@ class Trunk(nn.Module):
         return list(self.body(self.normalise(images)))
 
 
-class _ResNetLevels(nn.Module):
-    """A torchvision ResNet's feature maps at the requested levels, torchvision's names kept."""
-
-    LEVEL_MODULES = ("relu", "layer1", "layer2", "layer3", "layer4")
-
-    def __init__(self, resnet: nn.Module, levels: Sequence[int]) -> None:
-        super().__init__()
-        self.levels = tuple(levels)
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
-            if name in ("layer2", "layer3", "layer4") and int(name[-1]) > max(levels):
-                break
-            self.add_module(name, getattr(resnet, name))
-
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = self.relu(self.bn1(self.conv1(images)))
-        found = {0: x}
-        x = self.maxpool(x)
-        for level in range(1, max(self.levels) + 1):
-            x = getattr(self, f"layer{level}")(x)
-            found[level] = x
-        return [found[level] for level in self.levels]
-
-
-def norm_layer(norm: Norm) -> Any:
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    if norm == "frozen_bn":
-        return FrozenBatchNorm2d
-    if norm == "gn":
-        return lambda channels: nn.GroupNorm(GROUPS, channels)
-    return nn.BatchNorm2d
-
-
-def _dilate_basic_resnet(model: nn.Module, output_stride: int) -> None:
-    """Trade the stride of layer4 (and layer3 for 8) for dilation; BasicBlock ResNets lack it."""
-    layers = [model.layer4] if output_stride == 16 else [model.layer3, model.layer4]
-    for dilation, layer in enumerate(layers, start=1):
-        rate = 2**dilation if output_stride == 8 else 2
-        for module in layer.modules():
-            if isinstance(module, nn.Conv2d):
-                module.stride = (1, 1)
-                if module.kernel_size == (3, 3):
-                    module.dilation = (rate, rate)
-                    module.padding = (rate, rate)
-
-
 def _load(body: nn.Module, state: dict[str, Any], name: str, source: str) -> None:
     """Load a backbone state dict; every parameter of `body` must be in it (extra keys, e.g. a
     classifier head, are ignored)."""
@@ -142,23 +98,12 @@ def _load(body: nn.Module, state: dict[str, Any], name: str, source: str) -> Non
 def _torchvision_body(
     name: str, weights: str, levels: Sequence[int], output_stride: int, norm: Norm
 ) -> tuple[nn.Module, list[int]]:
-    import torchvision
-
-    bottleneck = name not in ("resnet18", "resnet34")
-    resnet = getattr(torchvision.models, name)(
-        weights=None,
-        norm_layer=norm_layer(norm),
-        replace_stride_with_dilation=_RESNET_DILATION[output_stride] if bottleneck else None,
-    )
-    if not bottleneck and output_stride < 32:
-        _dilate_basic_resnet(resnet, output_stride)
-    body = _ResNetLevels(resnet, levels)
+    body, channels = resnet_levels(name, levels, output_stride, norm)
     if weights == "imagenet":
         _load(body, weight_sources.torchvision_state(name), name, weights)
     elif weights != "none":
         _load(body, weight_sources.file_state(Path(weights)), name, weights)
-    widths = [64, 256, 512, 1024, 2048] if bottleneck else [64, 64, 128, 256, 512]
-    return body, [widths[level] for level in levels]
+    return body, channels
 
 
 def _timm_body(
@@ -260,8 +205,8 @@ def freeze_levels(trunk: Trunk, below: int) -> None:
     if below <= 0:
         return
     body = trunk.body
-    if isinstance(body, _ResNetLevels):
-        last = _ResNetLevels.LEVEL_MODULES[below - 1]
+    if isinstance(body, ResNetLevels):
+        last = ResNetLevels.LEVEL_MODULES[below - 1]
     else:
         last = body.feature_info.info[below - 1]["module"]
     order = _module_order(body)

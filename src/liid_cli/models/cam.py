@@ -70,34 +70,34 @@ def box_regions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def region_agreement(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-    """How well each region matches each [0, 1] map: (C, H, W) maps, (M, H, W) bool -> (M, C),
-    the harmonic mean of the map's mean inside the region (precision: the region is lit) and the
-    share of the map's mass inside it (coverage: the region holds what is lit). A part of a lit
-    object scores low on coverage, a region spilling into the background low on precision.
+    """How well each region matches each [0, 1] map: (C, H, W) maps, (M, H, W) regions (bool, or
+    the share of each cell a region covers) -> (M, C), the harmonic mean of the map's mean inside
+    the region (precision: the region is lit) and the share of the map's mass inside it (coverage:
+    the region holds what is lit). A part of a lit object scores low on coverage, a region
+    spilling into the background low on precision.
     """
     if len(maps) == 0 or len(regions) == 0:
         return torch.zeros(len(regions), len(maps))
     flat_maps = maps.flatten(1).float()
     flat_regions = regions.flatten(1).float()
     inside = flat_regions @ flat_maps.T  # (M, C) map mass inside each region
-    precision = inside / flat_regions.sum(dim=1, keepdim=True).clamp_min(1.0)
+    precision = inside / flat_regions.sum(dim=1, keepdim=True).clamp_min(1e-6)
     coverage = inside / flat_maps.sum(dim=1)[None].clamp_min(1e-6)
     return 2 * precision * coverage / (precision + coverage).clamp_min(1e-9)
 
 
 def region_scores(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-    """mean + max of each map inside each region: (C, H, W) maps, (M, H, W) bool -> (M, C).
-
-    An empty region scores 0.
+    """mean + max of each map inside each region: (C, H, W) maps, (M, H, W) regions (bool, or the
+    share of each cell a region covers: the mean is weighted by it, the max taken over the cells
+    it touches) -> (M, C). An empty region scores 0.
     """
     if len(maps) == 0 or len(regions) == 0:
         return torch.zeros(len(regions), len(maps))
     flat_maps = maps.flatten(1).float()  # (C, P)
-    flat_regions = regions.flatten(1)  # (M, P)
-    area = flat_regions.sum(dim=1, keepdim=True).float()  # (M, 1)
-    mean = (flat_regions.float() @ flat_maps.T) / area.clamp_min(1.0)
+    flat_regions = regions.flatten(1).float()  # (M, P)
+    area = flat_regions.sum(dim=1, keepdim=True)  # (M, 1)
+    mean = (flat_regions @ flat_maps.T) / area.clamp_min(1e-6)
+    touched = flat_regions > 0
     # One class at a time keeps memory at M x P (maps are few: the image's labelled classes).
-    peak = torch.stack(
-        [torch.where(flat_regions, row, -1.0).amax(dim=1) for row in flat_maps], dim=1
-    )
+    peak = torch.stack([torch.where(touched, row, -1.0).amax(dim=1) for row in flat_maps], dim=1)
     return torch.where(area > 0, mean + peak, torch.zeros_like(mean))

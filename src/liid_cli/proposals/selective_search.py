@@ -12,47 +12,23 @@ merge (a few hundred per hierarchy) with vectorised similarity updates, never pe
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-from skimage import color
 from skimage.segmentation import felzenszwalb
 
-COLOUR_BINS = 25
-TEXTURE_BINS = 10
-TEXTURE_ORIENTATIONS = 8
+from liid_cli.proposals.region_features import (
+    COLOUR_BINS,
+    COLOUR_SPACES,
+    TEXTURE_BINS,
+    histograms,
+    normalised,
+    quantised,
+    texture_bins,
+)
+from liid_cli.proposals.superpixels import SuperpixelRegions, superpixel_sizes_and_boxes
+
 SIMILARITIES = ("colour", "texture", "size", "fill")
-
-
-def _hsv(image: np.ndarray) -> np.ndarray:
-    return color.rgb2hsv(image)
-
-
-def _lab(image: np.ndarray) -> np.ndarray:
-    lab = color.rgb2lab(image)
-    return np.clip((lab + [0.0, 128.0, 128.0]) / [100.0, 255.0, 255.0], 0.0, 1.0)
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float64) / 255.0
-
-
-def _rgi(image: np.ndarray) -> np.ndarray:
-    """Normalised r, g plus intensity: the paper's rgI space."""
-    rgb = image.astype(np.float64)
-    total = rgb.sum(axis=2, keepdims=True) + 1e-6
-    return np.concatenate([rgb[..., :2] / total, rgb.mean(axis=2, keepdims=True) / 255.0], axis=2)
-
-
-# Every colour space maps uint8 RGB to float channels in [0, 1].
-COLOUR_SPACES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "hsv": _hsv,
-    "lab": _lab,
-    "rgb": _rgb,
-    "rgi": _rgi,
-}
 
 
 @dataclass(frozen=True)
@@ -62,94 +38,6 @@ class Strategy:
     colour_space: str
     scale: float
     similarities: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SuperpixelRegions:
-    """Regions that are unions of superpixels: a hierarchy's regions, or imported MCG proposals."""
-
-    superpixels: np.ndarray  # int (H, W), ids 0..n-1
-    leaves: list[np.ndarray]  # per region, the superpixel ids it covers
-    areas: np.ndarray  # (R,) pixels
-    boxes: np.ndarray  # (R, 4) xyxy, exclusive max
-    scores: np.ndarray  # (R,) higher = more object-like
-    n_superpixels: int
-
-    def mask(self, region: int) -> np.ndarray:
-        lookup = np.zeros(self.n_superpixels, dtype=bool)
-        lookup[self.leaves[region]] = True
-        return lookup[self.superpixels]
-
-    @classmethod
-    def from_leaves(
-        cls, superpixels: np.ndarray, leaves: list[np.ndarray], scores: np.ndarray
-    ) -> SuperpixelRegions:
-        """Regions given by their superpixels; areas and boxes come from the superpixel map."""
-        n = int(superpixels.max()) + 1 if superpixels.size else 1
-        sizes, boxes = _superpixel_sizes_and_boxes(superpixels, n)
-        region_boxes = np.zeros((len(leaves), 4))
-        areas = np.zeros(len(leaves))
-        for region, ids in enumerate(leaves):
-            ids = ids[(ids >= 0) & (ids < n)]
-            present = ids[sizes[ids] > 0]
-            leaves[region] = present
-            if len(present):
-                areas[region] = sizes[present].sum()
-                region_boxes[region, :2] = boxes[present, :2].min(axis=0)
-                region_boxes[region, 2:] = boxes[present, 2:].max(axis=0)
-        return cls(superpixels, leaves, areas, region_boxes, np.asarray(scores, float), n)
-
-
-def _superpixel_sizes_and_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel count (n,) and box (n, 4) xyxy of each superpixel id 0..n-1 (zeros when absent)."""
-    sizes = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
-    boxes = np.zeros((n, 4))
-    for superpixel, found in enumerate(ndimage.find_objects(labels + 1, max_label=n)):
-        if found is not None:
-            rows, cols = found
-            boxes[superpixel] = (cols.start, rows.start, cols.stop, rows.stop)
-    return sizes, boxes
-
-
-def _quantised(values: np.ndarray, bins: int) -> np.ndarray:
-    """Bin index of each value in [0, 1]: (H, W, C) values -> (C, H, W) int."""
-    return np.minimum((np.moveaxis(values, 2, 0) * bins).astype(np.int64), bins - 1)
-
-
-def _histograms(quantised: np.ndarray, labels: np.ndarray, n_regions: int, bins: int) -> np.ndarray:
-    """Per-region histograms of each channel of bin indices (C, H, W) -> (n, C * bins)."""
-    base = labels.ravel().astype(np.int64) * bins
-    return np.concatenate(
-        [
-            np.bincount(base + channel.ravel(), minlength=n_regions * bins).reshape(n_regions, bins)
-            for channel in quantised
-        ],
-        axis=1,
-    ).astype(np.float64)
-
-
-def _texture_bins(values: np.ndarray) -> np.ndarray:
-    """Gaussian-derivative responses (sigma 1) in 8 oriented half-directions per channel, each
-    scaled to [0, 1] by its maximum and quantised: (8 C, H, W) bin indices."""
-    responses = []
-    for channel in range(values.shape[2]):
-        plane = values[..., channel].astype(np.float32)
-        dy = ndimage.gaussian_filter(plane, 1.0, order=(1, 0))
-        dx = ndimage.gaussian_filter(plane, 1.0, order=(0, 1))
-        for angle in np.arange(TEXTURE_ORIENTATIONS // 2) * np.pi / (TEXTURE_ORIENTATIONS // 2):
-            directional = np.float32(np.cos(angle)) * dx + np.float32(np.sin(angle)) * dy
-            for response in (np.maximum(directional, 0.0), np.maximum(-directional, 0.0)):
-                peak = max(float(response.max()), 1e-12)
-                responses.append(
-                    np.minimum(
-                        (response * (TEXTURE_BINS / peak)).astype(np.int64), TEXTURE_BINS - 1
-                    )
-                )
-    return np.stack(responses)
-
-
-def _normalised(histograms: np.ndarray) -> np.ndarray:
-    return histograms / np.maximum(histograms.sum(axis=1, keepdims=True), 1e-12)
 
 
 def _adjacent_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,11 +69,11 @@ class _Grouping:
         self.similarities = similarities
         self.sizes = np.zeros(capacity)
         self.boxes = np.zeros((capacity, 4))
-        self.sizes[:n], self.boxes[:n] = _superpixel_sizes_and_boxes(labels, n)
+        self.sizes[:n], self.boxes[:n] = superpixel_sizes_and_boxes(labels, n)
         self.colour = np.zeros((capacity, colour_hist.shape[1]))
-        self.colour[:n] = _normalised(colour_hist)
+        self.colour[:n] = normalised(colour_hist)
         self.texture = np.zeros((capacity, texture_hist.shape[1]))
-        self.texture[:n] = _normalised(texture_hist)
+        self.texture[:n] = normalised(texture_hist)
         self.count = n
 
     def similarity(self, first: np.ndarray | int, second: np.ndarray) -> np.ndarray:
@@ -330,10 +218,10 @@ def selective_search(
             values = COLOUR_SPACES[strategy.colour_space](image)
             converted[strategy.colour_space] = (
                 values,
-                _quantised(values, COLOUR_BINS),
-                _texture_bins(values),
+                quantised(values, COLOUR_BINS),
+                texture_bins(values),
             )
-        values, colour_bins, texture_bins = converted[strategy.colour_space]
+        values, colour_bins, texture = converted[strategy.colour_space]
         key = (strategy.colour_space, strategy.scale)
         if key not in segmented:
             labels = felzenszwalb(
@@ -346,8 +234,8 @@ def selective_search(
             n = int(labels.max()) + 1
             segmented[key] = (
                 labels,
-                _histograms(colour_bins, labels, n, COLOUR_BINS),
-                _histograms(texture_bins, labels, n, TEXTURE_BINS),
+                histograms(colour_bins, labels, n, COLOUR_BINS),
+                histograms(texture, labels, n, TEXTURE_BINS),
             )
         labels, colour_hist, texture_hist = segmented[key]
         hierarchies.append(

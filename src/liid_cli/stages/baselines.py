@@ -167,13 +167,13 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
                 found[name].extend(
                     coco_annotations(image["id"], instances, index.classes, len(found[name]) + 1)
                 )
-    for name, annotations in found.items():
+    for name, written in found.items():
         write_json(
             context.out_dir / name / artifacts.PSEUDO_INSTANCES_JSON,
-            instances_document(index, annotations, f"baseline:{name}"),
+            instances_document(index, written, f"baseline:{name}"),
             indent=None,
         )
-    return {name: {"instances": len(annotations)} for name, annotations in found.items()}
+    return {name: {"instances": len(written)} for name, written in found.items()}
 
 
 def _argmax_instances(

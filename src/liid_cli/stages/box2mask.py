@@ -29,6 +29,7 @@ from liid_cli.checkpoints import seed_everything
 from liid_cli.config import StageConfig
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
+from liid_cli.evaluation.box_masks import evaluate_against_ground_truth
 from liid_cli.log import log
 from liid_cli.runner import StageContext, StageSpec
 
@@ -123,7 +124,7 @@ def _round_metrics(
     metrics: dict[str, Any] = {"pseudo_masks": len(annotations), "fell_back_to_box": fell_back}
     gt_path = index.ground_truth_path
     if gt_path is not None and gt_path.is_file() and annotations:
-        metrics["ground_truth_eval"] = pseudo.evaluate_against_ground_truth(
+        metrics["ground_truth_eval"] = evaluate_against_ground_truth(
             gt_path, annotations, target_ids
         )
     return metrics

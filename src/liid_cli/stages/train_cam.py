@@ -11,7 +11,6 @@ classes, 0 for the others) and, with `save_cams`, heat-map PNGs in
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,15 +28,10 @@ from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
 from liid_cli.models.backbones import TrunkConfig, image_to_tensor
-from liid_cli.models.cam import (
-    CamClassifier,
-    box_regions,
-    normalised_cams,
-    region_agreement,
-    region_scores,
-)
+from liid_cli.models.cam import CamClassifier, normalised_cams
+from liid_cli.models.cam_scoring import heat_map, proposal_scores, scoring_size
 from liid_cli.models.optim import OptimizerName, make_optimizer
-from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
+from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
 
@@ -61,6 +55,8 @@ class TrainCamConfig(ClassifierConfig):
     # CAMs for scoring are computed at input_size * cam_scale: a network trained at one size gives
     # sharper maps of the same image enlarged (more feature cells per object).
     cam_scale: float = Field(gt=0)
+    # Proposals are scored on CAMs and masks at the image scaled to this longer side at most.
+    score_side: int = Field(ge=16)
     cam_flip_average: bool
     save_cams: bool
     save_cams_max: int = Field(ge=0)
@@ -168,13 +164,6 @@ def train_classifier(
     return model, loss
 
 
-def heat_map(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """Blend a [0, 1] map, coloured blue -> green -> red, over a uint8 RGB image."""
-    value = cam[..., None]
-    colour = np.clip(1.5 - np.abs(4.0 * value - np.array([3.0, 2.0, 1.0])), 0.0, 1.0)
-    return (0.5 * image + 127.5 * colour).astype(np.uint8)
-
-
 @torch.no_grad()
 def score_proposals(
     model: CamClassifier, index: DatasetIndex, config: TrainCamConfig, context: StageContext
@@ -205,13 +194,16 @@ def score_proposals(
             side = max(model.trunk.stride, round(config.input_size * config.cam_scale))
             tensor = image_to_tensor(rgb, side).to(context.device)
             logits, cams = normalised_cams(
-                model, tensor, classes, rgb.shape[:2], config.cam_flip_average
+                model, tensor, classes, scoring_size(rgb.shape[:2], config.score_side),
+                config.cam_flip_average,
             )
             truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(
                 logits.device
             )
             correct_labels += int(((logits > 0).float() == truth).sum())
-            scores = proposal_scores(cams, proposals, classes, num_classes)
+            scores = proposal_scores(
+                cams, proposals.boxes, proposals.masks(), classes, num_classes
+            )
             for rows, column in zip(columns.values(), scores):
                 rows.append(column)
             counts.append(len(proposals))
@@ -237,23 +229,6 @@ def score_proposals(
         "images": len(counts),
         "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes),
     }
-
-
-def proposal_scores(
-    cams: torch.Tensor, proposals: ImageProposals, classes: list[int], num_classes: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(M, K) box scores R, mask scores R and mask agreements; unlabelled classes' columns stay 0."""
-    box_scores = np.zeros((len(proposals), num_classes), dtype=np.float32)
-    mask_scores = np.zeros_like(box_scores)
-    agreement = np.zeros_like(box_scores)
-    if len(proposals) and classes:
-        height, width = cams.shape[1:]
-        boxes = torch.from_numpy(box_regions(proposals.boxes, height, width)).to(cams.device)
-        regions = torch.from_numpy(proposals.masks()).to(cams.device)
-        box_scores[:, classes] = region_scores(cams, boxes).cpu().numpy()
-        mask_scores[:, classes] = region_scores(cams, regions).cpu().numpy()
-        agreement[:, classes] = region_agreement(cams, regions).cpu().numpy()
-    return box_scores, mask_scores, agreement
 
 
 def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
@@ -285,7 +260,3 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
 
 
 SPEC = StageSpec(name="train-cam", config_model=TrainCamConfig, upstream=("proposals",), run=run)
-
-
-def cam_scores_path(run_dir: Path) -> Path:
-    return artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5

@@ -9,14 +9,12 @@ folder lets `--resume` continue a run that stopped. Launched by `torchrun`, it t
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from pydantic import Field
 
 from liid_cli import artifacts
@@ -37,6 +35,7 @@ from liid_cli.models.mil import (
     image_losses,
     single_item,
 )
+from liid_cli.models.mil_parallel import average_centres, distributed_setup, epoch_order
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
@@ -118,40 +117,6 @@ def build_network(config: TrainMilConfig, num_classes: int, run_dir: Path) -> Mi
     trunk = {k.removeprefix("trunk."): v for k, v in cam["model"].items() if k.startswith("trunk.")}
     network.trunk.load_state_dict(trunk)
     return network
-
-
-def distributed_setup(device: str) -> tuple[int, int, str]:
-    """(rank, world size, device) of this process; initialises DDP when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    return dist.get_rank(), world, device
-
-
-def epoch_order(count: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:
-    """This process's share of a shuffled epoch; every process gets the same number of images."""
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-    order = torch.randperm(count, generator=generator).tolist()
-    per_process = count // world if world > 1 else count
-    return order[rank::world][:per_process]
-
-
-def average_centres(centres: ClassCentres) -> None:
-    """Average each class centre over the processes that have seen the class (a process that has
-    not holds a zero centre, which must not pull the average towards 0)."""
-    known = centres.known.to(centres.centres.dtype)
-    total = centres.centres * known[:, None]
-    dist.all_reduce(total)
-    dist.all_reduce(known)
-    seen = known > 0
-    centres.centres[seen] = total[seen] / known[seen, None]
-    centres.known.copy_(seen)
 
 
 def train_one_epoch(
