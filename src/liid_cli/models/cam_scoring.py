@@ -7,9 +7,9 @@ of every scoring cell it covers. Images no larger than `score_side` are scored a
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from liid_cli.models.cam import box_regions, region_agreement, region_scores
@@ -23,11 +23,17 @@ def scoring_size(size: tuple[int, int], score_side: int) -> tuple[int, int]:
 
 
 def mask_coverage(masks: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """(M, h, w) share of each cell of a `size` grid that each (M, H, W) bool mask covers."""
-    stack = torch.from_numpy(masks)
-    if tuple(stack.shape[1:]) == size:
-        return stack.float()
-    return F.interpolate(stack[None].float(), size=size, mode="area")[0]
+    """(M, h, w) share of each cell of a `size` grid that each (M, H, W) bool mask covers (to
+    1/255; OpenCV's area resampling of uint8 is 4x faster than torch's on float here)."""
+    if tuple(masks.shape[1:]) == size:
+        return torch.from_numpy(masks).float()
+    height, width = size
+    area = cv2.INTER_AREA
+    scaled = [
+        cv2.resize(mask.view(np.uint8) * np.uint8(255), (width, height), interpolation=area)
+        for mask in masks
+    ]
+    return torch.from_numpy(np.stack(scaled)).float().div_(255.0)
 
 
 def proposal_scores(
