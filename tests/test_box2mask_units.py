@@ -227,14 +227,18 @@ def test_class_mean_best_iou_by_hand() -> None:
     ground_truth = [
         {"image_id": 1, "category_id": 1, "segmentation": rle(0, 4)},
         {"image_id": 1, "category_id": 1, "segmentation": rle(6, 10)},
-        {"image_id": 1, "category_id": 2, "segmentation": rle(0, 2)},
+        # COCO polygon truth (x, y pairs): the same rectangle as rle(0, 2)
+        {"image_id": 1, "category_id": 2, "segmentation": [[0, 0, 2, 0, 2, 4, 0, 4]]},
     ]
     predictions = [
         {"image_id": 1, "category_id": 1, "segmentation": rle(0, 2)},  # IoU 0.5 with the first
         {"image_id": 1, "category_id": 2, "segmentation": rle(6, 10)},  # wrong class for the second
     ]
-    per_class = class_mean_best_iou(ground_truth, predictions, {1: "a", 2: "b"})
+    names, sizes = {1: "a", 2: "b"}, {1: (4, 10)}
+    per_class = class_mean_best_iou(ground_truth, predictions, names, sizes)
     assert per_class == {"a": pytest.approx(0.25), "b": 0.0}
+    predictions.append({"image_id": 1, "category_id": 2, "segmentation": rle(0, 2)})
+    assert class_mean_best_iou(ground_truth, predictions, names, sizes)["b"] == pytest.approx(1.0)
 
 
 def test_label_map_paints_small_objects_last_and_ignores_boxes(tmp_path: Path) -> None:

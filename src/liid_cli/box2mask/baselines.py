@@ -13,6 +13,9 @@ from liid_cli.errors import LiidError
 
 GRABCUT_ITERATIONS = 5
 GRABCUT_MARGIN = 0.5  # GrabCut runs on the box grown by this x its size per side (its background)
+# GrabCut's cost grows with the pixels it models: it runs on that window shrunk to at most this
+# long side (measured on coco-dev: 3.6x faster than at full size, same mIoU; README).
+GRABCUT_SIDE = 320
 
 
 def rect_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -38,8 +41,11 @@ def ellipse_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return u[:, None, :] + v[:, :, None] <= 1.0
 
 
-def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """(M, H, W) bool: OpenCV GrabCut initialised with each box (the box where it fails)."""
+def grabcut_masks(
+    image: np.ndarray, boxes: np.ndarray, working_side: int | None = GRABCUT_SIDE
+) -> np.ndarray:
+    """(M, H, W) bool: OpenCV GrabCut initialised with each box (the box where it fails), run on
+    the box's window resized to at most `working_side` pixels per side (None: full size)."""
     try:
         import cv2
     except ImportError:
@@ -54,12 +60,23 @@ def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         margin_x, margin_y = GRABCUT_MARGIN * (x1 - x0), GRABCUT_MARGIN * (y1 - y0)
         left, top = max(0, math.floor(x0 - margin_x)), max(0, math.floor(y0 - margin_y))
         right, bottom = min(width, math.ceil(x1 + margin_x)), min(height, math.ceil(y1 + margin_y))
-        rect = (round(x0) - left, round(y0) - top, max(1, round(x1 - x0)), max(1, round(y1 - y0)))
-        region = np.zeros((bottom - top, right - left), dtype=np.uint8)
+        window = bgr[top:bottom, left:right]
+        scale = 1.0
+        if working_side is not None and max(window.shape[:2]) > working_side:
+            scale = working_side / max(window.shape[:2])
+            size = (max(1, round(window.shape[1] * scale)), max(1, round(window.shape[0] * scale)))
+            window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
+        rect = (
+            round((x0 - left) * scale),
+            round((y0 - top) * scale),
+            max(1, round((x1 - x0) * scale)),
+            max(1, round((y1 - y0) * scale)),
+        )
+        region = np.zeros(window.shape[:2], dtype=np.uint8)
         background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         try:
             cv2.grabCut(
-                bgr[top:bottom, left:right],
+                window,
                 region,
                 rect,
                 background,
@@ -70,6 +87,10 @@ def grabcut_masks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         except cv2.error:
             continue  # e.g. a box that leaves no background to model: keep the box
         labelled = (region == cv2.GC_FGD) | (region == cv2.GC_PR_FGD)
+        if scale != 1.0:
+            labelled = cv2.resize(
+                labelled.astype(np.uint8), (right - left, bottom - top), interpolation=cv2.INTER_NEAREST
+            ).astype(bool)
         if labelled.any():
             result[m] = False
             result[m, top:bottom, left:right] = labelled

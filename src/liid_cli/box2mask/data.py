@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from liid_cli import masks
 from liid_cli.box2mask.geometry import clip_boxes
 from liid_cli.data.index import DatasetIndex
 from liid_cli.errors import LiidError
@@ -53,16 +54,6 @@ class BoxReport:
             self.examples.append(f"{problem} box {[round(v, 1) for v in box]} in {image['name']}")
 
 
-def annotation_rle(annotation: dict[str, Any], height: int, width: int) -> dict[str, Any]:
-    """A COCO annotation's segmentation (polygons, RLE or uncompressed RLE) as compressed RLE."""
-    segmentation = annotation["segmentation"]
-    if isinstance(segmentation, list):
-        return mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation["counts"], list):
-        return mask_utils.frPyObjects(segmentation, height, width)
-    return segmentation
-
-
 def class_names_to_ids(index: DatasetIndex, names: list[str], setting: str) -> dict[str, int]:
     """{name: COCO category id} for `names`; an unknown name is an error naming the setting."""
     by_name = {str(c["name"]): int(c["id"]) for c in index.categories}
@@ -96,7 +87,7 @@ def load_source_instances(
             or int(annotation["category_id"]) not in name_of
         ):
             continue
-        rle = annotation_rle(annotation, image["height"], image["width"])
+        rle = masks.segmentation_rle(annotation["segmentation"], image["height"], image["width"])
         if int(mask_utils.area(rle)) < min_area:
             continue
         x0, y0, w, h = (float(v) for v in mask_utils.toBbox(rle))
@@ -133,12 +124,15 @@ def _box_records(
             f"{boxes_json}: expected a COCO instances file or a list of {{image_id, category_id, bbox}}"
         )
     known = {int(c["id"]) for c in index.categories}
-    pairs = []
     for record in records:
         if not isinstance(record, dict) or not {"image_id", "category_id", "bbox"} <= set(record):
             raise LiidError(
                 f"{boxes_json}: each box needs image_id, category_id and bbox (x, y, w, h)"
             )
+    if isinstance(data, dict) and "images" in data and "categories" in data:
+        records = _to_index_ids(records, data, index, boxes_json)
+    pairs = []
+    for record in records:
         image = images.get(int(record["image_id"]))
         if image is None:
             raise LiidError(
@@ -151,6 +145,42 @@ def _box_records(
             )
         pairs.append((image, record))
     return pairs
+
+
+def _to_index_ids(
+    records: list[dict[str, Any]], document: dict[str, Any], index: DatasetIndex, path: Path
+) -> list[dict[str, Any]]:
+    """A COCO instances file's boxes with the index's image and category ids, matched by file
+    name and class name, so boxes made for the same photos elsewhere label this data set."""
+    by_file = {str(image["file_name"]): int(image["id"]) for image in index.images}
+    by_name = {str(c["name"]): int(c["id"]) for c in index.categories}
+    image_ids, category_ids = {}, {}
+    for image in document["images"]:
+        if image.get("file_name") in by_file:
+            image_ids[int(image["id"])] = by_file[image["file_name"]]
+    for category in document["categories"]:
+        if category.get("name") in by_name:
+            category_ids[int(category["id"])] = by_name[category["name"]]
+    converted = []
+    for record in records:
+        if int(record["image_id"]) not in image_ids:
+            raise LiidError(
+                f"{path}: image_id {record['image_id']} is not an image of {index.path} (matched "
+                "by file_name); use boxes of the same photos"
+            )
+        if int(record["category_id"]) not in category_ids:
+            raise LiidError(
+                f"{path}: category_id {record['category_id']} names no class of {index.path} "
+                f"({', '.join(by_name)}); rename the category or add the class to the data set"
+            )
+        converted.append(
+            {
+                **record,
+                "image_id": image_ids[int(record["image_id"])],
+                "category_id": category_ids[int(record["category_id"])],
+            }
+        )
+    return converted
 
 
 def load_target_boxes(
@@ -192,7 +222,13 @@ def choose_target_classes(
     """
     seen = set(source_classes)
     if requested is None:
-        return [name for name in index_classes if allow_seen_classes or name not in seen]
+        unseen = [name for name in index_classes if allow_seen_classes or name not in seen]
+        if not unseen:
+            raise LiidError(
+                f"{where}: no class to label: the model saw masks of all its classes; use a model "
+                "trained on other classes, or pass --set target_classes=[...] --allow-seen-classes"
+            )
+        return unseen
     unknown = [name for name in requested if name not in index_classes]
     if unknown:
         raise LiidError(

@@ -58,6 +58,14 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 help="Alternating rounds: semantic FCN score maps feed box-to-mask.",
             ),
         ] = None,
+        targets_of: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--targets-of",
+                help="Label the classes this box-to-mask checkpoint never saw masks of, so "
+                "baselines and references label the same boxes as that model.",
+            ),
+        ] = None,
         allow_seen_classes: Annotated[
             bool,
             typer.Option(
@@ -79,6 +87,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         extra = {}
         if boxes is not None:
             extra["boxes"] = boxes
+        if targets_of is not None:
+            extra["targets_of"] = targets_of
         if baseline is None:
             default = (
                 artifacts.stage_dir(common.run, "train-box2mask") / artifacts.BOX2MASK_CHECKPOINT

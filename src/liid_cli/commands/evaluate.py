@@ -177,6 +177,21 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             path, record = evaluate_run_labels(run, gt=gt, name=name)
             _print(labels_table(record["metrics"]), None, path)
 
+    @eval_app.command("box2mask")
+    @user_errors
+    def box2mask_methods(
+        run: Annotated[
+            Path, typer.Argument(help="Folder of box-to-mask runs, <run>/<method>/box2mask/.")
+        ],
+    ) -> None:
+        """Line up box-to-mask methods on the target classes (mask mIoU over boxes, AP50, AP75);
+        writes <run>/eval/<method>/metrics.json, which `liid viz --run RUN` reports."""
+        from liid_cli.evaluation.runs import evaluate_box2mask_methods
+        from liid_cli.evaluation.tables import box2mask_table
+
+        records = evaluate_box2mask_methods(run)
+        Console(soft_wrap=True).print(box2mask_table(records))
+
     @eval_app.command("compare")
     @user_errors
     def compare(

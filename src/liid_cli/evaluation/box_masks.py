@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from liid_cli import masks
+from liid_cli import artifacts, masks
+from liid_cli.data.index import load_index
 from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.fileio import read_json
 
@@ -17,9 +18,10 @@ def class_mean_best_iou(
     ground_truth: list[dict[str, Any]],
     predictions: list[dict[str, Any]],
     class_names: dict[int, str],
+    image_sizes: dict[int, tuple[int, int]],
 ) -> dict[str, float]:
-    """Per class: mean over ground-truth instances of the best IoU with a same-class prediction
-    of the same image (0 when there is none)."""
+    """Per class: mean over ground-truth instances (polygon or RLE; `image_sizes`: id -> (height,
+    width)) of the best IoU with a same-class prediction of the same image (0 when there is none)."""
     predicted: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for prediction in predictions:
         predicted.setdefault((prediction["image_id"], prediction["category_id"]), []).append(
@@ -28,7 +30,10 @@ def class_mean_best_iou(
     best: dict[str, list[float]] = {}
     for annotation in ground_truth:
         candidates = predicted.get((annotation["image_id"], annotation["category_id"]), [])
-        ious = masks.iou_matrix([annotation["segmentation"]], candidates)
+        truth = masks.segmentation_rle(
+            annotation["segmentation"], *image_sizes[annotation["image_id"]]
+        )
+        ious = masks.iou_matrix([truth], candidates)
         best.setdefault(class_names[annotation["category_id"]], []).append(
             float(ious.max()) if candidates else 0.0
         )
@@ -56,7 +61,8 @@ def evaluate_against_ground_truth(
     ]
     summary = evaluate_instances(gt_subset, results)
     names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
-    per_class_iou = class_mean_best_iou(gt_annotations, results, names)
+    sizes = {int(i["id"]): (int(i["height"]), int(i["width"])) for i in gt["images"]}
+    per_class_iou = class_mean_best_iou(gt_annotations, results, names, sizes)
     return {
         "mIoU": float(np.mean(list(per_class_iou.values()))) if per_class_iou else None,
         "AP": summary["AP"],
@@ -66,3 +72,54 @@ def evaluate_against_ground_truth(
         "per_class_IoU": per_class_iou,
         "per_class_AP50": {name: values["AP50"] for name, values in summary["per_class"].items()},
     }
+
+
+def method_runs(run_dir: Path) -> dict[str, Path]:
+    """{method: its box2mask stage folder}: `<run_dir>/<method>/box2mask/` (a `make
+    box2mask-real` layout), or the run's own box2mask stage, named by its method."""
+    found = {
+        path.parent.parent.name: path.parent
+        for path in sorted(
+            run_dir.glob(f"*/{artifacts.STAGE_DIRS['box2mask']}/{artifacts.MANIFEST}")
+        )
+    }
+    own = artifacts.stage_dir(run_dir, "box2mask")
+    if (own / artifacts.MANIFEST).is_file():
+        found.setdefault(str(read_json(own / artifacts.MANIFEST)["metrics"]["method"]), own)
+    return found
+
+
+def method_metrics(stage_dir: Path, classes: list[str]) -> dict[str, Any]:
+    """One box2mask run's pseudo masks of `classes` against ground truth (its last round), with how
+    it was supervised; {} when its data set has no ground truth. Reuses the stage's own
+    measurement when it labelled exactly these classes."""
+    manifest = read_json(stage_dir / artifacts.MANIFEST)
+    recorded = manifest["metrics"]
+    index = load_index(Path(manifest["inputs"]["index"]["path"]))
+    gt_path = index.ground_truth_path
+    if gt_path is None or not gt_path.is_file():
+        return {}
+    quality = recorded["final"].get("ground_truth_eval")
+    if quality is None or sorted(recorded["target_classes"]) != sorted(classes):
+        ids = {int(c["id"]) for c in index.categories if c["name"] in classes}
+        pseudo = read_json(stage_dir / artifacts.PSEUDO_INSTANCES_JSON)["annotations"]
+        quality = evaluate_against_ground_truth(
+            gt_path, [a for a in pseudo if a["category_id"] in ids], sorted(ids)
+        )
+    return {
+        **quality,
+        "weakly_supervised": recorded["weakly_supervised"],
+        "rounds": len(recorded["rounds"]),
+        "classes": sorted(classes),
+        "pseudo_instances": str(stage_dir / artifacts.PSEUDO_INSTANCES_JSON),
+    }
+
+
+def common_target_classes(stage_dirs: list[Path]) -> list[str]:
+    """The classes every weakly supervised run labelled (every run's when none is weak): the
+    classes all methods are scored on, so a fully supervised reference that labelled more is
+    compared on the same boxes."""
+    recorded = [read_json(d / artifacts.MANIFEST)["metrics"] for d in stage_dirs]
+    weak = [m for m in recorded if m["weakly_supervised"]] or recorded
+    shared = set(weak[0]["target_classes"]).intersection(*(m["target_classes"] for m in weak))
+    return sorted(shared)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from liid_cli import artifacts
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
+from liid_cli.evaluation.box_masks import common_target_classes, method_metrics, method_runs
 from liid_cli.evaluation.instances import IouType, evaluate_instances
 from liid_cli.evaluation.labels import evaluate_labels
 from liid_cli.evaluation.semantic import (
@@ -177,6 +178,30 @@ def evaluate_run_labels(
     path = artifacts.eval_metrics_path(run_dir, record["name"])
     write_json(path, record)
     return path, record
+
+
+def evaluate_box2mask_methods(run_dir: Path) -> list[dict[str, Any]]:
+    """One `box2mask` record per box-to-mask method under the run (`<run>/<method>/box2mask/`):
+    its pseudo masks of the classes the weakly supervised runs labelled against ground truth,
+    written to <run>/eval/<method>/."""
+    methods = method_runs(run_dir)
+    if not methods:
+        raise LiidError(
+            f"{run_dir}: no box-to-mask runs (<method>/box2mask/manifest.json); "
+            "run `liid box2mask` or `make box2mask-real` first"
+        )
+    classes = common_target_classes(list(methods.values()))
+    records = []
+    for method, stage_dir in methods.items():
+        started = time.time()
+        metrics = method_metrics(stage_dir, classes)
+        if not metrics:
+            raise MissingTruth(f"{stage_dir}: its data set has no ground truth to score against")
+        inputs = {"pseudo_instances": stage_dir / artifacts.PSEUDO_INSTANCES_JSON}
+        record = _record("box2mask", method, inputs, metrics, started)
+        write_json(artifacts.eval_metrics_path(run_dir, method), record)
+        records.append(record)
+    return records
 
 
 def run_evaluations(run_dir: Path) -> dict[str, dict[str, Any]]:

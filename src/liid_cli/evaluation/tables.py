@@ -102,3 +102,31 @@ def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Tabl
     for row in compare_rows(runs):
         table.add_row(*row)
     return table
+
+
+BOX2MASK_KEYS = ("mIoU", "AP50", "AP75", "AP", "ABO")
+
+
+def box2mask_rows(records: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """[method, weakly supervised, rounds, mIoU, AP50, AP75, AP, ABO] per box-to-mask record."""
+    return [
+        [
+            record["name"],
+            "yes" if record["metrics"]["weakly_supervised"] else "no",
+            str(record["metrics"]["rounds"]),
+            *(percent(record["metrics"].get(key)) for key in BOX2MASK_KEYS),
+        ]
+        for record in records
+    ]
+
+
+BOX2MASK_HEADERS = ["method", "weakly supervised", "rounds", *BOX2MASK_KEYS]
+
+
+def box2mask_table(records: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="box-to-mask on the target classes' boxes (%; mIoU: class mean of best IoU)")
+    for column, header in enumerate(BOX2MASK_HEADERS):
+        table.add_column(header, justify="left" if column < 2 else "right")
+    for row in box2mask_rows(records):
+        table.add_row(*row)
+    return table

@@ -55,6 +55,7 @@ class Box2MaskConfig(StageConfig):
     clip_to_box: bool
     rounds: PositiveInt
     retrain_iterations: PositiveInt  # box-to-mask iterations in each later round
+    retrain_lr: PositiveFloat  # its Adam learning rate (it starts from the previous round's weights)
     # chance that a training crop's score map is zeroed
     score_dropout: Annotated[float, Field(ge=0, le=1)]
     semantic: SemanticSettings
@@ -131,7 +132,8 @@ def _round_metrics(
 
 
 def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
-    """Read the target index (`--data`), its boxes or `--boxes`, and the model (`--model`); write
+    """Read the target index (`--data`), its boxes or `--boxes`, the model (`--model`) and which
+    model's unseen classes to label (`--targets-of`, else target_classes or every unseen class); write
     pseudo_instances.json and semantic/*.png (and rounds/round_<r>/ when rounds > 1)."""
     seed_everything(context.seed)
     index = load_index(context.index_path)
@@ -144,10 +146,17 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
         )
     source_classes = list(model.source_classes) if model else []
     names = {int(c["id"]): str(c["name"]) for c in index.categories}
+    requested = config.target_classes
+    targets_of = context.extra_inputs.get("targets_of")
+    if targets_of is not None:
+        if requested is not None:
+            raise LiidError("pass either --targets-of or target_classes, not both")
+        unseen_by = set(load_box2mask(targets_of).source_classes)
+        requested = [name for name in names.values() if name not in unseen_by]
     targets = choose_target_classes(
         list(names.values()),
         source_classes,
-        config.target_classes,
+        requested,
         config.allow_seen_classes,
         str(index.path),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
@@ -20,7 +20,8 @@ from liid_cli.runner import StageContext, StageSpec
 
 
 class TrainBox2MaskConfig(StageConfig):
-    source_classes: Annotated[list[str], Field(min_length=1)]  # class names whose masks are used
+    # class names whose masks are used; `all`: every class of the index (a fully supervised reference)
+    source_classes: Annotated[list[str], Field(min_length=1)] | Literal["all"]
     encoder: str  # a timm model name, or resnet18/34/50/101 (torchvision)
     weights: str  # imagenet | none | PATH
     decoder_channels: PositiveInt
@@ -40,9 +41,14 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
     write `box2mask.pt` (weights, config, source classes and the source index) into the stage folder.
     """
     index = load_index(context.index_path)
-    instances = load_source_instances(index, config.source_classes, config.min_instance_area)
+    source_classes = (
+        [str(c["name"]) for c in index.categories]
+        if config.source_classes == "all"
+        else config.source_classes
+    )
+    instances = load_source_instances(index, source_classes, config.min_instance_area)
     seed_everything(context.seed)
-    settings = config.model_dump(mode="json")
+    settings = {**config.model_dump(mode="json"), "source_classes": source_classes}
     net, final_loss = train_box2mask(
         settings,
         instances,
@@ -61,7 +67,7 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
         checkpoint_payload(
             net.cpu(),
             settings,
-            config.source_classes,
+            source_classes,
             context.index_path.resolve(),
             file_sha256(context.index_path),
             config.iterations,
@@ -69,7 +75,7 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
     )
     per_class = Counter(instance.class_name for instance in instances)
     return {
-        "source_classes": list(config.source_classes),
+        "source_classes": source_classes,
         "source_instances": len(instances),
         "source_instances_per_class": dict(sorted(per_class.items())),
         "final_loss": final_loss,

@@ -18,6 +18,7 @@ from PIL import Image
 from liid_cli import artifacts, masks
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
+from liid_cli.evaluation.box_masks import method_runs
 from liid_cli.fileio import read_json
 from liid_cli.log import track
 from liid_cli.palette import read_label_png
@@ -83,6 +84,12 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     semantic_index = stage_index_path(run_dir, "predict-semantic")
     if semantic_index is not None:
         panel(semantic_index).semantic_columns["semantic predictions"] = semantic_predictions
+    for method, stage_dir in method_runs(run_dir).items():
+        recorded = read_manifest(stage_dir)
+        assert recorded is not None  # method_runs lists folders with a manifest
+        panel(Path(recorded["inputs"]["index"]["path"])).instance_columns[method] = (
+            stage_dir / artifacts.PSEUDO_INSTANCES_JSON
+        )
     if data is not None:
         panel(data)
     if not panels:

@@ -16,7 +16,7 @@ from typing import Any
 
 from liid_cli import artifacts
 from liid_cli.evaluation.instances import METRIC_KEYS
-from liid_cli.evaluation.tables import labels_rows, percent
+from liid_cli.evaluation.tables import BOX2MASK_HEADERS, box2mask_rows, labels_rows, percent
 from liid_cli.runner import read_manifest
 
 STYLE = """
@@ -129,6 +129,13 @@ def metrics_section(records: dict[str, dict[str, Any]]) -> str:
                     text_columns=(),
                 )
             )
+    box2mask_records = [r for r in records.values() if r["kind"] == "box2mask"]
+    if box2mask_records:
+        parts.append(
+            "<h3>Box-to-mask on the target classes' boxes (%)</h3>"
+            "<p class='sub'>mIoU: class mean of each ground-truth instance's best IoU.</p>"
+            + _table(BOX2MASK_HEADERS, box2mask_rows(box2mask_records), text_columns=(0, 1))
+        )
     proposal_rows = [
         [name, *(percent(r["metrics"].get(k)) for k in PROPOSAL_KEYS)]
         for name, r in records.items()
