@@ -11,7 +11,7 @@ from liid_cli import artifacts
 from liid_cli.config import StageConfig, load_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
-from liid_cli.runner import StageContext, StageSpec, run_stage
+from liid_cli.runner import StageContext, StageInput, StageSpec, run_stage
 
 
 class ToyConfig(StageConfig):
@@ -112,3 +112,32 @@ def test_missing_and_stale_upstream_name_the_command(tiny_demo: Path, tmp_path: 
         _run(TOY_DOWNSTREAM, run_dir, tiny_demo / "index_val.json")
     again = run_stage(TOY_DOWNSTREAM, ToyConfig(factor=2, name="x"), run_dir=run_dir, index_path=None, seed=5)
     assert again["inputs"]["index"]["path"].endswith("index_train.json")
+
+
+def test_declared_inputs_are_checked_and_fingerprinted(tiny_demo: Path, tmp_path: Path) -> None:
+    model = StageInput("model", "a model: pass --model M.pt", required=True)
+    notes = StageInput("notes", "notes: pass --notes N.txt")
+    seen: list[Path | None] = []
+
+    def reads_inputs(config: ToyConfig, context: StageContext) -> dict[str, Any]:
+        seen.append(context.input(notes))
+        return _toy_run(config, context) | {"model": str(context.required_input(model))}
+
+    spec = StageSpec(name="proposals", config_model=ToyConfig, upstream=(), run=reads_inputs,
+                     inputs=(model, notes))
+    index, run_dir = tiny_demo / "index_train.json", tmp_path / "run"
+
+    def run(**inputs: Path) -> dict[str, Any]:
+        return run_stage(spec, ToyConfig(factor=2, name="x"), run_dir=run_dir, index_path=index,
+                         extra_inputs=inputs)
+
+    with pytest.raises(LiidError, match=r"`liid proposals`: missing model, a model: pass --model"):
+        run()
+    with pytest.raises(ValueError, match=r"does not declare the inputs \['modle'\]"):
+        run(modle=index)  # a typo in a command is caught, not ignored
+    weights = tmp_path / "m.pt"
+    weights.write_text("one")
+    first = run(model=weights)
+    assert seen == [None] and first["inputs"]["model"]["path"] == str(weights)
+    weights.write_text("two")  # a changed input file reruns the stage
+    assert run(model=weights)["fingerprint"] != first["fingerprint"]

@@ -54,11 +54,35 @@ class StageContext:
     seed: int
     device: str
     workers: int
-    extra_inputs: dict[str, Path] = field(default_factory=dict)
+    extra_inputs: dict[str, Path] = field(default_factory=dict)  # checked against StageSpec.inputs
 
     def upstream(self, stage: str) -> Path:
         """The finished folder of an upstream stage."""
         return artifacts.stage_dir(self.run_dir, stage)
+
+    def input(self, declared: StageInput) -> Path | None:
+        """The file given for one of the stage's declared inputs, or None."""
+        return self.extra_inputs.get(declared.name)
+
+    def required_input(self, declared: StageInput) -> Path:
+        """The file of a required input (the runner refuses to start without it)."""
+        path = self.extra_inputs.get(declared.name)
+        if path is None:
+            raise LiidError(declared.missing_message())
+        return path
+
+
+@dataclass(frozen=True)
+class StageInput:
+    """A file a stage reads besides its data set and upstream stages (a model, labels, boxes):
+    named on the command line, fingerprinted into the stage's manifest."""
+
+    name: str
+    what: str  # what it is and how to give it, e.g. "a trained model: pass --model model_best.pt"
+    required: bool = False
+
+    def missing_message(self) -> str:
+        return f"missing {self.name}, {self.what}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +93,17 @@ class StageSpec(Generic[C]):
     config_model: type[C]
     upstream: tuple[str, ...]
     run: Callable[[C, StageContext], dict[str, Any]]
+    inputs: tuple[StageInput, ...] = ()
+
+    def check_inputs(self, given: dict[str, Path]) -> None:
+        """Every given input is declared (else a programming error) and every required one given."""
+        declared = {item.name for item in self.inputs}
+        unknown = sorted(set(given) - declared)
+        if unknown:
+            raise ValueError(f"stage {self.name} does not declare the inputs {unknown}")
+        for item in self.inputs:
+            if item.required and item.name not in given:
+                raise LiidError(f"`liid {self.name}`: {item.missing_message()}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,6 +183,7 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run `spec` unless an identical finished run exists; return the stage's manifest."""
     extra_inputs = dict(extra_inputs or {})
+    spec.check_inputs(extra_inputs)
     if index_path is None:
         index_path = index_from_upstream(run_dir, (spec.name, *spec.upstream))
         if index_path is None:

@@ -31,7 +31,13 @@ from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.box_masks import evaluate_against_ground_truth
 from liid_cli.log import log
-from liid_cli.runner import StageContext, StageSpec
+from liid_cli.runner import StageContext, StageInput, StageSpec
+
+MODEL = StageInput("model", "a box-to-mask checkpoint: pass --model BOX2MASK.pt")
+BOXES = StageInput("boxes", "a COCO json of boxes: pass --boxes BOXES.json")
+TARGETS_OF = StageInput(
+    "targets_of", "a box-to-mask checkpoint whose unseen classes to label: pass --targets-of"
+)
 
 
 class SemanticSettings(StageConfig):
@@ -107,7 +113,7 @@ def _load_model(config: Box2MaskConfig, context: StageContext) -> Box2MaskModel 
                 f"--rounds {config.rounds} needs the learned model; drop --baseline or --rounds"
             )
         return None
-    path = context.extra_inputs.get("model")
+    path = context.input(MODEL)
     if path is None:
         raise LiidError("method learned needs a model: pass --model BOX2MASK.pt")
     model = load_box2mask(path, context.device)
@@ -138,7 +144,7 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
     seed_everything(context.seed)
     index = load_index(context.index_path)
     model = _load_model(config, context)
-    all_boxes, report = load_target_boxes(index, context.extra_inputs.get("boxes"))
+    all_boxes, report = load_target_boxes(index, context.input(BOXES))
     if report.clipped or report.empty:
         log.warning(
             f"boxes: {report.clipped} clipped to their image, {report.empty} empty and skipped "
@@ -147,7 +153,7 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
     source_classes = list(model.source_classes) if model else []
     names = {int(c["id"]): str(c["name"]) for c in index.categories}
     requested = config.target_classes
-    targets_of = context.extra_inputs.get("targets_of")
+    targets_of = context.input(TARGETS_OF)
     if targets_of is not None:
         if requested is not None:
             raise LiidError("pass either --targets-of or target_classes, not both")
@@ -243,4 +249,10 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
     }
 
 
-SPEC = StageSpec(name="box2mask", config_model=Box2MaskConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="box2mask",
+    config_model=Box2MaskConfig,
+    upstream=(),
+    run=run,
+    inputs=(MODEL, BOXES, TARGETS_OF),
+)

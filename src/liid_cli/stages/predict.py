@@ -14,20 +14,14 @@ from liid_cli.data.index import load_index
 from liid_cli.downstream.instance import REPORTED, predict_instances
 from liid_cli.downstream.models import InstanceModelConfig, build_instance_model
 from liid_cli.downstream.trained import load_trained
-from liid_cli.errors import LiidError
 from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.fileio import write_json
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stage_inputs import TRAINED_MODEL
 
 
 class PredictConfig(StageConfig):
     batch_size: int = Field(ge=1)
-
-
-def model_input(context: StageContext) -> Path:
-    if "model" not in context.extra_inputs:
-        raise LiidError("predict needs a trained model: pass --model model_best.pt")
-    return context.extra_inputs["model"]
 
 
 def ground_truth_metrics(index_gt: Path | None, evaluate: Any) -> dict[str, Any] | None:
@@ -45,7 +39,7 @@ def run(config: PredictConfig, context: StageContext) -> dict[str, Any]:
     also records AP, AP50, AP75 and ABO.
     """
     index = load_index(context.index_path)
-    model_path = model_input(context)
+    model_path = context.required_input(TRAINED_MODEL)
     checkpoint = load_trained(model_path, "instance", index)
     model_config = InstanceModelConfig.model_validate(checkpoint["model_config"])
     model = build_instance_model(model_config, index.classes.num_classes, "none")
@@ -73,4 +67,6 @@ def run(config: PredictConfig, context: StageContext) -> dict[str, Any]:
     }
 
 
-SPEC = StageSpec(name="predict", config_model=PredictConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="predict", config_model=PredictConfig, upstream=(), run=run, inputs=(TRAINED_MODEL,)
+)

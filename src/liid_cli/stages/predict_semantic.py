@@ -18,7 +18,8 @@ from liid_cli.downstream.trained import load_trained
 from liid_cli.evaluation.semantic import evaluate_semantic, read_prediction_maps
 from liid_cli.palette import save_label_png
 from liid_cli.runner import StageContext, StageSpec
-from liid_cli.stages.predict import ground_truth_metrics, model_input
+from liid_cli.stage_inputs import TRAINED_MODEL
+from liid_cli.stages.predict import ground_truth_metrics
 
 
 class PredictSemanticConfig(StageConfig):
@@ -32,7 +33,7 @@ def run(config: PredictSemanticConfig, context: StageContext) -> dict[str, Any]:
     `liid eval semantic`. When the index has ground truth, the manifest also records mIoU.
     """
     index = load_index(context.index_path)
-    model_path = model_input(context)
+    model_path = context.required_input(TRAINED_MODEL)
     checkpoint = load_trained(model_path, "semantic", index)
     model_config = SemanticModelConfig.model_validate(checkpoint["model_config"])
     model = build_semantic_model(model_config, index.classes.num_classes, "none")
@@ -62,4 +63,10 @@ def run(config: PredictSemanticConfig, context: StageContext) -> dict[str, Any]:
     }
 
 
-SPEC = StageSpec(name="predict-semantic", config_model=PredictSemanticConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="predict-semantic",
+    config_model=PredictSemanticConfig,
+    upstream=(),
+    run=run,
+    inputs=(TRAINED_MODEL,),
+)

@@ -21,6 +21,7 @@ from liid_cli.errors import LiidError
 from liid_cli.log import log, track
 from liid_cli.models.cam import CamClassifier
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stage_inputs import VAL, WEIGHTS
 from liid_cli.stages.train_cam import ClassifierConfig, LabelledImages, train_classifier
 
 
@@ -51,7 +52,7 @@ def run(config: ClassifierConfig, context: StageContext) -> dict[str, Any]:
     index = load_index(context.index_path)
     if not index.images:
         raise LiidError(f"{context.index_path}: no images to train on")
-    val_path = context.extra_inputs.get("val")
+    val_path = context.input(VAL)
     val_index = load_index(val_path) if val_path is not None else None
     if val_index is not None and val_index.classes != index.classes:
         raise LiidError(f"{val_path}: its classes differ from {context.index_path}'s; pass a --val "
@@ -72,4 +73,6 @@ def run(config: ClassifierConfig, context: StageContext) -> dict[str, Any]:
     return metrics
 
 
-SPEC = StageSpec(name="pretrain", config_model=ClassifierConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="pretrain", config_model=ClassifierConfig, upstream=(), run=run, inputs=(WEIGHTS, VAL)
+)

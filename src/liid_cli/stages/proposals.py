@@ -39,7 +39,12 @@ from liid_cli.proposals.generate import (
 )
 from liid_cli.proposals.refine import RefineSettings, check_model
 from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_proposals
-from liid_cli.runner import StageContext, StageSpec
+from liid_cli.runner import StageContext, StageInput, StageSpec
+
+SOURCE = StageInput("source", "proposals to import: pass --import FILE")
+REFINE_MASKS = StageInput(
+    "refine_masks", "a box-to-mask checkpoint: pass --refine-masks BOX2MASK.pt"
+)
 
 CHUNK_IMAGES = 8  # images per resumable unit of work
 PART_KEY_ATTR = "work_key"
@@ -184,11 +189,11 @@ def run(config: ProposalsConfig, context: StageContext) -> dict[str, Any]:
     from the cache and images found in matching shard parts."""
     index = load_index(context.index_path)
     fingerprint = file_sha256(context.index_path)
-    model = context.extra_inputs.get("refine_masks")
+    model = context.input(REFINE_MASKS)
     refined = _check_refine_model(config, index, model, context.device)
     key = work_key(config, fingerprint, context.seed, model)
     refine_with = _refine_settings(config, model, context.device)
-    tasks = _tasks(config, index, context.extra_inputs.get("source"), refine_with)
+    tasks = _tasks(config, index, context.input(SOURCE), refine_with)
     parts = _matching_parts(context.run_dir, key)
     from_parts = _read_all(parts, fingerprint)
     if parts:
@@ -290,4 +295,10 @@ def run_shard(
     return path
 
 
-SPEC = StageSpec(name="proposals", config_model=ProposalsConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="proposals",
+    config_model=ProposalsConfig,
+    upstream=(),
+    run=run,
+    inputs=(SOURCE, REFINE_MASKS),
+)

@@ -14,6 +14,7 @@ from liid_cli.downstream.trained import describe
 from liid_cli.downstream.training import Task, TrainingConfig, fit
 from liid_cli.errors import LiidError
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stage_inputs import LABELS, VAL
 
 TASK = "instance"
 VALIDATION_BATCH = 4
@@ -27,7 +28,7 @@ def validation_index(
     context: StageContext, index: DatasetIndex
 ) -> tuple[DatasetIndex, Path] | None:
     """The `val` input (an index with ground truth on disk, same classes), if one was given."""
-    path = context.extra_inputs.get("val")
+    path = context.input(VAL)
     if path is None:
         return None
     val_index = load_index(path)
@@ -45,14 +46,6 @@ def validation_index(
     return val_index, ground_truth
 
 
-def labels_input(context: StageContext) -> Path:
-    if "labels" not in context.extra_inputs:
-        raise LiidError(
-            "training needs labels: pass --labels (a COCO instances json or a folder of PNGs)"
-        )
-    return context.extra_inputs["labels"]
-
-
 def run(config: TrainConfig, context: StageContext) -> dict[str, Any]:
     """Train Mask R-CNN on the index's images with masks from the `labels` COCO instances json.
 
@@ -61,7 +54,7 @@ def run(config: TrainConfig, context: StageContext) -> dict[str, Any]:
     Writes: model_best.pt (best val AP50), model_last.pt; resumable state in the cache folder.
     """
     index = load_index(context.index_path)
-    records = load_instance_records(index, labels_input(context))
+    records = load_instance_records(index, context.required_input(LABELS))
     validate = None
     validation = validation_index(context, index)
     if validation is not None:
@@ -82,4 +75,6 @@ def run(config: TrainConfig, context: StageContext) -> dict[str, Any]:
     return fit(task, config, context)
 
 
-SPEC = StageSpec(name="train", config_model=TrainConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="train", config_model=TrainConfig, upstream=(), run=run, inputs=(LABELS, VAL)
+)

@@ -33,6 +33,7 @@ from liid_cli.models.cam_scoring import heat_map, proposal_scores, scoring_size
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stage_inputs import WEIGHTS
 
 
 class ClassifierConfig(TrunkConfig):
@@ -259,4 +260,10 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
     return {"final_bce": final_loss, **metrics}
 
 
-SPEC = StageSpec(name="train-cam", config_model=TrainCamConfig, upstream=("proposals",), run=run)
+SPEC = StageSpec(
+    name="train-cam",
+    config_model=TrainCamConfig,
+    upstream=("proposals",),
+    run=run,
+    inputs=(WEIGHTS,),
+)

@@ -39,6 +39,7 @@ from liid_cli.models.mil_parallel import average_centres, distributed_setup, epo
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stage_inputs import WEIGHTS
 
 RESUME_CHECKPOINT = "last.pt"
 
@@ -284,5 +285,9 @@ def resume_state(
 
 
 SPEC = StageSpec(
-    name="train-mil", config_model=TrainMilConfig, upstream=("proposals", "train-cam"), run=run
+    name="train-mil",
+    config_model=TrainMilConfig,
+    upstream=("proposals", "train-cam"),
+    run=run,
+    inputs=(WEIGHTS,),
 )

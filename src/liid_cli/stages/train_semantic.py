@@ -14,7 +14,8 @@ from liid_cli.downstream.semantic_data import SemanticDataset, load_semantic_rec
 from liid_cli.downstream.trained import describe
 from liid_cli.downstream.training import Task, TrainingConfig, fit
 from liid_cli.runner import StageContext, StageSpec
-from liid_cli.stages.train import labels_input, validation_index
+from liid_cli.stage_inputs import LABELS, VAL
+from liid_cli.stages.train import validation_index
 
 TASK = "semantic"
 
@@ -34,7 +35,7 @@ def run(config: TrainSemanticConfig, context: StageContext) -> dict[str, Any]:
     Writes: model_best.pt (best val mIoU), model_last.pt; resumable state in the cache folder.
     """
     index = load_index(context.index_path)
-    records = load_semantic_records(index, labels_input(context), annotated_only=True)
+    records = load_semantic_records(index, context.required_input(LABELS), annotated_only=True)
     validate = None
     validation = validation_index(context, index)
     if validation is not None:
@@ -57,4 +58,10 @@ def run(config: TrainSemanticConfig, context: StageContext) -> dict[str, Any]:
     return fit(task, config, context)
 
 
-SPEC = StageSpec(name="train-semantic", config_model=TrainSemanticConfig, upstream=(), run=run)
+SPEC = StageSpec(
+    name="train-semantic",
+    config_model=TrainSemanticConfig,
+    upstream=(),
+    run=run,
+    inputs=(LABELS, VAL),
+)
