@@ -42,9 +42,7 @@ from liid_cli.proposals.store import ImageProposals, open_proposals_file, write_
 from liid_cli.runner import StageContext, StageInput, StageSpec
 
 SOURCE = StageInput("source", "proposals to import: pass --import FILE")
-REFINE_MASKS = StageInput(
-    "refine_masks", "a box-to-mask checkpoint: pass --refine-masks BOX2MASK.pt"
-)
+REFINE_MASKS = StageInput("refine_masks", "a box-to-mask checkpoint: pass --refine-masks FILE")
 
 CHUNK_IMAGES = 8  # images per resumable unit of work
 PART_KEY_ATTR = "work_key"
@@ -295,10 +293,4 @@ def run_shard(
     return path
 
 
-SPEC = StageSpec(
-    name="proposals",
-    config_model=ProposalsConfig,
-    upstream=(),
-    run=run,
-    inputs=(SOURCE, REFINE_MASKS),
-)
+SPEC = StageSpec("proposals", ProposalsConfig, upstream=(), run=run, inputs=(SOURCE, REFINE_MASKS))
