@@ -25,9 +25,10 @@ from liid_cli import artifacts, masks
 from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.evaluation.instances import evaluate_instances
-from liid_cli.evaluation.semantic import IGNORE_LABEL, label_map_from_instances
+from liid_cli.evaluation.semantic import label_map_from_instances
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.h5store import write_csr
+from liid_cli.palette import IGNORE_LABEL
 from liid_cli.proposals.store import ImageProposals, write_proposals
 from liid_cli.runner import StageContext, StageSpec, run_stage
 from liid_cli.stages.export_coco import select_instances

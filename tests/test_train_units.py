@@ -24,8 +24,7 @@ from liid_cli.downstream.models import (
 from liid_cli.downstream.semantic_data import SemanticDataset, load_semantic_records, read_label_map
 from liid_cli.downstream.training import TrainingConfig, lr_factor
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.semantic import IGNORE_LABEL
-from liid_cli.palette import save_label_png
+from liid_cli.palette import IGNORE_LABEL, save_label_png
 
 SCHEDULE = dict(
     weights="none",

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+IGNORE_LABEL = 255  # label-map value for pixels no loss or metric counts (cream in the palette)
+
 
 def voc_palette() -> list[int]:
     """256 RGB entries: the bit-interleaved VOC colour map (0 black, 255 cream for `ignore`)."""

@@ -15,12 +15,11 @@ import numpy as np
 
 from liid_cli import artifacts, masks
 from liid_cli.box2mask.data import TargetBox
-from liid_cli.box2mask.training import IGNORE_LABEL
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex
 from liid_cli.fileio import write_json
 from liid_cli.log import track
-from liid_cli.palette import save_label_png
+from liid_cli.palette import IGNORE_LABEL, save_label_png
 
 # (image, its target boxes) -> (masks bool (M, H, W), scores (M,), fell back to the box (M,))
 Labeller = Callable[

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from liid_cli import masks
 from liid_cli.box2mask.network import SegmentationNet
-from liid_cli.box2mask.training import IGNORE_LABEL, cached_rgb, fit
+from liid_cli.box2mask.training import cached_rgb, fit
+from liid_cli.palette import IGNORE_LABEL
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, widen
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.images import read_rgb
 from liid_cli.log import log, track
+from liid_cli.palette import IGNORE_LABEL
 
-IGNORE_LABEL = 255
 IMAGE_CACHE_SIZE = 256  # decoded images kept per data loading process (objects share images)
 ScoreMaps = dict[tuple[str, str], np.ndarray]  # (image_key, class name) -> (H, W) in [0, 1]
 

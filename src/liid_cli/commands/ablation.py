@@ -19,8 +19,9 @@ import typer
 from liid_cli import artifacts
 from liid_cli.commands.common import Common, run_stage_module, stage_command
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.runs import evaluate_run_instances, stage_index
+from liid_cli.evaluation.runs import evaluate_run_instances
 from liid_cli.log import console, log
+from liid_cli.runner import index_from_upstream
 
 MIL_ONWARDS = (("train-mil", "train_mil"), ("dump", "dump"), ("cut", "cut"), ("export-coco", "export_coco"))
 CUT_ONWARDS = MIL_ONWARDS[2:]
@@ -75,7 +76,8 @@ def run_variant(base: Common, variant: Variant, root: Path) -> dict[str, Any]:
     pseudo = artifacts.stage_dir(variant_run, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
     _, record = evaluate_run_instances(
         base.run, source="pseudo", predictions=pseudo,
-        index_path=stage_index(base.run, "export-coco"), name=f"ablation_{variant.name}",
+        index_path=index_from_upstream(base.run, ("export-coco",)),
+        name=f"ablation_{variant.name}",
     )
     log.info(f"ablation {variant.name} ({variant.description}): AP50 {record['metrics']['AP50']:.3f}")
     return record

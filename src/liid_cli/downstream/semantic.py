@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from liid_cli.data.index import DatasetIndex
 from liid_cli.downstream.instance_data import image_tensor
 from liid_cli.downstream.semantic_data import SemanticRecord, read_label_map
-from liid_cli.evaluation.semantic import IGNORE_LABEL, evaluate_semantic
+from liid_cli.evaluation.semantic import evaluate_semantic
 from liid_cli.log import track
+from liid_cli.palette import IGNORE_LABEL
 
 BACKGROUND = "background"
 

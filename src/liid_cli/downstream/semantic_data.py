@@ -21,9 +21,9 @@ from torch.utils.data import Dataset
 from liid_cli.data.index import DatasetIndex
 from liid_cli.downstream.instance_data import image_tensor, require_images_on_disk
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.semantic import IGNORE_LABEL, ground_truth_label_maps
+from liid_cli.evaluation.semantic import ground_truth_label_maps
 from liid_cli.fileio import read_json
-from liid_cli.palette import read_label_png
+from liid_cli.palette import IGNORE_LABEL, read_label_png
 
 
 @dataclass(frozen=True)

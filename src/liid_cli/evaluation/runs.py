@@ -23,7 +23,7 @@ from liid_cli.evaluation.semantic import (
 )
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.proposals.store import proposals_path
-from liid_cli.runner import read_manifest
+from liid_cli.runner import index_from_upstream
 
 Source = Literal["pseudo", "predictions"]
 SOURCE_STAGE: dict[str, str] = {"pseudo": "export-coco", "predictions": "predict"}
@@ -40,12 +40,6 @@ SEMANTIC_SOURCE_NAME: dict[str, str] = {
     "pseudo": artifacts.EVAL_SEMANTIC,
     "predictions": artifacts.EVAL_SEMANTIC_PREDICTIONS,
 }
-
-
-def stage_index(run_dir: Path, stage: str) -> Path | None:
-    """The data set index a finished stage of the run was made from."""
-    manifest = read_manifest(artifacts.stage_dir(run_dir, stage))
-    return Path(manifest["inputs"]["index"]["path"]) if manifest else None
 
 
 class MissingTruth(LiidError):
@@ -85,7 +79,7 @@ def evaluate_run_instances(
                 f"missing {predictions}: run `liid {stage} --run {run_dir}` first, "
                 "or pass --predictions"
             )
-    index_path = index_path or stage_index(run_dir, stage)
+    index_path = index_path or index_from_upstream(run_dir, (stage,))
     gt_path, _ = resolve_ground_truth(gt, index_path, str(predictions))
     started = time.time()
     metrics = evaluate_instances(gt_path, predictions, iou_type=iou_type)
@@ -119,7 +113,7 @@ def evaluate_run_semantic(
                 f"missing {predictions}: run `liid {stage} --run {run_dir}` first, "
                 "or pass --predictions"
             )
-    index_path = index_path or stage_index(run_dir, stage)
+    index_path = index_path or index_from_upstream(run_dir, (stage,))
     if index_path is None:
         raise LiidError(
             "no data set index: pass --data INDEX.json (it names the images and classes)"
@@ -161,7 +155,7 @@ def evaluate_run_labels(
     run_dir: Path, *, gt: Path | None = None, name: str | None = None
 ) -> tuple[Path, dict[str, Any]]:
     """Kinds of the run's proposals and pseudo instances per labelling step; write metrics.json."""
-    index_path = stage_index(run_dir, "proposals")
+    index_path = index_from_upstream(run_dir, ("proposals",))
     if index_path is None:
         raise LiidError(f"{run_dir}: no finished proposals stage; run `liid proposals` first")
     gt_path, index = resolve_ground_truth(gt, index_path, str(run_dir))

@@ -14,9 +14,7 @@ import numpy as np
 
 from liid_cli import masks
 from liid_cli.errors import LiidError
-from liid_cli.palette import read_label_png
-
-IGNORE_LABEL = 255
+from liid_cli.palette import IGNORE_LABEL, read_label_png
 
 
 class ConfusionMatrix:

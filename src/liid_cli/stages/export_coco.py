@@ -21,11 +21,11 @@ from liid_cli import artifacts, masks
 from liid_cli.config import StageConfig
 from liid_cli.data.index import ClassMap, DatasetIndex, load_index
 from liid_cli.errors import LiidError
-from liid_cli.evaluation.semantic import IGNORE_LABEL, label_map_from_instances
+from liid_cli.evaluation.semantic import label_map_from_instances
 from liid_cli.fileio import file_sha256, write_json
 from liid_cli.h5store import CsrFile, open_csr
 from liid_cli.log import track
-from liid_cli.palette import save_label_png
+from liid_cli.palette import IGNORE_LABEL, save_label_png
 from liid_cli.proposals.store import ImageProposals, ProposalStore, open_proposals
 from liid_cli.runner import StageContext, StageSpec
 

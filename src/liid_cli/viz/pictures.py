@@ -22,7 +22,7 @@ from liid_cli.evaluation.box_masks import method_runs
 from liid_cli.fileio import read_json
 from liid_cli.log import track
 from liid_cli.palette import read_label_png
-from liid_cli.runner import read_manifest
+from liid_cli.runner import index_from_upstream
 from liid_cli.viz.overlays import Instance, draw_instances, grid, render_label_map
 
 
@@ -51,11 +51,6 @@ class Panel:
         return f"{info.get('name', 'data')} / {info.get('split', self.index.path.stem)}"
 
 
-def stage_index_path(run_dir: Path, stage: str) -> Path | None:
-    manifest = read_manifest(artifacts.stage_dir(run_dir, stage))
-    return Path(manifest["inputs"]["index"]["path"]) if manifest else None
-
-
 def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     """The grids a run can show; `data` adds (or is the only) index when given."""
     panels: dict[Path, Panel] = {}
@@ -67,7 +62,7 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
         return panels[key]
 
     export_dir = artifacts.stage_dir(run_dir, "export-coco")
-    export_index = stage_index_path(run_dir, "export-coco")
+    export_index = index_from_upstream(run_dir, ("export-coco",))
     if export_index is not None:
         panel(export_index).instance_columns["pseudo labels"] = (
             export_dir / artifacts.PSEUDO_INSTANCES_JSON
@@ -76,25 +71,23 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
             export_dir / artifacts.SEMANTIC_DIR
         )
     predictions = artifacts.stage_dir(run_dir, "predict") / artifacts.PREDICTIONS_JSON
-    predict_index = stage_index_path(run_dir, "predict")
+    predict_index = index_from_upstream(run_dir, ("predict",))
     if predict_index is not None and predictions.is_file():
         panel(predict_index).instance_columns["predictions"] = predictions
         panel(predict_index).score_filtered.add("predictions")
     semantic_predictions = artifacts.stage_dir(run_dir, "predict-semantic") / artifacts.SEMANTIC_DIR
-    semantic_index = stage_index_path(run_dir, "predict-semantic")
+    semantic_index = index_from_upstream(run_dir, ("predict-semantic",))
     if semantic_index is not None:
         panel(semantic_index).semantic_columns["semantic predictions"] = semantic_predictions
     for method, stage_dir in method_runs(run_dir).items():
-        recorded = read_manifest(stage_dir)
+        recorded = index_from_upstream(stage_dir.parent, ("box2mask",))
         assert recorded is not None  # method_runs lists folders with a manifest
-        panel(Path(recorded["inputs"]["index"]["path"])).instance_columns[method] = (
-            stage_dir / artifacts.PSEUDO_INSTANCES_JSON
-        )
+        panel(recorded).instance_columns[method] = stage_dir / artifacts.PSEUDO_INSTANCES_JSON
     if data is not None:
         panel(data)
     if not panels:
         for stage in artifacts.STAGE_DIRS:
-            recorded = stage_index_path(run_dir, stage)
+            recorded = index_from_upstream(run_dir, (stage,))
             if recorded is not None and recorded.is_file():
                 panel(recorded)
                 break
