@@ -20,6 +20,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_states() -> dict[str, Any]:
+    """The global random states (python, numpy, torch CPU) as plain types: saved with a
+    checkpoint, they make a resumed run draw the same augmentations as an uninterrupted one."""
+    import torch
+
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.copy()), position, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy(), position, has_gauss, gauss))
+    import torch
+
+    torch.set_rng_state(states["torch"])
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save atomically (tmp then rename)."""
     import torch

@@ -18,7 +18,8 @@ import torch
 from pydantic import Field
 
 from liid_cli import artifacts
-from liid_cli.checkpoints import load_checkpoint, save_checkpoint, seed_everything
+from liid_cli.checkpoints import load_checkpoint, restore_rng_states, rng_states
+from liid_cli.checkpoints import save_checkpoint, seed_everything
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
@@ -225,6 +226,7 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
                     "scaler": scaler.state_dict(),
                     "epoch": epoch + 1,
                     "config": config.model_dump(mode="json"),
+                    "rng": rng_states(),
                 },
             )
     save_checkpoint(
@@ -280,6 +282,8 @@ def resume_state(
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
+    if "rng" in state:  # checkpoints of earlier versions lack it: those resume with fresh draws
+        restore_rng_states(state["rng"])
     log.info(f"train-mil: resuming after epoch {state['epoch']} from {path}")
     return int(state["epoch"])
 
