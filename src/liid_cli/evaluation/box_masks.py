@@ -4,7 +4,7 @@ IoU per ground-truth instance, and COCOeval's AP / AP50 / AP75 / ABO. Measuremen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -21,7 +21,7 @@ def class_mean_best_iou(
     image_sizes: dict[int, tuple[int, int]],
 ) -> dict[str, float]:
     """Per class: mean over ground-truth instances (polygon or RLE; `image_sizes`: id -> (height,
-    width)) of the best IoU with a same-class prediction of the same image (0 when there is none)."""
+    width)) of the best IoU with a same-class prediction of the same image (0 if there is none)."""
     predicted: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for prediction in predictions:
         predicted.setdefault((prediction["image_id"], prediction["category_id"]), []).append(
@@ -74,35 +74,45 @@ def evaluate_against_ground_truth(
     }
 
 
-def method_runs(run_dir: Path) -> dict[str, Path]:
-    """{method: its box2mask stage folder}: `<run_dir>/<method>/box2mask/` (a `make
-    box2mask-real` layout), or the run's own box2mask stage, named by its method."""
-    found = {
+class MethodRun(NamedTuple):
+    folder: Path  # the box2mask stage folder
+    manifest: dict[str, Any]
+
+
+def method_runs(run_dir: Path) -> dict[str, MethodRun]:
+    """{method: its box2mask stage}: `<run_dir>/<method>/box2mask/` (a `make box2mask-real`
+    layout), or the run's own box2mask stage, named by its method."""
+    folders = {
         path.parent.parent.name: path.parent
         for path in sorted(
             run_dir.glob(f"*/{artifacts.STAGE_DIRS['box2mask']}/{artifacts.MANIFEST}")
         )
     }
+    found = {
+        method: MethodRun(folder, read_json(folder / artifacts.MANIFEST))
+        for method, folder in folders.items()
+    }
     own = artifacts.stage_dir(run_dir, "box2mask")
     if (own / artifacts.MANIFEST).is_file():
-        found.setdefault(str(read_json(own / artifacts.MANIFEST)["metrics"]["method"]), own)
+        manifest = read_json(own / artifacts.MANIFEST)
+        found.setdefault(str(manifest["metrics"]["method"]), MethodRun(own, manifest))
     return found
 
 
-def method_metrics(stage_dir: Path, classes: list[str]) -> dict[str, Any]:
+def method_metrics(run: MethodRun, classes: list[str]) -> dict[str, Any]:
     """One box2mask run's pseudo masks of `classes` against ground truth (its last round), with how
     it was supervised; {} when its data set has no ground truth. Reuses the stage's own
     measurement when it labelled exactly these classes."""
-    manifest = read_json(stage_dir / artifacts.MANIFEST)
-    recorded = manifest["metrics"]
-    index = load_index(Path(manifest["inputs"]["index"]["path"]))
+    recorded = run.manifest["metrics"]
+    pseudo_path = run.folder / artifacts.PSEUDO_INSTANCES_JSON
+    index = load_index(Path(run.manifest["inputs"]["index"]["path"]))
     gt_path = index.ground_truth_path
     if gt_path is None or not gt_path.is_file():
         return {}
     quality = recorded["final"].get("ground_truth_eval")
     if quality is None or sorted(recorded["target_classes"]) != sorted(classes):
         ids = {int(c["id"]) for c in index.categories if c["name"] in classes}
-        pseudo = read_json(stage_dir / artifacts.PSEUDO_INSTANCES_JSON)["annotations"]
+        pseudo = read_json(pseudo_path)["annotations"]
         quality = evaluate_against_ground_truth(
             gt_path, [a for a in pseudo if a["category_id"] in ids], sorted(ids)
         )
@@ -111,15 +121,15 @@ def method_metrics(stage_dir: Path, classes: list[str]) -> dict[str, Any]:
         "weakly_supervised": recorded["weakly_supervised"],
         "rounds": len(recorded["rounds"]),
         "classes": sorted(classes),
-        "pseudo_instances": str(stage_dir / artifacts.PSEUDO_INSTANCES_JSON),
+        "pseudo_instances": str(pseudo_path),
     }
 
 
-def common_target_classes(stage_dirs: list[Path]) -> list[str]:
+def common_target_classes(runs: list[MethodRun]) -> list[str]:
     """The classes every weakly supervised run labelled (every run's when none is weak): the
     classes all methods are scored on, so a fully supervised reference that labelled more is
     compared on the same boxes."""
-    recorded = [read_json(d / artifacts.MANIFEST)["metrics"] for d in stage_dirs]
+    recorded = [run.manifest["metrics"] for run in runs]
     weak = [m for m in recorded if m["weakly_supervised"]] or recorded
     shared = set(weak[0]["target_classes"]).intersection(*(m["target_classes"] for m in weak))
     return sorted(shared)

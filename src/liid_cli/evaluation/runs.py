@@ -186,12 +186,12 @@ def evaluate_box2mask_methods(run_dir: Path) -> list[dict[str, Any]]:
         )
     classes = common_target_classes(list(methods.values()))
     records = []
-    for method, stage_dir in methods.items():
+    for method, run in methods.items():
         started = time.time()
-        metrics = method_metrics(stage_dir, classes)
+        metrics = method_metrics(run, classes)
         if not metrics:
-            raise MissingTruth(f"{stage_dir}: its data set has no ground truth to score against")
-        inputs = {"pseudo_instances": stage_dir / artifacts.PSEUDO_INSTANCES_JSON}
+            raise MissingTruth(f"{run.folder}: its data set has no ground truth to score against")
+        inputs = {"pseudo_instances": run.folder / artifacts.PSEUDO_INSTANCES_JSON}
         record = _record("box2mask", method, inputs, metrics, started)
         write_json(artifacts.eval_metrics_path(run_dir, method), record)
         records.append(record)

@@ -124,7 +124,8 @@ BOX2MASK_HEADERS = ["method", "weakly supervised", "rounds", *BOX2MASK_KEYS]
 
 
 def box2mask_table(records: Sequence[dict[str, Any]]) -> Table:
-    table = Table(title="box-to-mask on the target classes' boxes (%; mIoU: class mean of best IoU)")
+    title = "box-to-mask on the target classes' boxes (%; mIoU: class mean of best IoU)"
+    table = Table(title=title)
     for column, header in enumerate(BOX2MASK_HEADERS):
         table.add_column(header, justify="left" if column < 2 else "right")
     for row in box2mask_rows(records):

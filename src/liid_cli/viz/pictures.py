@@ -79,10 +79,9 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     semantic_index = index_from_upstream(run_dir, ("predict-semantic",))
     if semantic_index is not None:
         panel(semantic_index).semantic_columns["semantic predictions"] = semantic_predictions
-    for method, stage_dir in method_runs(run_dir).items():
-        recorded = index_from_upstream(stage_dir.parent, ("box2mask",))
-        assert recorded is not None  # method_runs lists folders with a manifest
-        panel(recorded).instance_columns[method] = stage_dir / artifacts.PSEUDO_INSTANCES_JSON
+    for method, run in method_runs(run_dir).items():
+        index_path = Path(run.manifest["inputs"]["index"]["path"])
+        panel(index_path).instance_columns[method] = run.folder / artifacts.PSEUDO_INSTANCES_JSON
     if data is not None:
         panel(data)
     if not panels:
