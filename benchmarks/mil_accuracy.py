@@ -132,7 +132,7 @@ def supervised_oracle(run_dir: Path, epochs: int) -> None:
                     )
                 )
     torch.manual_seed(0)
-    config = TrainMilConfig.model_validate({**settings, "resume": False})
+    config = TrainMilConfig.model_validate(settings)
     network = build_network(config, index.classes.num_classes, run_dir)  # train-mil's start
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
     dataset = ProposalDataset(items, config.input_size, flip=True)

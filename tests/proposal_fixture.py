@@ -7,14 +7,13 @@ into its box, and random ellipses and rectangles (mostly background); chosen ima
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from liid_cli import artifacts, masks
+from liid_cli import artifacts, masks, registry
 from liid_cli.config import StageConfig, load_stage_config
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json
@@ -74,7 +73,7 @@ def _run(config: FakeProposalsConfig, context: StageContext) -> dict[str, Any]:
 
 
 FAKE_PROPOSALS = StageSpec(
-    name="proposals", config_model=FakeProposalsConfig, upstream=(), run=_run
+    name="proposals", config_model=FakeProposalsConfig, run=_run
 )
 
 
@@ -96,18 +95,21 @@ def write_fake_proposals(
 
 
 TEST_SETTINGS = {
-    "train_cam": ["input_size=48", "epochs=1", "batch_size=8", "save_cams=true", "save_cams_max=2"],
-    "train_mil": ["input_size=48", "epochs=2", "roi_size=2"],
+    "train-cam": ["input_size=48", "epochs=1", "batch_size=8", "save_cams=true", "save_cams_max=2"],
+    "train-mil": ["input_size=48", "epochs=2", "roi_size=2"],
     "dump": ["batch_size=4"],
 }
 
 
 def run_demo_stage(
-    module: str, run_dir: Path, index_path: Path | None = None, *extra: str, force: bool = False
+    stage: str, run_dir: Path, index_path: Path | None = None, *extra: str, force: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run one of the CAM/MIL/dump stages with its demo profile shrunk for tests; its manifest."""
-    spec = importlib.import_module(f"liid_cli.stages.{module}").SPEC
+    spec = registry.stage(stage).spec()
     config = load_stage_config(
-        spec.name, spec.config_model, profile="demo", overrides=[*TEST_SETTINGS[module], *extra]
+        spec.name, spec.config_model, profile="demo", overrides=[*TEST_SETTINGS[stage], *extra]
     )
-    return run_stage(spec, config, run_dir=run_dir, index_path=index_path, force=force)
+    return run_stage(
+        spec, config, run_dir=run_dir, index_path=index_path, force=force, resume=resume
+    )

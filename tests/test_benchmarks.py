@@ -79,8 +79,8 @@ def mil_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run with proposals (ground truth plus blobs), train-cam, train-mil and dump finished."""
     run, index = tmp_path_factory.mktemp("mil_accuracy") / "run", tiny_demo / "index_train.json"
     write_fake_proposals(run, index)
-    run_demo_stage("train_cam", run, index, "save_cams=false")
-    run_demo_stage("train_mil", run, index, "epochs=1")
+    run_demo_stage("train-cam", run, index, "save_cams=false")
+    run_demo_stage("train-mil", run, index, "epochs=1")
     run_demo_stage("dump", run, index)
     return run
 

@@ -255,33 +255,3 @@ def test_label_map_paints_small_objects_last_and_ignores_boxes(tmp_path: Path) -
     )
     labels = label_map(image)
     assert labels[1, 1] == 2 and labels[0, 0] == 1 and labels[5, 5] == 255 and labels[4, 0] == 0
-
-
-class _CountingDataset(torch.utils.data.Dataset):
-    def __init__(self) -> None:
-        self.reads = 0
-
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.reads += 1
-        return torch.randn(4, 32, 32), torch.randint(0, 2, (32, 32))
-
-
-def test_fit_resumes_from_its_state_file(tmp_path: Path) -> None:
-    def adam(model: torch.nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    state = tmp_path / "state.pt"
-    settings = {"make_optimizer": adam, "batch_size": 2, "device": "cpu", "workers": 1,
-                "state_path": state, "resume_key": "a", "checkpoint_every": 2, "description": "test"}
-    first = _CountingDataset()
-    fit(build_box2mask_net(TINY_NET, 4), first, iterations=3, **settings)
-    assert first.reads == 6 and torch.load(state, weights_only=True)["iteration"] == 2
-    resumed = _CountingDataset()
-    fit(build_box2mask_net(TINY_NET, 4), resumed, iterations=3, **settings)
-    assert resumed.reads == 2  # only iteration 3 was left
-    other = _CountingDataset()
-    fit(build_box2mask_net(TINY_NET, 4), other, iterations=3, **{**settings, "resume_key": "b"})
-    assert other.reads == 6  # another configuration starts afresh

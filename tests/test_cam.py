@@ -77,7 +77,7 @@ def cam_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_fake_proposals(
         run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,)
     )
-    run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
+    run_demo_stage("train-cam", run_dir, tiny_demo / "index_train.json")
     return run_dir
 
 
@@ -126,7 +126,7 @@ def test_proposals_of_another_data_set_are_refused(
         artifacts.stage_dir(run_dir, "proposals") / artifacts.PROPOSALS_H5,
     )
     with pytest.raises(LiidError, match="made from another data set"):
-        run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json")
+        run_demo_stage("train-cam", run_dir, tiny_demo / "index_train.json")
 
 
 def test_scoring_at_a_bounded_size_matches_full_resolution_on_smooth_cams() -> None:

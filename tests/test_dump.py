@@ -20,8 +20,8 @@ def dumped(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("dump") / "run"
     index = tiny_demo / "index_train.json"
     write_fake_proposals(run_dir, index, random_per_image=3, empty_image_ids=(2,))
-    run_demo_stage("train_cam", run_dir, index, "save_cams=false")
-    run_demo_stage("train_mil", run_dir, index, "epochs=1")
+    run_demo_stage("train-cam", run_dir, index, "save_cams=false")
+    run_demo_stage("train-mil", run_dir, index, "epochs=1")
     manifest = run_demo_stage("dump", run_dir, index)
     assert manifest["metrics"]["images_per_second"] > 0
     return run_dir

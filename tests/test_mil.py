@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint
 from liid_cli.config import load_stage_config
 from liid_cli.errors import LiidError
+from liid_cli.fileio import read_json
 from liid_cli.models.backbones import TrunkConfig
 from liid_cli.models.mil import ClassCentres, MilNetwork, ProposalDataset, single_item
 from liid_cli.runner import StageContext
@@ -26,7 +30,7 @@ def cam_ready(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     write_fake_proposals(
         run_dir, tiny_demo / "index_train.json", random_per_image=3, empty_image_ids=(2,)
     )
-    run_demo_stage("train_cam", run_dir, tiny_demo / "index_train.json", "save_cams=false")
+    run_demo_stage("train-cam", run_dir, tiny_demo / "index_train.json", "save_cams=false")
     return run_dir
 
 
@@ -67,7 +71,7 @@ def _config(*extra: str) -> train_mil.TrainMilConfig:
         "train-mil",
         train_mil.TrainMilConfig,
         profile="demo",
-        overrides=[*TEST_SETTINGS["train_mil"], *extra],
+        overrides=[*TEST_SETTINGS["train-mil"], *extra],
     )
 
 
@@ -128,7 +132,7 @@ def test_resume_continues_at_the_next_epoch(
     cam_ready: Path, tiny_demo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     index = tiny_demo / "index_train.json"
-    run_demo_stage("train_mil", cam_ready, index, "epochs=3", force=True)
+    run_demo_stage("train-mil", cam_ready, index, "epochs=3", force=True)
     uninterrupted = load_checkpoint(
         artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MIL_CHECKPOINT
     )["model"]
@@ -146,15 +150,11 @@ def test_resume_continues_at_the_next_epoch(
 
     monkeypatch.setattr(train_mil, "train_one_epoch", stop_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        run_demo_stage("train_mil", cam_ready, index, "epochs=3", force=True)
+        run_demo_stage("train-mil", cam_ready, index, "epochs=3", force=True)
     assert not (artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MANIFEST).exists()
-    assert (
-        load_checkpoint(artifacts.cache_dir(cam_ready, "train-mil") / train_mil.RESUME_CHECKPOINT)[
-            "epoch"
-        ]
-        == 1
-    )
-    manifest = run_demo_stage("train_mil", cam_ready, index, "epochs=3", "resume=true", force=True)
+    point = artifacts.cache_dir(cam_ready, "train-mil") / artifacts.RESUME_CHECKPOINT.format(part="")
+    assert load_checkpoint(point)["state"]["epoch"] == 1
+    manifest = run_demo_stage("train-mil", cam_ready, index, "epochs=3", force=True, resume=True)
     assert epochs_run == [0, -1, 1, 2]
     assert manifest["metrics"]["start_epoch"] == 1 and "resume" not in manifest["config"]
     saved = load_checkpoint(artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MIL_CHECKPOINT)
@@ -162,34 +162,6 @@ def test_resume_continues_at_the_next_epoch(
     # the same random draws after the resume: the weights equal the uninterrupted run's, bit for bit
     assert all(torch.equal(saved["model"][key], value) for key, value in uninterrupted.items())
     assert not artifacts.cache_dir(cam_ready, "train-mil").exists()
-
-
-def test_resume_refuses_a_checkpoint_of_other_settings(
-    cam_ready: Path, tiny_demo: Path, tmp_path: Path
-) -> None:
-    context = _context(cam_ready, tiny_demo / "index_train.json", tmp_path)
-    context.cache_dir.mkdir(parents=True, exist_ok=True)
-    other = _config("lr=0.5")
-    network = train_mil.build_network(other, 6, cam_ready)
-    from liid_cli.checkpoints import save_checkpoint
-
-    save_checkpoint(
-        context.cache_dir / train_mil.RESUME_CHECKPOINT,
-        {"epoch": 1, "config": other.model_dump(mode="json"), "model": network.state_dict()},
-    )
-    try:
-        with pytest.raises(LiidError, match="other settings"):
-            train_mil.resume_state(
-                _config("resume=true"),
-                context,
-                network,
-                ClassCentres(6, 128),
-                torch.optim.SGD(network.parameters(), lr=0.1),
-                None,
-                torch.amp.GradScaler("cuda", enabled=False),
-            )
-    finally:
-        (context.cache_dir / train_mil.RESUME_CHECKPOINT).unlink()
 
 
 def test_cam_scores_of_other_proposals_are_refused(
@@ -203,13 +175,13 @@ def test_cam_scores_of_other_proposals_are_refused(
         run_dir, tiny_demo / "index_train.json", seed=7
     )  # proposals remade after train-cam
     with pytest.raises(LiidError, match=r"other proposals.*liid train-cam .*--force"):
-        run_demo_stage("train_mil", run_dir, tiny_demo / "index_train.json")
+        run_demo_stage("train-mil", run_dir, tiny_demo / "index_train.json")
 
 
 def test_all_losses_off_is_an_error(cam_ready: Path, tiny_demo: Path) -> None:
     with pytest.raises(LiidError, match="every loss is switched off"):
         run_demo_stage(
-            "train_mil",
+            "train-mil",
             cam_ready,
             tiny_demo / "index_train.json",
             "loss.attention=false",
@@ -246,3 +218,19 @@ def test_roi_align_mean_equals_torchvision_roi_align_then_mean(output_size: int)
     (gradient,) = torch.autograd.grad(found.sum(), feature_map)
     (expected_gradient,) = torch.autograd.grad(expected.sum(), feature_map)
     assert torch.allclose(gradient, expected_gradient, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(cam_ready: Path, tiny_demo: Path) -> None:
+    """train-mil under torchrun starts like `liid train`: rank 0 runs the stage, rank 1 follows."""
+    settings = [item for key in TEST_SETTINGS["train-mil"] for item in ("--set", key)]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "--",
+        "liid_cli", "train-mil", "--run", str(cam_ready), "--data", str(tiny_demo / "index_train.json"),
+        "--profile", "demo", *settings, "--force",
+    ]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = read_json(artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MANIFEST)
+    assert manifest["metrics"]["world_size"] == 2

@@ -27,8 +27,8 @@ def _toy_run(config: ToyConfig, context: StageContext) -> dict[str, Any]:
     return {"value": config.factor * context.seed}
 
 
-TOY = StageSpec(name="proposals", config_model=ToyConfig, upstream=(), run=_toy_run)
-TOY_DOWNSTREAM = StageSpec(name="train-cam", config_model=ToyConfig, upstream=("proposals",), run=_toy_run)
+TOY = StageSpec(name="proposals", config_model=ToyConfig, run=_toy_run)
+TOY_DOWNSTREAM = StageSpec(name="train-cam", config_model=ToyConfig, run=_toy_run)
 
 
 @pytest.fixture
@@ -123,7 +123,7 @@ def test_declared_inputs_are_checked_and_fingerprinted(tiny_demo: Path, tmp_path
         seen.append(context.input(notes))
         return _toy_run(config, context) | {"model": str(context.required_input(model))}
 
-    spec = StageSpec(name="proposals", config_model=ToyConfig, upstream=(), run=reads_inputs,
+    spec = StageSpec(name="proposals", config_model=ToyConfig, run=reads_inputs,
                      inputs=(model, notes))
     index, run_dir = tiny_demo / "index_train.json", tmp_path / "run"
 

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import assert_one_line_error, liid
 from liid_cli import artifacts
+from liid_cli.checkpoints import load_checkpoint, save_checkpoint
 from liid_cli.downstream import training
 from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.fileio import read_json
@@ -222,11 +224,28 @@ def test_resume_finishes_with_the_configured_epoch_count(semantic_run: Path) -> 
     assert not artifacts.cache_dir(semantic_run, "train-semantic").exists()
 
 
+def test_resumed_training_equals_an_uninterrupted_run(
+    semantic_run: Path, tiny_demo: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "uninterrupted"
+    result = liid(
+        "train", "--task", "semantic", "--run", run, "--data", tiny_demo / "index_train.json",
+        "--labels", tiny_demo / "gt_train.json", *TINY_SEMANTIC, "-q",
+    )
+    assert result.exit_code == 0, result.output
+    resumed, whole = (
+        load_checkpoint(artifacts.stage_dir(folder, "train-semantic") / artifacts.MODEL_LAST)["model"]
+        for folder in (semantic_run, run)
+    )
+    assert resumed.keys() == whole.keys()
+    assert all(torch.equal(resumed[key], whole[key]) for key in whole)
+
+
 def test_resume_with_other_settings_is_a_clear_error(tiny_demo: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     cache = artifacts.cache_dir(run, "train-semantic")
     cache.mkdir(parents=True)
-    training.save_checkpoint(cache / training.RESUME_CHECKPOINT, {"key": "other", "epoch": 1})
+    save_checkpoint(cache / artifacts.RESUME_CHECKPOINT.format(part=""), {"key": "other"})
     result = liid(
         "train",
         "--task",
@@ -241,7 +260,7 @@ def test_resume_with_other_settings_is_a_clear_error(tiny_demo: Path, tmp_path: 
         "--resume",
         "-q",
     )
-    assert_one_line_error(result, "other settings or inputs", "without --resume")
+    assert_one_line_error(result, "other settings, inputs or code", "without --resume")
 
 
 def test_predict_semantic_writes_palette_pngs(semantic_run: Path, tiny_demo: Path) -> None:

@@ -8,36 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from liid_cli import registry
+
 DEFAULT_RUN = Path("runs/default")
 
 MANIFEST = "manifest.json"
 RESOLVED_CONFIG = "config.yaml"
 CACHE_DIR = ".cache"  # per-stage resumable scratch (checkpoints, finished shards); not an output
+RESUME_CHECKPOINT = "{part}resume.pt"  # a trainer's resume point in its stage's cache folder
+BEST_SO_FAR = "best.pt"  # `liid train`: the best validated model so far, in the cache folder
 
 # Dataset folder (written by `liid data ...`).
 INDEX_FILE = "index_{split}.json"
 GT_FILE = "gt_{split}.json"
 IMAGES_DIR = "images"
 
-# Stage folders and their main outputs.
-STAGE_DIRS: dict[str, str] = {
-    "pretrain": "pretrain",
-    "proposals": "proposals",
-    "train-cam": "cam",
-    "train-mil": "mil",
-    "dump": "dump",
-    "cut": "cut",
-    "export-coco": "export",
-    "baselines": "baselines",
-    "train": "train",
-    "predict": "predict",
-    "train-semantic": "train_semantic",  # DeepLabV3 (`liid train --task semantic`)
-    "predict-semantic": "predict_semantic",
-    "eval": "eval",
-    "train-box2mask": "box2mask_model",
-    "box2mask": "box2mask",
-}
-
+# Stage folders (registry.STAGES names them) and their main outputs.
+EVAL_DIR = "eval"  # `liid eval` writes <run>/eval/<name>/
 PROPOSALS_H5 = "proposals.h5"
 PROPOSAL_PARTS_DIR = "proposal_parts"  # `liid proposals --shard i/n` writes part-<i>-of-<n>.h5 here
 PROPOSAL_PART_FILE = "part-{index:05d}-of-{count:05d}.h5"
@@ -107,11 +94,11 @@ H5_COMPONENT_GAP = "component_gap"
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
-    return run_dir / STAGE_DIRS[stage]
+    return run_dir / registry.stage(stage).folder
 
 
 def cache_dir(run_dir: Path, stage: str) -> Path:
-    return run_dir / CACHE_DIR / STAGE_DIRS[stage]
+    return run_dir / CACHE_DIR / registry.stage(stage).folder
 
 
 def index_path(data_dir: Path, split: str) -> Path:
@@ -119,7 +106,7 @@ def index_path(data_dir: Path, split: str) -> Path:
 
 
 def eval_metrics_path(run_dir: Path, name: str) -> Path:
-    return run_dir / STAGE_DIRS["eval"] / name / METRICS_JSON
+    return run_dir / EVAL_DIR / name / METRICS_JSON
 
 
 def gt_path(data_dir: Path, split: str) -> Path:

@@ -30,6 +30,7 @@ def rng_states() -> dict[str, Any]:
         "python": random.getstate(),
         "numpy": [kind, torch.from_numpy(keys.copy()), position, has_gauss, gauss],
         "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
 
 
@@ -41,6 +42,8 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     import torch
 
     torch.set_rng_state(states["torch"])
+    if states.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

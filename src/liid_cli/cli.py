@@ -8,7 +8,7 @@ from types import FrameType
 
 import typer
 
-from liid_cli import __version__
+from liid_cli import __version__, registry
 from liid_cli.commands import (
     ablation,
     box2mask,
@@ -16,7 +16,8 @@ from liid_cli.commands import (
     data,
     evaluate,
     export,
-    models,
+    networks,
+    overview,
     proposals,
     train,
     viz,
@@ -27,8 +28,8 @@ app = typer.Typer(
     help=(
         "Weakly supervised instance segmentation from image-level labels (LIID, TPAMI 2020) and "
         "learned box-to-mask, as stages that read and write artifacts under a run folder:\n\n"
-        "data -> proposals -> train-cam -> train-mil -> dump -> cut -> export-coco -> train -> "
-        "predict -> eval / viz.\n\nEach stage's settings live in stages/<stage>.yaml."
+        + " -> ".join(("data", *registry.chain("export-coco"), "train", "predict", "eval / viz"))
+        + ".\n\nEach stage's settings live in stages/<stage>.yaml; `liid stages` lists them all."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -39,7 +40,7 @@ eval_app = typer.Typer(help="Metrics against ground truth; writes metrics.json a
 app.add_typer(data.data_app, name="data")
 app.add_typer(eval_app, name="eval")
 
-for group in (proposals, models, cut, export, evaluate, viz, train, box2mask, ablation):
+for group in (proposals, networks, cut, export, evaluate, viz, train, box2mask, ablation, overview):
     group.register(app, eval_app)
 
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from liid_cli import registry
 from liid_cli.errors import LiidError
 
 STAGES_ENV = "LIID_STAGES"
@@ -44,7 +45,7 @@ def stages_dir() -> Path:
 
 
 def stage_yaml(stage: str) -> Path:
-    return stages_dir() / f"{stage.replace('-', '_')}.yaml"
+    return stages_dir() / f"{registry.file_stem(stage)}.yaml"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

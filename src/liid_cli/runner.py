@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from liid_cli import __version__, artifacts
+from liid_cli import __version__, artifacts, registry
 from liid_cli.config import StageConfig, config_to_yaml
 from liid_cli.errors import LiidError
 from liid_cli.fileio import (
@@ -55,6 +55,8 @@ class StageContext:
     device: str
     workers: int
     extra_inputs: dict[str, Path] = field(default_factory=dict)  # checked against StageSpec.inputs
+    fingerprint: str = ""  # of config, seed, inputs and code: what a resume point must match
+    resume: bool = False  # `--resume`: trainers continue from their resume point (resume.py)
 
     def upstream(self, stage: str) -> Path:
         """The finished folder of an upstream stage."""
@@ -87,13 +89,17 @@ class StageInput:
 
 @dataclass(frozen=True)
 class StageSpec(Generic[C]):
-    """A stage: its name, config model, the stages it reads, and its plain run() function."""
+    """A stage's code: its name (a registry entry), config model, plain run() function and the
+    files it reads besides its data set and upstream stages."""
 
     name: str
     config_model: type[C]
-    upstream: tuple[str, ...]
     run: Callable[[C, StageContext], dict[str, Any]]
     inputs: tuple[StageInput, ...] = ()
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return registry.stage(self.name).upstream
 
     def check_inputs(self, given: dict[str, Path]) -> None:
         """Every given input is declared (else a programming error) and every required one given."""
@@ -180,6 +186,7 @@ def run_stage(
     workers: int = 1,
     force: bool = False,
     extra_inputs: dict[str, Path] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Run `spec` unless an identical finished run exists; return the stage's manifest."""
     extra_inputs = dict(extra_inputs or {})
@@ -227,7 +234,8 @@ def run_stage(
         (tmp / artifacts.RESOLVED_CONFIG).write_text(config_to_yaml(config))
         context = StageContext(
             run_dir=run_dir, out_dir=tmp, cache_dir=cache, index_path=index_path, seed=seed,
-            device=device, workers=workers, extra_inputs=extra_inputs,
+            device=device, workers=workers, extra_inputs=extra_inputs, fingerprint=fingerprint,
+            resume=resume,
         )
         log.info(f"{spec.name}: running into {final}")
         metrics = spec.run(config, context)

@@ -30,6 +30,7 @@ from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256, read_json
 from liid_cli.log import track
+from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext
 
 
@@ -200,10 +201,8 @@ def run_round(
         images,
         len(class_ids),
         settings["semantic"],
-        device=context.device,
-        workers=context.workers,
-        state_path=context.cache_dir / f"semantic_round_{number}.pt",
-        description=f"semantic FCN round {number}",
+        context=context,
+        resume_point=ResumePoint(context, f"semantic FCN round {number}", f"semantic_round_{number}"),
     )
     wanted: dict[str, set[str]] = {}
     for image in index.images:
@@ -222,10 +221,8 @@ def run_round(
         score_maps=scores,
         score_dropout=settings["score_dropout"],
         iterations=settings["retrain_iterations"],
-        device=context.device,
-        workers=context.workers,
-        state_path=context.cache_dir / f"box2mask_round_{number}.pt",
-        description=f"box2mask round {number}",
+        context=context,
+        resume_point=ResumePoint(context, f"box2mask round {number}", f"box2mask_round_{number}"),
     )
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / artifacts.BOX2MASK_CHECKPOINT

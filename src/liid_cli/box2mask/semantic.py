@@ -21,6 +21,8 @@ from liid_cli import masks
 from liid_cli.box2mask.network import SegmentationNet
 from liid_cli.box2mask.training import cached_rgb, fit
 from liid_cli.palette import IGNORE_LABEL
+from liid_cli.resume import ResumePoint
+from liid_cli.runner import StageContext
 
 
 @dataclass(frozen=True)
@@ -92,10 +94,8 @@ def train_semantic(
     num_classes: int,
     settings: dict[str, Any],
     *,
-    device: str,
-    workers: int,
-    state_path: Path,
-    description: str,
+    context: StageContext,
+    resume_point: ResumePoint,
 ) -> tuple[SegmentationNet, float]:
     """Train the FCN with pixel-wise cross-entropy (255 ignored); return it and its final loss."""
     net = build_semantic_net(settings, num_classes)
@@ -108,19 +108,15 @@ def train_semantic(
             weight_decay=settings["weight_decay"],
         )
 
-    resume_key = repr((sorted(settings.items()), num_classes, len(images)))
     loss = fit(
         net,
         SemanticDataset(images, settings["input_size"]),
         make_optimizer=sgd,
         iterations=settings["iterations"],
         batch_size=settings["batch_size"],
-        device=device,
-        workers=workers,
-        state_path=state_path,
-        resume_key=resume_key,
+        context=context,
+        resume_point=resume_point,
         checkpoint_every=settings["checkpoint_every"],
-        description=description,
     )
     return net, loss
 

@@ -2,14 +2,14 @@
 
 `CropDataset` yields (input, target) per source object: the image, the box channel and optionally
 the class score map, resampled inside a jittered context window, with a random horizontal flip.
-`fit` runs a fixed number of iterations of pixel-wise cross-entropy, checkpointing to a resumable
-state file so a failed stage continues where it stopped.
+`fit` runs a fixed number of iterations of pixel-wise cross-entropy, saving a resume point every
+`checkpoint_every` iterations so `--resume` continues a stage that stopped.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from liid_cli import masks
 from liid_cli.box2mask.data import SourceInstance
 from liid_cli.box2mask.geometry import box_channel, context_windows, crop
 from liid_cli.box2mask.network import SegmentationNet, build_box2mask_net, widen_input
-from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.images import read_rgb
 from liid_cli.log import log, track
 from liid_cli.palette import IGNORE_LABEL
+from liid_cli.resume import ResumePoint
+from liid_cli.runner import StageContext
 
 IMAGE_CACHE_SIZE = 256  # decoded images kept per data loading process (objects share images)
 ScoreMaps = dict[tuple[str, str], np.ndarray]  # (image_key, class name) -> (H, W) in [0, 1]
@@ -115,6 +116,30 @@ class CropDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return inputs, target
 
 
+class DrawsWithReplacement(Sampler[int]):
+    """`iterations * batch_size` indices drawn with replacement, the same stream as torch's
+    RandomSampler(replacement=True), from a seed that a resume point keeps: a resumed run skips the
+    `skip` indices it has trained on and draws the rest exactly as the uninterrupted run did."""
+
+    CHUNK = 32  # RandomSampler draws its indices 32 at a time
+
+    def __init__(self, size: int, total: int, seed: int | None = None, skip: int = 0) -> None:
+        self.size, self.total, self.seed, self.skip = size, total, seed, skip
+
+    def __len__(self) -> int:
+        return self.total - self.skip
+
+    def __iter__(self) -> Iterator[int]:
+        if self.seed is None:  # a fresh run draws the seed where RandomSampler does
+            self.seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        for start in range(0, self.total, self.CHUNK):
+            count = min(self.CHUNK, self.total - start)
+            chunk = torch.randint(self.size, (count,), dtype=torch.int64, generator=generator)
+            yield from chunk.tolist()[max(0, self.skip - start):]
+
+
 def fit(
     net: nn.Module,
     dataset: Dataset[tuple[torch.Tensor, torch.Tensor]],
@@ -122,27 +147,31 @@ def fit(
     make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
     iterations: int,
     batch_size: int,
-    device: str,
-    workers: int,
-    state_path: Path,
-    resume_key: str,
+    context: StageContext,
+    resume_point: ResumePoint,
     checkpoint_every: int,
-    description: str,
 ) -> float:
-    """Train `net` in place for `iterations` steps; return the mean loss of the last tenth."""
+    """Train `net` in place for `iterations` steps; return the mean loss of the last tenth.
+
+    A resumed run ends with the same weights as an uninterrupted one when the crops are drawn in
+    this process (--workers 1); with worker processes their random draws start afresh.
+    """
+    device, description = context.device, resume_point.label
     net.to(device)
     optimizer = make_optimizer(net)
-    start, losses = 0, []
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["resume_key"] == resume_key:
-            net.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, losses = int(state["iteration"]), list(state["losses"])
-            log.info(f"{description}: resuming at iteration {start} from {state_path}")
-    sampler = RandomSampler(dataset, replacement=True, num_samples=(iterations - start) * batch_size)
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                        num_workers=workers if workers > 1 else 0)
+    draws = DrawsWithReplacement(len(dataset), iterations * batch_size)
+    state = resume_point.load()
+    start, losses, generator = 0, [], None
+    if state is not None:
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = int(state["iteration"]), list(state["losses"])
+        draws = DrawsWithReplacement(len(dataset), iterations * batch_size, state["draw_seed"],
+                                     start * batch_size)
+        generator = torch.Generator()  # the fresh run drew its loader seed before its first step
+    workers = context.workers if context.workers > 1 else 0
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=draws, drop_last=True,
+                        num_workers=workers, generator=generator)
     net.train()
     for step, (inputs, targets) in enumerate(track(loader, description), start=start + 1):
         logits = net(inputs.to(device))
@@ -152,11 +181,11 @@ def fit(
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-        if step % checkpoint_every == 0 and step < iterations:
-            save_checkpoint(state_path, {
-                "resume_key": resume_key, "iteration": step, "losses": losses,
+        if step % checkpoint_every == 0 or step == iterations:
+            resume_point.save({
+                "iteration": step, "losses": losses, "draw_seed": draws.seed,
                 "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-            })
+            }, f"iteration {step}/{iterations}")
     net.eval()
     tail = losses[-max(1, len(losses) // 10):]
     final = float(np.mean(tail)) if tail else float("nan")
@@ -173,10 +202,8 @@ def train_box2mask(
     score_maps: ScoreMaps | None,
     score_dropout: float,
     iterations: int,
-    device: str,
-    workers: int,
-    state_path: Path,
-    description: str,
+    context: StageContext,
+    resume_point: ResumePoint,
 ) -> tuple[SegmentationNet, float]:
     """Train the binary segmenter on source crops with Adam (the paper's optimiser for SegNet2).
 
@@ -197,20 +224,14 @@ def train_box2mask(
             model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"]
         )
 
-    resume_key = repr(
-        (sorted(config.items()), in_channels, iterations, score_dropout, len(instances))
-    )
     final_loss = fit(
         net,
         dataset,
         make_optimizer=adam,
         iterations=iterations,
         batch_size=config["batch_size"],
-        device=device,
-        workers=workers,
-        state_path=state_path,
-        resume_key=resume_key,
+        context=context,
+        resume_point=resume_point,
         checkpoint_every=config["checkpoint_every"],
-        description=description,
     )
     return net, final_loss

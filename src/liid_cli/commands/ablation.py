@@ -16,16 +16,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli import artifacts, registry
+from liid_cli.commands.common import Common, run_registered, stage_command
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.runs import evaluate_run_instances
 from liid_cli.log import console, log
 from liid_cli.runner import index_from_upstream
 
-MIL_ONWARDS = (("train-mil", "train_mil"), ("dump", "dump"), ("cut", "cut"), ("export-coco", "export_coco"))
-CUT_ONWARDS = MIL_ONWARDS[2:]
-STAGE_ORDER = ("proposals", "train-cam", "train-mil", "dump", "cut", "export-coco")
+LIID_CHAIN = registry.chain("export-coco")
 
 
 @dataclass(frozen=True)
@@ -36,8 +34,9 @@ class Variant:
     graph_only: bool = False  # True: only cut onwards reruns
 
     @property
-    def stages(self) -> tuple[tuple[str, str], ...]:
-        return CUT_ONWARDS if self.graph_only else MIL_ONWARDS
+    def stages(self) -> tuple[str, ...]:
+        """The stages the variant reruns; it links the earlier ones of the LIID chain."""
+        return registry.chain_from("cut" if self.graph_only else "train-mil", "export-coco")
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -68,11 +67,11 @@ def _link_upstream(base_run: Path, variant_run: Path, stages: tuple[str, ...]) -
 def run_variant(base: Common, variant: Variant, root: Path) -> dict[str, Any]:
     """Run one variant into `root/<name>`; return its pseudo-label metrics record."""
     variant_run = root / variant.name
-    first = variant.stages[0][0]
-    _link_upstream(base.run, variant_run, STAGE_ORDER[: STAGE_ORDER.index(first)])
-    for stage, module in variant.stages:
+    first = variant.stages[0]
+    _link_upstream(base.run, variant_run, LIID_CHAIN[: LIID_CHAIN.index(first)])
+    for stage in variant.stages:
         overrides = list(variant.overrides) if stage == first else []
-        run_stage_module(module, replace(base, run=variant_run, data=None), overrides=overrides)
+        run_registered(stage, replace(base, run=variant_run, data=None), overrides=overrides)
     pseudo = artifacts.stage_dir(variant_run, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
     _, record = evaluate_run_instances(
         base.run, source="pseudo", predictions=pseudo,

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.commands.common import Common, run_registered, stage_command
 from liid_cli.errors import LiidError
 
 
@@ -21,13 +21,13 @@ class Baseline(str, Enum):
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    @stage_command(app, "train-box2mask")
+    @stage_command(app, "train-box2mask", resumable=True)
     def train_box2mask(common: Common) -> None:
         """Train the class-agnostic box-to-mask segmenter on source-class masks (`source_classes`
         in stages/train_box2mask.yaml). Writes <run>/box2mask_model/box2mask.pt."""
-        run_stage_module("train_box2mask", common)
+        run_registered("train-box2mask", common)
 
-    @stage_command(app, "box2mask")
+    @stage_command(app, "box2mask", resumable=True)
     def box2mask(
         common: Common,
         model: Annotated[
@@ -99,4 +99,4 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                     "or pass --model BOX2MASK.pt or --baseline"
                 )
             extra["model"] = model or default
-        run_stage_module("box2mask", common, overrides=overrides, extra_inputs=extra)
+        run_registered("box2mask", common, overrides=overrides, extra_inputs=extra)

@@ -7,8 +7,8 @@ command only declares what is special to it.
 
 from __future__ import annotations
 
-import importlib
 import inspect
+import os
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from liid_cli import artifacts
+from liid_cli import artifacts, registry
 from liid_cli.config import load_stage_config
 from liid_cli.device import DeviceChoice, resolve_device
 from liid_cli.errors import user_errors
@@ -26,6 +26,9 @@ from liid_cli.runner import StageSpec, run_stage
 
 RunOption = Annotated[Path, typer.Option("--run", help="Run folder; each stage writes a sub-folder.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run from its last checkpoint; it ends as an "
+    "uninterrupted run would.")]
 DeviceOption = Annotated[DeviceChoice, typer.Option("--device", help="auto takes the GPU when there is one.")]
 
 
@@ -41,6 +44,7 @@ class Common:
     workers: int
     force: bool
     quiet: bool
+    resume: bool = False  # trainers only (stage_command(..., resumable=True))
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -66,11 +70,16 @@ COMMON_PARAMETERS = [
         "--force", help="Rerun even if inputs, config and code are unchanged.")], False),
     _option("quiet", QuietOption, False),
 ]
-COMMON_NAMES = [p.name for p in COMMON_PARAMETERS]
 
 
-def stage_command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register `func(common, **own_options)` as `liid <name>` with the common options added."""
+def stage_command(
+    app: typer.Typer, name: str, *, resumable: bool = False
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register `func(common, **own_options)` as `liid <name>` with the common options added,
+    and `--resume` for a trainer."""
+    resume = [_option("resume", ResumeOption, False)] if resumable else []
+    common_parameters = [*COMMON_PARAMETERS, *resume]
+    common_names = [p.name for p in common_parameters]
 
     def decorator(func: Callable[..., None]) -> Callable[..., None]:
         # Resolve string annotations (modules using `from __future__ import annotations`) in the
@@ -82,11 +91,12 @@ def stage_command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]]
         ]
 
         def command(**kwargs: Any) -> None:
-            common = Common(**{key: kwargs.pop(key) for key in COMMON_NAMES})
-            setup_logging(common.quiet)
+            common = Common(**{key: kwargs.pop(key) for key in common_names})
+            # Under torchrun only rank 0 reports; the other ranks train alongside it.
+            setup_logging(common.quiet or int(os.environ.get("RANK", "0")) != 0)
             func(common, **kwargs)
 
-        parameters = own + COMMON_PARAMETERS
+        parameters = own + common_parameters
         command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in parameters}
         command.__doc__ = func.__doc__
@@ -97,12 +107,12 @@ def stage_command(app: typer.Typer, name: str) -> Callable[[Callable[..., None]]
     return decorator
 
 
-def run_stage_module(
-    module: str, common: Common, *, overrides: list[str] | None = None,
+def run_registered(
+    name: str, common: Common, *, overrides: list[str] | None = None,
     extra_inputs: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Load `liid_cli.stages.<module>.SPEC`, resolve its config and run it through the runner."""
-    spec: StageSpec[Any] = importlib.import_module(f"liid_cli.stages.{module}").SPEC
+    """Resolve the config of the registered stage `name` and run it through the runner."""
+    spec: StageSpec[Any] = registry.stage(name).spec()
     config = load_stage_config(
         spec.name, spec.config_model, profile=common.profile, config_file=common.config,
         overrides=[*common.set, *(overrides or [])],
@@ -110,7 +120,7 @@ def run_stage_module(
     return run_stage(
         spec, config, run_dir=common.run, index_path=common.data, seed=common.seed,
         device=resolve_device(common.device), workers=common.workers, force=common.force,
-        extra_inputs=extra_inputs,
+        extra_inputs=extra_inputs, resume=common.resume,
     )
 
 

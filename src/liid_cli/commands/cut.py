@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.commands.common import Common, run_registered, stage_command
 
 
 class CutSolver(str, Enum):
@@ -31,7 +31,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
 
         Writes <run>/cut/cut.h5."""
         overrides = [] if solver is None else [f"solver={solver.value}"]
-        manifest = run_stage_module("cut", common, overrides=overrides)
+        manifest = run_registered("cut", common, overrides=overrides)
         metrics = manifest["metrics"]
         gap = metrics["gap"]
         typer.echo(

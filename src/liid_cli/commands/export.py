@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command
+from liid_cli.commands.common import Common, run_registered, stage_command
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
@@ -27,7 +27,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     ) -> None:
         """COCO instance and PNG semantic pseudo labels of the cut. Writes <run>/export/."""
         overrides = [] if min_score is None else [f"min_score={min_score}"]
-        manifest = run_stage_module("export_coco", common, overrides=overrides)
+        manifest = run_registered("export-coco", common, overrides=overrides)
         metrics = manifest["metrics"]
         typer.echo(
             f"{metrics['instances']} pseudo instances on {metrics['images']} images "
@@ -40,7 +40,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """Simple pseudo labels to hold LIID against: CAM threshold, best proposal per class, and
         no graph (argmax). Writes <run>/baselines/<name>/pseudo_instances.json in export-coco's
         format; evaluate with `liid eval instances --predictions ... --name baseline_<name>`."""
-        manifest = run_stage_module("baselines", common)
+        manifest = run_registered("baselines", common)
         folder = artifacts.stage_dir(common.run, "baselines")
         for name, counts in manifest["metrics"].items():
             typer.echo(f"{name}: {counts['instances']} pseudo instances -> {folder / name}")

@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, QuietOption, RunOption, run_stage_module, stage_command
+from liid_cli.commands.common import Common, QuietOption, RunOption, run_registered, stage_command
 from liid_cli.config import load_stage_config
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError, user_errors
@@ -91,7 +91,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             if path is not None
         } or None
         if shard is None:
-            run_stage_module("proposals", common, overrides=overrides, extra_inputs=extra)
+            run_registered("proposals", common, overrides=overrides, extra_inputs=extra)
             return
         index, count = stage.parse_shard(shard)
         config = load_stage_config(

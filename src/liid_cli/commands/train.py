@@ -1,20 +1,16 @@
 """Commands: `liid train` (Mask R-CNN or DeepLabV3, also under torchrun) and `liid predict`."""
 
 import dataclasses
-import importlib
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command, val_index_beside
+from liid_cli import artifacts, registry
+from liid_cli.commands.common import Common, run_registered, stage_command, val_index_beside
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError
-from liid_cli.fileio import remove_path
-from liid_cli.log import log, setup_logging
 from liid_cli.runner import index_from_upstream, read_manifest
 
 
@@ -23,15 +19,9 @@ class DownstreamTask(str, Enum):
     semantic = "semantic"
 
 
-# task -> (stage module, stage name) of training and of prediction
-TRAIN_STAGES = {
-    DownstreamTask.instance: ("train", "train"),
-    DownstreamTask.semantic: ("train_semantic", "train-semantic"),
-}
-PREDICT_STAGES = {
-    DownstreamTask.instance: ("predict", "predict"),
-    DownstreamTask.semantic: ("predict_semantic", "predict-semantic"),
-}
+# task -> the stage that trains and the stage that predicts
+TRAIN_STAGES = {DownstreamTask.instance: "train", DownstreamTask.semantic: "train-semantic"}
+PREDICT_STAGES = {DownstreamTask.instance: "predict", DownstreamTask.semantic: "predict-semantic"}
 EXPORTED_LABELS = {
     DownstreamTask.instance: artifacts.PSEUDO_INSTANCES_JSON,
     DownstreamTask.semantic: artifacts.SEMANTIC_DIR,
@@ -43,10 +33,6 @@ TaskOption = Annotated[
         "--task", help="instance: Mask R-CNN -> COCO results; semantic: DeepLabV3 -> palette PNGs."
     ),
 ]
-
-
-def _is_follower() -> bool:
-    return int(os.environ.get("RANK", "0")) != 0
 
 
 def _default_labels(run: Path, task: DownstreamTask) -> Path:
@@ -70,18 +56,8 @@ def _default_val(index: Path | None) -> Path | None:
     return candidate if ground_truth is not None and ground_truth.is_file() else None
 
 
-def _discard_interrupted(run: Path, stage: str) -> None:
-    cache = artifacts.cache_dir(run, stage)
-    if cache.exists():
-        log.warning(
-            f"starting over: discarding the interrupted run's checkpoints in {cache} "
-            "(pass --resume to continue it)"
-        )
-        remove_path(cache)
-
-
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    @stage_command(app, "train")
+    @stage_command(app, "train", resumable=True)
     def train(
         common: Common,
         task: TaskOption = DownstreamTask.instance,
@@ -109,12 +85,6 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 "Default: the stage YAML's.",
             ),
         ] = None,
-        resume: Annotated[
-            bool,
-            typer.Option(
-                "--resume", help="Continue an interrupted run from its last finished epoch."
-            ),
-        ] = False,
     ) -> None:
         """Train Mask R-CNN (instance) or DeepLabV3 (semantic) on pseudo labels or ground truth.
 
@@ -122,11 +92,9 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
 
         Several processes (DDP): torchrun --nproc-per-node N -m -- liid_cli train --run ...
         """
-        from liid_cli.downstream.distributed import run_distributed
+        from liid_cli.distributed import run_distributed
 
-        if _is_follower():
-            setup_logging(True)
-        module, stage = TRAIN_STAGES[task]
+        stage = TRAIN_STAGES[task]
         if labels is None:
             labels = _default_labels(common.run, task)
         data = common.data or index_from_upstream(common.run, ("export-coco",))
@@ -136,14 +104,11 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             extra_inputs["val"] = val
         overrides = [f"weights={weights}"] if weights is not None else []
         common = dataclasses.replace(common, data=data)
-        if not resume and not _is_follower():
-            _discard_interrupted(common.run, stage)
-        spec = importlib.import_module(f"liid_cli.stages.{module}").SPEC
         run_distributed(
-            spec,
+            registry.stage(stage).spec(),
             resolve_device(common.device),
-            lambda: run_stage_module(
-                module, common, overrides=overrides, extra_inputs=extra_inputs
+            lambda: run_registered(
+                stage, common, overrides=overrides, extra_inputs=extra_inputs
             ),
         )
 
@@ -172,9 +137,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         """
         from liid_cli.downstream.folder_index import write_folder_index
 
-        module, _ = PREDICT_STAGES[task]
         if model is None:
-            model = artifacts.stage_dir(common.run, TRAIN_STAGES[task][1]) / artifacts.MODEL_BEST
+            model = artifacts.stage_dir(common.run, TRAIN_STAGES[task]) / artifacts.MODEL_BEST
             if not model.is_file():
                 raise LiidError(
                     f"missing {model}: run `liid train --task {task.value} --run {common.run}` "
@@ -191,4 +155,4 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 / artifacts.FOLDER_INDEX.format(name=images.resolve().name)
             )
             common = dataclasses.replace(common, data=write_folder_index(images, model, index))
-        run_stage_module(module, common, extra_inputs={"model": model})
+        run_registered(PREDICT_STAGES[task], common, extra_inputs={"model": model})

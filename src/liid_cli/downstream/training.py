@@ -22,18 +22,16 @@ import torch.nn as nn
 from pydantic import Field
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from liid_cli import artifacts
+from liid_cli import artifacts, distributed
 from liid_cli.checkpoints import save_checkpoint, seed_everything
 from liid_cli.config import StageConfig
-from liid_cli.downstream import distributed
 from liid_cli.downstream.progress import training_progress
-from liid_cli.downstream.resume import RESUME_CHECKPOINT, load_resume_state, resume_key
 from liid_cli.errors import LiidError
+from liid_cli.fileio import remove_path
 from liid_cli.log import log
 from liid_cli.models.optim import OptimizerName, make_optimizer
+from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext
-
-BEST_CHECKPOINT = "best.pt"
 
 
 class TrainingConfig(StageConfig):
@@ -140,9 +138,8 @@ def train_one_epoch(
 
 def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, Any]:
     """Train, validate and write `model_best.pt` / `model_last.pt` into the stage folder."""
-    distributed.announce_start(config, context)
-    device = distributed.device_for(context.device)
-    world = distributed.world_size() if distributed.is_distributed() else 1
+    _, world, device_name = distributed.join(config, context)
+    device = torch.device(device_name)
     model = task.model.to(device)
     if world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -175,16 +172,18 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, iters_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 
-    key = resume_key(config, context)
-    state = load_resume_state(context.cache_dir, key)
+    resume_point = ResumePoint(context, "train")
+    state = resume_point.load()
     start_epoch, history, best = 0, [], {"epoch": None, "value": None, "metrics": None}
-    if state is not None:
+    best_path = context.cache_dir / artifacts.BEST_SO_FAR
+    if state is None:
+        remove_path(best_path)  # an interrupted run's best model is not this run's
+    else:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
-        log.info(f"resuming after epoch {start_epoch} of {config.epochs} from {context.cache_dir}")
     log.info(
         f"training {iters_per_epoch} iterations per epoch x {config.epochs} epochs on {world} "
         f"process(es), {device}, lr {lr:g}"
@@ -223,16 +222,12 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
                 )
                 if value is not None and (best["value"] is None or value > best["value"]):
                     best = {"epoch": epoch + 1, "value": value, "metrics": record["val"]}
-                    _save_model(
-                        context.cache_dir / BEST_CHECKPOINT, model, task, epoch + 1, record["val"]
-                    )
+                    _save_model(best_path, model, task, epoch + 1, record["val"])
             else:
                 log.info(f"epoch {epoch + 1}: loss {losses['loss']:.4f}")
             history.append(record)
-            save_checkpoint(
-                context.cache_dir / RESUME_CHECKPOINT,
+            resume_point.save(
                 {
-                    "key": key,
                     "epoch": epoch + 1,
                     "history": history,
                     "best": best,
@@ -241,6 +236,7 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                 },
+                f"epoch {epoch + 1}/{config.epochs}",
             )
         distributed.barrier()
 
@@ -248,7 +244,6 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
         return {}
     last_metrics = history[-1].get("val") if history else None
     _save_model(context.out_dir / artifacts.MODEL_LAST, model, task, config.epochs, last_metrics)
-    best_path = context.cache_dir / BEST_CHECKPOINT
     if best_path.is_file():
         shutil.copyfile(best_path, context.out_dir / artifacts.MODEL_BEST)
     else:

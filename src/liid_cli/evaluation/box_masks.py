@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from liid_cli import artifacts, masks
+from liid_cli import artifacts, masks, registry
 from liid_cli.data.index import load_index
 from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.fileio import read_json
@@ -85,7 +85,7 @@ def method_runs(run_dir: Path) -> dict[str, MethodRun]:
     folders = {
         path.parent.parent.name: path.parent
         for path in sorted(
-            run_dir.glob(f"*/{artifacts.STAGE_DIRS['box2mask']}/{artifacts.MANIFEST}")
+            run_dir.glob(f"*/{registry.stage('box2mask').folder}/{artifacts.MANIFEST}")
         )
     }
     found = {

@@ -1,28 +1,12 @@
-"""The MIL network under torchrun: process setup, each process's share of an epoch, and the
-class centres averaged over the processes after every step."""
+"""The MIL network under torchrun (started by distributed.py): each process's share of an epoch,
+and the class centres averaged over the processes after every step."""
 
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.distributed as dist
 
 from liid_cli.models.mil import ClassCentres
-
-
-def distributed_setup(device: str) -> tuple[int, int, str]:
-    """(rank, world size, device) of this process; initialises DDP when started by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, device
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    return dist.get_rank(), world, device
 
 
 def epoch_order(count: int, epoch: int, seed: int, rank: int, world: int) -> list[int]:

@@ -197,6 +197,5 @@ def _argmax_instances(
 SPEC = StageSpec(
     name="baselines",
     config_model=BaselinesConfig,
-    upstream=("proposals", "train-cam", "dump", "export-coco"),
     run=run,
 )

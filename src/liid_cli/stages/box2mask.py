@@ -252,7 +252,6 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
 SPEC = StageSpec(
     name="box2mask",
     config_model=Box2MaskConfig,
-    upstream=(),
     run=run,
     inputs=(MODEL, BOXES, TARGETS_OF),
 )

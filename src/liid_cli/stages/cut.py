@@ -193,4 +193,4 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
     return metrics
 
 
-SPEC = StageSpec(name="cut", config_model=CutConfig, upstream=("dump",), run=run)
+SPEC = StageSpec(name="cut", config_model=CutConfig, run=run)

@@ -138,4 +138,4 @@ def _rows(blocks: list[np.ndarray | None], width: int, dtype: type) -> np.ndarra
     return np.concatenate(present).astype(dtype) if present else np.zeros((0, width), dtype=dtype)
 
 
-SPEC = StageSpec(name="dump", config_model=DumpConfig, upstream=("proposals", "train-mil"), run=run)
+SPEC = StageSpec(name="dump", config_model=DumpConfig, run=run)

@@ -258,5 +258,5 @@ def _image_proposals(store: ProposalStore, image: dict[str, Any]) -> ImagePropos
 
 
 SPEC = StageSpec(
-    name="export-coco", config_model=ExportCocoConfig, upstream=("proposals", "cut"), run=run
+    name="export-coco", config_model=ExportCocoConfig, run=run
 )

@@ -68,5 +68,5 @@ def run(config: PredictConfig, context: StageContext) -> dict[str, Any]:
 
 
 SPEC = StageSpec(
-    name="predict", config_model=PredictConfig, upstream=(), run=run, inputs=(TRAINED_MODEL,)
+    name="predict", config_model=PredictConfig, run=run, inputs=(TRAINED_MODEL,)
 )

@@ -66,7 +66,6 @@ def run(config: PredictSemanticConfig, context: StageContext) -> dict[str, Any]:
 SPEC = StageSpec(
     name="predict-semantic",
     config_model=PredictSemanticConfig,
-    upstream=(),
     run=run,
     inputs=(TRAINED_MODEL,),
 )

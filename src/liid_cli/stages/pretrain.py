@@ -74,5 +74,5 @@ def run(config: ClassifierConfig, context: StageContext) -> dict[str, Any]:
 
 
 SPEC = StageSpec(
-    name="pretrain", config_model=ClassifierConfig, upstream=(), run=run, inputs=(WEIGHTS, VAL)
+    name="pretrain", config_model=ClassifierConfig, run=run, inputs=(WEIGHTS, VAL)
 )

@@ -293,4 +293,4 @@ def run_shard(
     return path
 
 
-SPEC = StageSpec("proposals", ProposalsConfig, upstream=(), run=run, inputs=(SOURCE, REFINE_MASKS))
+SPEC = StageSpec("proposals", ProposalsConfig, run=run, inputs=(SOURCE, REFINE_MASKS))

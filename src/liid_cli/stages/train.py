@@ -76,5 +76,5 @@ def run(config: TrainConfig, context: StageContext) -> dict[str, Any]:
 
 
 SPEC = StageSpec(
-    name="train", config_model=TrainConfig, upstream=(), run=run, inputs=(LABELS, VAL)
+    name="train", config_model=TrainConfig, run=run, inputs=(LABELS, VAL)
 )

@@ -16,6 +16,7 @@ from liid_cli.checkpoints import save_checkpoint, seed_everything
 from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
+from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext, StageSpec
 
 
@@ -57,10 +58,8 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
         score_maps=None,
         score_dropout=0.0,
         iterations=config.iterations,
-        device=context.device,
-        workers=context.workers,
-        state_path=context.cache_dir / artifacts.BOX2MASK_CHECKPOINT,
-        description="train-box2mask",
+        context=context,
+        resume_point=ResumePoint(context, "train-box2mask"),
     )
     save_checkpoint(
         context.out_dir / artifacts.BOX2MASK_CHECKPOINT,
@@ -83,4 +82,4 @@ def run(config: TrainBox2MaskConfig, context: StageContext) -> dict[str, Any]:
     }
 
 
-SPEC = StageSpec(name="train-box2mask", config_model=TrainBox2MaskConfig, upstream=(), run=run)
+SPEC = StageSpec(name="train-box2mask", config_model=TrainBox2MaskConfig, run=run)

@@ -32,6 +32,7 @@ from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.models.cam_scoring import heat_map, proposal_scores, scoring_size
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
+from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext, StageSpec
 from liid_cli.stage_inputs import WEIGHTS
 
@@ -156,12 +157,31 @@ def train_classifier(
         optimizer, lambda step: (1 - step / total_steps) ** 0.9
     )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
-    loss = math.nan
-    for epoch in range(config.epochs):
+    resume_point = ResumePoint(context, stage)
+    state = resume_point.load()
+    start_epoch, loss = 0, math.nan
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, loss = int(state["epoch"]), float(state["loss"])
+    for epoch in range(start_epoch, config.epochs):
         loss = train_one_epoch(
             model, loader, optimizer, scheduler, scaler, config, device, epoch, stage
         )
         log.info(f"{stage}: epoch {epoch + 1}/{config.epochs} BCE {loss:.4f}")
+        resume_point.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "loss": loss,
+            },
+            f"epoch {epoch + 1}/{config.epochs}",
+        )
     return model, loss
 
 
@@ -263,7 +283,6 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
 SPEC = StageSpec(
     name="train-cam",
     config_model=TrainCamConfig,
-    upstream=("proposals",),
     run=run,
     inputs=(WEIGHTS,),
 )

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from liid_cli import artifacts
-from liid_cli.checkpoints import load_checkpoint, restore_rng_states, rng_states
-from liid_cli.checkpoints import save_checkpoint, seed_everything
+from liid_cli import artifacts, distributed
+from liid_cli.checkpoints import load_checkpoint, save_checkpoint, seed_everything
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
@@ -36,13 +35,12 @@ from liid_cli.models.mil import (
     image_losses,
     single_item,
 )
-from liid_cli.models.mil_parallel import average_centres, distributed_setup, epoch_order
+from liid_cli.models.mil_parallel import average_centres, epoch_order
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
+from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext, StageSpec
 from liid_cli.stage_inputs import WEIGHTS
-
-RESUME_CHECKPOINT = "last.pt"
 
 
 class TrainMilConfig(TrunkConfig):
@@ -60,7 +58,6 @@ class TrainMilConfig(TrunkConfig):
     weight_decay: float = Field(ge=0)
     amp: bool
     loss: LossConfig
-    resume: bool = Field(exclude=True)  # a runtime switch: not part of the fingerprint
 
 
 def training_images(
@@ -173,7 +170,7 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
             "train-mil: every loss is switched off; turn on at least one of "
             "loss.attention, loss.mil, loss.centre"
         )
-    rank, world, device = distributed_setup(context.device)
+    rank, world, device = distributed.join(config, context)
     seed_everything(context.seed + rank)
     index = load_index(context.index_path)
     num_classes = index.classes.num_classes
@@ -191,7 +188,8 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
         optimizer, step_size=config.lr_step_epochs, gamma=0.1
     )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
-    start_epoch = resume_state(config, context, network, centres, optimizer, scheduler, scaler)
+    resume_point = ResumePoint(context, "train-mil")
+    start_epoch = _resume(resume_point, network, centres, optimizer, scheduler, scaler)
     trained = network
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -216,8 +214,7 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
             + " ".join(f"{name} {value:.4f}" for name, value in means.items())
         )
         if rank == 0:
-            save_checkpoint(
-                context.cache_dir / RESUME_CHECKPOINT,
+            resume_point.save(
                 {
                     "model": network.state_dict(),
                     "centres": centres.state_dict(),
@@ -225,9 +222,8 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "epoch": epoch + 1,
-                    "config": config.model_dump(mode="json"),
-                    "rng": rng_states(),
                 },
+                f"epoch {epoch + 1}/{config.epochs}",
             )
     save_checkpoint(
         context.out_dir / artifacts.MIL_CHECKPOINT,
@@ -250,48 +246,29 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
     }
 
 
-def resume_state(
-    config: TrainMilConfig,
-    context: StageContext,
+def _resume(
+    point: ResumePoint,
     network: MilNetwork,
     centres: ClassCentres,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
 ) -> int:
-    """With --resume, load the last epoch checkpoint of an unfinished run; the epoch to start at."""
-    path = context.cache_dir / RESUME_CHECKPOINT
-    if not config.resume:
-        if path.is_file():
-            log.info(
-                f"train-mil: starting afresh; {path} holds an unfinished run that --resume would continue"
-            )
+    """Load the resume point into the training objects, if resuming; the epoch to start at."""
+    state = point.load()
+    if state is None:
         return 0
-    if not path.is_file():
-        log.info(
-            f"train-mil: --resume given but there is no checkpoint in {context.cache_dir}; starting afresh"
-        )
-        return 0
-    state = load_checkpoint(path)
-    if state["config"] != config.model_dump(mode="json"):
-        raise LiidError(
-            f"{path}: checkpoint of a run with other settings; rerun without --resume to start afresh"
-        )
     network.load_state_dict(state["model"])
     centres.load_state_dict(state["centres"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])
-    if "rng" in state:  # checkpoints of earlier versions lack it: those resume with fresh draws
-        restore_rng_states(state["rng"])
-    log.info(f"train-mil: resuming after epoch {state['epoch']} from {path}")
     return int(state["epoch"])
 
 
 SPEC = StageSpec(
     name="train-mil",
     config_model=TrainMilConfig,
-    upstream=("proposals", "train-cam"),
     run=run,
     inputs=(WEIGHTS,),
 )

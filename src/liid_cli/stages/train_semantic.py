@@ -61,7 +61,6 @@ def run(config: TrainSemanticConfig, context: StageContext) -> dict[str, Any]:
 SPEC = StageSpec(
     name="train-semantic",
     config_model=TrainSemanticConfig,
-    upstream=(),
     run=run,
     inputs=(LABELS, VAL),
 )

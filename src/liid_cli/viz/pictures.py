@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from liid_cli import artifacts, masks
+from liid_cli import artifacts, masks, registry
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.evaluation.box_masks import method_runs
@@ -85,7 +85,7 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     if data is not None:
         panel(data)
     if not panels:
-        for stage in artifacts.STAGE_DIRS:
+        for stage in registry.names():
             recorded = index_from_upstream(run_dir, (stage,))
             if recorded is not None and recorded.is_file():
                 panel(recorded)

@@ -14,7 +14,7 @@ from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
-from liid_cli import artifacts
+from liid_cli import artifacts, registry
 from liid_cli.evaluation.instances import METRIC_KEYS
 from liid_cli.evaluation.tables import BOX2MASK_HEADERS, box2mask_rows, labels_rows, percent
 from liid_cli.runner import read_manifest
@@ -38,7 +38,7 @@ PROPOSAL_KEYS = ("recall@0.5", "recall@0.7", "ABO")  # of `liid eval proposals` 
 def stage_rows(run_dir: Path) -> list[dict[str, Any]]:
     """Finished stages of the run in pipeline order: name, seconds, finish time, device, metrics."""
     rows = []
-    for stage in artifacts.STAGE_DIRS:
+    for stage in registry.names():
         manifest = read_manifest(artifacts.stage_dir(run_dir, stage))
         if manifest is None:
             continue

@@ -5,20 +5,14 @@ Option annotations are written inline: `stage_command` resolves them in commands
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from liid_cli import artifacts
-from liid_cli.commands.common import Common, run_stage_module, stage_command, val_index_beside
-from liid_cli.config import load_stage_config
+from liid_cli import artifacts, registry
+from liid_cli.commands.common import Common, run_registered, stage_command, val_index_beside
 from liid_cli.device import resolve_device
-from liid_cli.errors import LiidError
-from liid_cli.runner import StageContext, index_from_upstream
 
 WeightsOption = Annotated[
     str | None,
@@ -40,7 +34,7 @@ def _weights(weights: str | None) -> tuple[list[str], dict[str, Path]]:
 
 
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
-    @stage_command(app, "pretrain")
+    @stage_command(app, "pretrain", resumable=True)
     def pretrain(
         common: Common,
         weights: WeightsOption = None,
@@ -58,7 +52,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         val = val or val_index_beside(common.data)
         if val is not None:
             extra["val"] = val
-        manifest = run_stage_module("pretrain", common, overrides=overrides, extra_inputs=extra)
+        manifest = run_registered("pretrain", common, overrides=overrides, extra_inputs=extra)
         accuracy = manifest["metrics"].get("val_accuracy")
         held_out = f", held-out top-1 accuracy {accuracy['top1']:.3f}" if accuracy else ""
         typer.echo(
@@ -66,7 +60,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             f"{artifacts.stage_dir(common.run, 'pretrain') / artifacts.PRETRAINED_BACKBONE}"
         )
 
-    @stage_command(app, "train-cam")
+    @stage_command(app, "train-cam", resumable=True)
     def train_cam(
         common: Common,
         weights: WeightsOption = None,
@@ -81,68 +75,29 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         overrides, extra = _weights(weights)
         if save_cams:
             overrides.append("save_cams=true")
-        run_stage_module("train_cam", common, overrides=overrides, extra_inputs=extra)
+        run_registered("train-cam", common, overrides=overrides, extra_inputs=extra)
 
-    @stage_command(app, "train-mil")
-    def train_mil(
-        common: Common,
-        weights: WeightsOption = None,
-        resume: Annotated[
-            bool,
-            typer.Option(
-                "--resume", help="Continue an unfinished run from its last epoch checkpoint."
-            ),
-        ] = False,
-    ) -> None:
+    @stage_command(app, "train-mil", resumable=True)
+    def train_mil(common: Common, weights: WeightsOption = None) -> None:
         """Train the MIL network (L_Att + L_MIL + L_Cent) on proposals. Writes <run>/mil/mil.pt.
 
-        With `torchrun --nproc-per-node N -m liid_cli -- train-mil ...`: DDP, always reruns.
+        Several processes (DDP): torchrun --nproc-per-node N -m -- liid_cli train-mil --run ...
         """
+        from liid_cli.distributed import run_distributed
+
         overrides, extra = _weights(weights)
-        if resume:
-            overrides.append("resume=true")
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            if int(os.environ.get("RANK", "0")) != 0:
-                _train_alongside_rank_zero(common, overrides)
-                return
-            common = dataclasses.replace(common, force=True)
-        run_stage_module("train_mil", common, overrides=overrides, extra_inputs=extra)
+        run_distributed(
+            registry.stage("train-mil").spec(),
+            resolve_device(common.device),
+            lambda: run_registered("train-mil", common, overrides=overrides, extra_inputs=extra),
+        )
 
     @stage_command(app, "dump")
     def dump(common: Common) -> None:
         """Per-proposal probabilities and features of the MIL network for every image. Writes <run>/dump/dump.h5."""
-        manifest = run_stage_module("dump", common)
+        manifest = run_registered("dump", common)
         metrics = manifest["metrics"]
         typer.echo(
             f"{metrics['proposals']} proposals of {metrics['images']} images "
             f"({metrics['images_per_second']:.1f} images/s) -> {artifacts.stage_dir(common.run, 'dump')}"
-        )
-
-
-def _train_alongside_rank_zero(common: Common, overrides: list[str]) -> None:
-    """A DDP process other than rank 0: trains in step with rank 0, writes nothing that is kept."""
-    from liid_cli.stages.train_mil import SPEC
-
-    config = load_stage_config(
-        SPEC.name,
-        SPEC.config_model,
-        profile=common.profile,
-        config_file=common.config,
-        overrides=[*common.set, *overrides],
-    )
-    index_path = common.data or index_from_upstream(common.run, SPEC.upstream)
-    if index_path is None:
-        raise LiidError(f"no data set given: pass --data INDEX.json to `liid {SPEC.name}`")
-    with tempfile.TemporaryDirectory() as scratch:
-        SPEC.run(
-            config,
-            StageContext(
-                run_dir=common.run,
-                out_dir=Path(scratch),
-                cache_dir=artifacts.cache_dir(common.run, SPEC.name),
-                index_path=index_path,
-                seed=common.seed,
-                device=resolve_device(common.device),
-                workers=common.workers,
-            ),
         )

@@ -1,4 +1,5 @@
-"""Multi-process training under `torchrun --nproc-per-node N -m liid_cli train ...` (DDP).
+"""Multi-process training under `torchrun --nproc-per-node N -m -- liid_cli <trainer> ...` (DDP),
+the one way every DDP trainer (train-mil, train, train-semantic) starts.
 
 Only rank 0 goes through the stage runner (fingerprint, skip, atomic output, manifest). When its
 stage actually runs, `announce_start` sends the resolved config and context to the other ranks,
@@ -40,13 +41,18 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def device_for(device: str) -> torch.device:
-    """This process's device: cuda:<LOCAL_RANK> under torchrun on GPUs."""
-    if device.startswith("cuda") and is_distributed():
+def join(config: StageConfig, context: StageContext) -> tuple[int, int, str]:
+    """A trainer's first call: (rank, world size, this process's device). On rank 0 of a
+    distributed run it also tells the other ranks to run the stage (`announce_start`)."""
+    announce_start(config, context)
+    if not is_distributed():
+        return 0, 1, context.device
+    device = context.device
+    if device.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device(device)
+        device = f"cuda:{local}"
+    return rank(), dist.get_world_size(), device
 
 
 def barrier() -> None:
@@ -76,6 +82,8 @@ def announce_start(config: StageConfig, context: StageContext) -> None:
                 "device": context.device,
                 "workers": context.workers,
                 "extra_inputs": {name: str(path) for name, path in context.extra_inputs.items()},
+                "fingerprint": context.fingerprint,
+                "resume": context.resume,
             },
         }
     )
@@ -117,5 +125,7 @@ def _follow(spec: StageSpec[Any], payload: dict[str, Any]) -> None:
             device=fields["device"],
             workers=fields["workers"],
             extra_inputs={name: Path(path) for name, path in fields["extra_inputs"].items()},
+            fingerprint=fields["fingerprint"],
+            resume=fields["resume"],
         )
         spec.run(config, context)
