@@ -1,6 +1,6 @@
 """`--resume`, one meaning for every trainer: a run interrupted after a checkpoint and resumed ends
-with the same weights, bit for bit, as an uninterrupted run (train-mil: tests/test_mil.py; train
-and train-semantic: tests/test_train.py; here the resume point itself, pretrain and train-cam, and
+with the same weights, bit for bit, as an uninterrupted run (train-mil: tests/stages/test_mil.py; train
+and train-semantic: tests/downstream/test_train.py; here the resume point itself, pretrain and train-cam, and
 the iteration loop of train-box2mask and of box2mask's rounds)."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tests.helpers import assert_one_line_error, liid
-from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
+from tests.stages.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 from liid_cli import artifacts, masks
 from liid_cli.errors import LiidError

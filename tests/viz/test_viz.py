@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from tests.helpers import liid
-from tests.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
+from tests.stages.test_export import exported, remapped_index  # noqa: F401  (module fixtures)
 
 from liid_cli import artifacts, masks
 from liid_cli.data.index import load_index
