@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
+from synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO_LABEL_COUNTS = (0.25, 0.2, 0.17, 0.13, 0.1, 0.08, 0.07)

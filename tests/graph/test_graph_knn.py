@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmarks.synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
@@ -14,7 +15,6 @@ from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
 from liid_cli.graph.knn import Neighbours, find_knn, keep_class_sharing, keep_mutual
 from liid_cli.graph.knn_exact import load_normalised, merge_topk
 from liid_cli.graph.knn_ivf import ApproximateSettings
-from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
 SMALL = SyntheticDumpSpec(
     num_images=60,

@@ -8,11 +8,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from benchmarks.synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 
 from helpers import assert_one_line_error, liid
 from liid_cli import artifacts
 from liid_cli.fileio import read_json
-from liid_cli.graph.synthetic import SyntheticDumpSpec, write_synthetic_dump
 
 SMALL = SyntheticDumpSpec(
     num_images=40,
