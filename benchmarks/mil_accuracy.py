@@ -135,7 +135,7 @@ def supervised_oracle(run_dir: Path, epochs: int) -> None:
     config = TrainMilConfig.model_validate(settings)
     network = build_network(config, index.classes.num_classes, run_dir)  # train-mil's start
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-    dataset = ProposalDataset(items, config.input_size, flip=True)
+    dataset = ProposalDataset(items, config.input_size, flip=True, keep_aspect=config.keep_aspect)
     for epoch in range(epochs):
         network.train()
         hits = torch.zeros(2)

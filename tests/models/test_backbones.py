@@ -18,6 +18,7 @@ from liid_cli.models.backbones import (
     build_trunk,
     freeze_levels,
     image_to_tensor,
+    input_size_of,
 )
 from liid_cli.models.cam import CamClassifier
 from liid_cli.models.mil import MilNetwork
@@ -117,3 +118,10 @@ def test_cam_classifier_and_mil_network_build_through_the_factory(name: str) -> 
     network = MilNetwork(config, num_classes=4, roi_op="align", roi_size=2)
     logits, features = network(images, [torch.tensor([[0.0, 0.0, 32.0, 40.0]])])
     assert logits.shape == (1, 5) and features.shape == (1, network.trunk.channels[-1])
+
+
+def test_input_size_keeps_the_aspect_ratio_and_the_cost() -> None:
+    assert input_size_of(480, 640, 320, keep_aspect=False) == (320, 320)
+    assert input_size_of(160, 160, 320, keep_aspect=True) == (320, 320)
+    height, width = input_size_of(480, 640, 320, keep_aspect=True)
+    assert (height, width) == (277, 370) and abs(height * width / 320**2 - 1) < 0.01

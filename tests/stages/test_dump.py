@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
@@ -13,6 +14,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.proposals.store import open_proposals
+from liid_cli.stages import dump as dump_stage
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,11 @@ def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Pa
     run_demo_stage("dump", dumped, index_path, "batch_size=5", force=True)
     with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
         assert np.allclose(dump.column(artifacts.H5_PROBS), one_by_one, atol=1e-5)
+
+
+def test_a_batch_runs_in_groups_of_one_image_size() -> None:
+    images = [torch.zeros(3, 32, 64), torch.zeros(3, 48, 48), torch.zeros(3, 32, 64)]
+    assert dump_stage._same_size_groups(images) == [[0, 2], [1]]
 
 
 def test_cli_runs_the_three_stages_and_reports_bad_input(tiny_demo: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tests.proposal_fixture import TEST_SETTINGS, run_demo_stage, write_fake_proposals
@@ -18,7 +19,13 @@ from liid_cli.config import load_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 from liid_cli.models.backbones import TrunkConfig
-from liid_cli.models.mil import ClassCentres, MilNetwork, ProposalDataset, single_item
+from liid_cli.models.mil import (
+    ClassCentres,
+    MilNetwork,
+    ProposalDataset,
+    ProposalImage,
+    single_item,
+)
 from liid_cli.runner import StageContext
 from liid_cli.stages import train_mil
 
@@ -234,3 +241,27 @@ def test_torchrun_two_cpu_processes(cam_ready: Path, tiny_demo: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = read_json(artifacts.stage_dir(cam_ready, "train-mil") / artifacts.MANIFEST)
     assert manifest["metrics"]["world_size"] == 2
+
+
+def test_photos_keep_their_aspect_ratio_and_their_boxes_follow() -> None:
+    """With keep_aspect a 60 x 120 photo becomes 32 x 64 at input_size 45 (the same area), not a
+    45 x 45 square; its boxes scale with it and mirror with the flip."""
+    photo = np.zeros((60, 120, 3), dtype=np.uint8)
+    photo[:, :30] = 255  # the left quarter is white
+    item = ProposalImage(1, Path("photo.png"), np.zeros(2, np.float32),
+                         np.array([[0, 0, 30, 60]], np.float32), np.zeros((1, 0), np.float32))
+
+    def dataset(flip: bool, keep_aspect: bool = True) -> ProposalDataset:
+        return ProposalDataset([item], 45, flip, reader=lambda path: photo, keep_aspect=keep_aspect)
+
+    assert tuple(dataset(False, keep_aspect=False)[0]["image"].shape) == (3, 45, 45)
+    plain = dataset(False)[0]
+    assert tuple(plain["image"].shape) == (3, 32, 64)
+    assert plain["boxes"][0].tolist() == pytest.approx([0, 0, 16, 32])
+    assert float(plain["image"][:, :, :16].mean()) == pytest.approx(1.0)
+    torch.manual_seed(0)
+    assert torch.rand(()) < 0.5  # so the first draw after this seed flips
+    torch.manual_seed(0)
+    flipped = dataset(True)[0]
+    assert flipped["boxes"][0].tolist() == pytest.approx([48, 0, 64, 32])
+    assert float(flipped["image"][:, :, 48:].mean()) == pytest.approx(1.0)

@@ -12,6 +12,7 @@ an FPN, (4,) alone a CAM or RoI head. `output_stride` 8 or 16 trades the last st
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -213,6 +214,15 @@ def freeze_levels(trunk: Trunk, below: int) -> None:
     for path in order[: order.index(last) + 1]:
         for parameter in body.get_submodule(path).parameters():
             parameter.requires_grad_(False)
+
+
+def input_size_of(height: int, width: int, side: int, keep_aspect: bool) -> tuple[int, int]:
+    """The network input of an image: a side x side square, or with `keep_aspect` the image scaled
+    to that square's area (a photo not squashed, at the square's cost)."""
+    if not keep_aspect:
+        return side, side
+    scale = side / math.sqrt(height * width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def image_to_tensor(image: Any, size: int | tuple[int, int]) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torchvision.ops import roi_pool
 from liid_cli.config import StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.models import losses
-from liid_cli.models.backbones import TrunkConfig, image_to_tensor, trunk_for
+from liid_cli.models.backbones import TrunkConfig, image_to_tensor, input_size_of, trunk_for
 
 
 class LossConfig(StageConfig):
@@ -175,7 +175,8 @@ class ProposalImage:
 
 
 class ProposalDataset(torch.utils.data.Dataset):
-    """Images resized to a square input with their boxes scaled to it; optional horizontal flip."""
+    """Images resized to the input (a square, or its area with `keep_aspect`) with their boxes
+    scaled to it; optional horizontal flip."""
 
     def __init__(
         self,
@@ -183,10 +184,12 @@ class ProposalDataset(torch.utils.data.Dataset):
         input_size: int,
         flip: bool,
         reader: Callable[[Path], np.ndarray] = read_rgb,
+        keep_aspect: bool = False,
     ) -> None:
         self.items = items
         self.input_size = input_size
         self.flip = flip
+        self.keep_aspect = keep_aspect
         self.reader = reader
 
     def __len__(self) -> int:
@@ -196,19 +199,14 @@ class ProposalDataset(torch.utils.data.Dataset):
         item = self.items[position]
         image = self.reader(item.path)
         height, width = image.shape[:2]
-        scale = np.array([self.input_size / width, self.input_size / height] * 2, dtype=np.float32)
+        size_h, size_w = input_size_of(height, width, self.input_size, self.keep_aspect)
+        scale = np.array([size_w / width, size_h / height] * 2, dtype=np.float32)
         boxes = torch.from_numpy(item.boxes.astype(np.float32) * scale)
-        tensor = image_to_tensor(image, self.input_size)
+        tensor = image_to_tensor(image, (size_h, size_w))
         if self.flip and torch.rand(()) < 0.5:
             tensor = tensor.flip(-1)
             boxes = torch.stack(
-                [
-                    self.input_size - boxes[:, 2],
-                    boxes[:, 1],
-                    self.input_size - boxes[:, 0],
-                    boxes[:, 3],
-                ],
-                dim=1,
+                [size_w - boxes[:, 2], boxes[:, 1], size_w - boxes[:, 0], boxes[:, 3]], dim=1
             )
         return {
             "image": tensor,
@@ -226,9 +224,9 @@ def single_item(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, torch.T
 
 
 def stack_items(batch: list[dict[str, torch.Tensor | int]]) -> dict[str, object]:
-    """DataLoader collate for inference: stacked images, lists of boxes."""
+    """DataLoader collate for inference: lists of images (their sizes may differ) and boxes."""
     return {
-        "image": torch.stack([b["image"] for b in batch]),  # type: ignore[misc]
+        "image": [b["image"] for b in batch],
         "boxes": [b["boxes"] for b in batch],
         "image_id": [b["image_id"] for b in batch],
         "position": [b["position"] for b in batch],

@@ -32,7 +32,7 @@ from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.h5store import open_csr
 from liid_cli.log import track
-from liid_cli.models.backbones import image_to_tensor, trunk_settings
+from liid_cli.models.backbones import image_to_tensor, input_size_of, trunk_settings
 from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.proposals.store import ImageProposals, open_proposals
 from liid_cli.runner import StageContext, StageSpec
@@ -111,7 +111,8 @@ class _CamMaps:
     def __call__(self, rgb: np.ndarray, classes: list[int]) -> np.ndarray:
         side = max(self.model.trunk.stride,
                    round(self.settings["input_size"] * self.settings["cam_scale"]))
-        tensor = image_to_tensor(rgb, side).to(self.device)
+        size = input_size_of(*rgb.shape[:2], side, self.settings.get("keep_aspect", False))
+        tensor = image_to_tensor(rgb, size).to(self.device)
         _, cams = normalised_cams(
             self.model, tensor, classes, rgb.shape[:2], self.settings["cam_flip_average"]
         )

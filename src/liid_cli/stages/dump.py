@@ -70,7 +70,8 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
         if len(p)
     ]
     loader = torch.utils.data.DataLoader(
-        ProposalDataset(items, settings["input_size"], flip=False),
+        ProposalDataset(items, settings["input_size"], flip=False,
+                        keep_aspect=settings.get("keep_aspect", False)),
         batch_size=config.batch_size,
         collate_fn=stack_items,
         num_workers=context.workers - 1,
@@ -81,17 +82,19 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
     started = time.perf_counter()
     with torch.no_grad():
         for batch in track(loader, "dump (images)", total=len(loader)):
-            with torch.autocast(device_type="cuda", enabled=amp):
-                logits, feats = network(
-                    batch["image"].to(context.device),
-                    [b.to(context.device) for b in batch["boxes"]],
-                )
-            sizes = [len(b) for b in batch["boxes"]]
-            for image_id, p, f in zip(
-                batch["image_id"], logits.float().softmax(dim=1).split(sizes), feats.split(sizes)
-            ):
-                probs[image_id] = p.cpu().numpy()
-                features[image_id] = f.cpu().to(torch.float16).numpy()
+            for members in _same_size_groups(batch["image"]):
+                boxes = [batch["boxes"][i] for i in members]
+                with torch.autocast(device_type="cuda", enabled=amp):
+                    logits, feats = network(
+                        torch.stack([batch["image"][i] for i in members]).to(context.device),
+                        [b.to(context.device) for b in boxes],
+                    )
+                sizes = [len(b) for b in boxes]
+                for i, p, f in zip(
+                    members, logits.float().softmax(dim=1).split(sizes), feats.split(sizes)
+                ):
+                    probs[batch["image_id"][i]] = p.cpu().numpy()
+                    features[batch["image_id"][i]] = f.cpu().to(torch.float16).numpy()
     seconds = time.perf_counter() - started
     dim = network.feature_dim
     write_csr(
@@ -136,6 +139,15 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
 def _rows(blocks: list[np.ndarray | None], width: int, dtype: type) -> np.ndarray:
     present = [b.reshape(-1, width) for b in blocks if b is not None and len(b)]
     return np.concatenate(present).astype(dtype) if present else np.zeros((0, width), dtype=dtype)
+
+
+def _same_size_groups(images: list[torch.Tensor]) -> list[list[int]]:
+    """Positions of the batch's images grouped by size (with `keep_aspect` photos differ in
+    size, and a batch stacks only images of one size)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for position, image in enumerate(images):
+        groups.setdefault(tuple(image.shape), []).append(position)
+    return list(groups.values())
 
 
 SPEC = StageSpec(name="dump", config_model=DumpConfig, run=run)

@@ -27,7 +27,7 @@ from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
-from liid_cli.models.backbones import TrunkConfig, image_to_tensor
+from liid_cli.models.backbones import TrunkConfig, image_to_tensor, input_size_of
 from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.models.cam_scoring import heat_map, proposal_scores, scoring_size
 from liid_cli.models.optim import OptimizerName, make_optimizer
@@ -57,6 +57,7 @@ class TrainCamConfig(ClassifierConfig):
     # CAMs for scoring are computed at input_size * cam_scale: a network trained at one size gives
     # sharper maps of the same image enlarged (more feature cells per object).
     cam_scale: float = Field(gt=0)
+    keep_aspect: bool  # CAMs for scoring of the image at that size squared, aspect ratio kept
     # Proposals are scored on CAMs and masks at the image scaled to this longer side at most.
     score_side: int = Field(ge=16)
     cam_flip_average: bool
@@ -213,7 +214,8 @@ def score_proposals(
             rgb = read_rgb(index.image_path(image))
             classes = [k - 1 for k in index.labels(image)]
             side = max(model.trunk.stride, round(config.input_size * config.cam_scale))
-            tensor = image_to_tensor(rgb, side).to(context.device)
+            size = input_size_of(*rgb.shape[:2], side, config.keep_aspect)
+            tensor = image_to_tensor(rgb, size).to(context.device)
             logits, cams = normalised_cams(
                 model, tensor, classes, scoring_size(rgb.shape[:2], config.score_side),
                 config.cam_flip_average,

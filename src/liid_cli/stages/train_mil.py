@@ -47,6 +47,7 @@ class TrainMilConfig(TrunkConfig):
     """`weights` may also be `cam`: the train-cam classifier's backbone."""
 
     input_size: int = Field(ge=32)
+    keep_aspect: bool  # the image at input_size**2 pixels, its aspect ratio kept (else a square)
     flip: bool
     roi_op: Literal["align", "pool"]
     roi_size: int = Field(ge=1)
@@ -195,7 +196,7 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
         trained = torch.nn.parallel.DistributedDataParallel(
             network, device_ids=[device] if device.startswith("cuda") else None
         )
-    dataset = ProposalDataset(items, config.input_size, config.flip)
+    dataset = ProposalDataset(items, config.input_size, config.flip, keep_aspect=config.keep_aspect)
     means: dict[str, float] = {}
     for epoch in range(start_epoch, config.epochs):
         loader = torch.utils.data.DataLoader(
