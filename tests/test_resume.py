@@ -119,17 +119,18 @@ def _fit(context: StageContext, stop_at: int | None = None) -> dict[str, torch.T
     seed_everything(0)
     net = build_box2mask_net(TINY_NET, 4)
     point = ResumePoint(context, "box2mask round 2", "box2mask_round_2")
-    if stop_at is not None:
-        real_save = point.save
+    with pytest.MonkeyPatch.context() as patch:
+        if stop_at is not None:
+            real_save = ResumePoint.save
 
-        def save_then_stop(state: dict[str, Any], progress: str) -> None:
-            real_save(state, progress)
-            if state["iteration"] == stop_at:
-                raise KeyboardInterrupt
+            def save_then_stop(self: ResumePoint, state: dict[str, Any], progress: str) -> None:
+                real_save(self, state, progress)
+                if state["iteration"] == stop_at:
+                    raise KeyboardInterrupt
 
-        object.__setattr__(point, "save", save_then_stop)
-    fit(net, _Augmented(), make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-2),
-        iterations=5, batch_size=2, context=context, resume_point=point, checkpoint_every=2)
+            patch.setattr(ResumePoint, "save", save_then_stop)
+        fit(net, _Augmented(), make_optimizer=lambda m: torch.optim.Adam(m.parameters(), lr=1e-2),
+            iterations=5, batch_size=2, context=context, resume_point=point, checkpoint_every=2)
     return {key: value.clone() for key, value in net.state_dict().items()}
 
 

@@ -11,7 +11,7 @@ input or code is refused. Without `--resume` it starts afresh and says what it p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class ResumePoint:
     context: StageContext
     label: str  # how messages name the trainer, e.g. "train-mil" or "box2mask round 2 FCN"
     part: str = ""  # a stage with several trainers gives each its own point
+    # The trainer's objects (network, optimiser, schedule, ...): their state dicts are saved with
+    # every point and loaded back on resume, under these names.
+    objects: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -39,7 +42,8 @@ class ResumePoint:
         return text_sha256(f"{self.context.fingerprint}/{self.part}")
 
     def load(self) -> dict[str, Any] | None:
-        """The state to continue from (the random states already restored), or None: start afresh."""
+        """The state to continue from (the objects and the random states already restored), or
+        None: start afresh."""
         path = self.path
         if not self.context.resume:
             if path.is_file():
@@ -54,13 +58,17 @@ class ResumePoint:
         if saved.get("key") != self.key:
             raise LiidError(f"{path}: made by a run with other settings, inputs or code; rerun "
                             "without --resume to start afresh")
+        state = saved["state"]
+        for name, part in self.objects.items():
+            part.load_state_dict(state[name])
         restore_rng_states(saved["rng"])
         log.info(f"{self.label}: resuming after {saved['progress']} from {path}")
-        return saved["state"]
+        return state
 
     def save(self, state: dict[str, Any], progress: str) -> None:
-        """Save `state` with the random states as they are now; `progress` says how far, e.g.
-        "epoch 3/8"."""
+        """Save `state` (the trainer's progress) and its objects' state dicts with the random
+        states as they are now; `progress` says how far, e.g. "epoch 3/8"."""
+        state = {**{name: part.state_dict() for name, part in self.objects.items()}, **state}
         save_checkpoint(
             self.path, {"key": self.key, "rng": rng_states(), "progress": progress, "state": state}
         )

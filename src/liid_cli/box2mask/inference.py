@@ -69,14 +69,24 @@ class Box2MaskModel:
         return next(self.net.parameters()).device
 
 
-def load_box2mask(path: Path, device: str = "cpu") -> Box2MaskModel:
-    """Load a checkpoint from `liid train-box2mask` (or a later round); clear errors otherwise."""
+def _box2mask_payload(path: Path) -> dict[str, Any]:
     payload = load_checkpoint(path)
     if payload.get("schema") != artifacts.SCHEMA_BOX2MASK:
         raise LiidError(
             f"{path}: not a box-to-mask checkpoint ({artifacts.SCHEMA_BOX2MASK}); "
             "train one with `liid train-box2mask`"
         )
+    return payload
+
+
+def box2mask_source_classes(path: Path) -> tuple[str, ...]:
+    """The classes a box-to-mask checkpoint learnt masks of (without building its network)."""
+    return tuple(_box2mask_payload(path)["source_classes"])
+
+
+def load_box2mask(path: Path, device: str = "cpu") -> Box2MaskModel:
+    """Load a checkpoint from `liid train-box2mask` (or a later round); clear errors otherwise."""
+    payload = _box2mask_payload(path)
     recorded, actual = int(payload["in_channels"]), input_channels_of(payload["model"])
     if recorded != actual or actual not in (IMAGE_AND_BOX, IMAGE_AND_BOX + 1):
         raise LiidError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,16 +159,15 @@ def fit(
     device, description = context.device, resume_point.label
     net.to(device)
     optimizer = make_optimizer(net)
-    draws = DrawsWithReplacement(len(dataset), iterations * batch_size)
-    state = resume_point.load()
-    start, losses, generator = 0, [], None
-    if state is not None:
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, losses = int(state["iteration"]), list(state["losses"])
-        draws = DrawsWithReplacement(len(dataset), iterations * batch_size, state["draw_seed"],
-                                     start * batch_size)
-        generator = torch.Generator()  # the fresh run drew its loader seed before its first step
+    resume_point = replace(resume_point, objects={"model": net, "optimizer": optimizer})
+    state = resume_point.load() or {"iteration": 0, "losses": [], "draw_seed": None}
+    start, losses = int(state["iteration"]), list(state["losses"])
+    draws = DrawsWithReplacement(
+        len(dataset), iterations * batch_size, state["draw_seed"], start * batch_size
+    )
+    # A fresh run's loader draws its seed from the global generator before the first step; a
+    # resumed run must not, or every later draw shifts.
+    generator = torch.Generator() if start else None
     workers = context.workers if context.workers > 1 else 0
     loader = DataLoader(dataset, batch_size=batch_size, sampler=draws, drop_last=True,
                         num_workers=workers, generator=generator)
@@ -182,10 +181,10 @@ def fit(
         optimizer.step()
         losses.append(loss.item())
         if step % checkpoint_every == 0 or step == iterations:
-            resume_point.save({
-                "iteration": step, "losses": losses, "draw_seed": draws.seed,
-                "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-            }, f"iteration {step}/{iterations}")
+            resume_point.save(
+                {"iteration": step, "losses": losses, "draw_seed": draws.seed},
+                f"iteration {step}/{iterations}",
+            )
     net.eval()
     tail = losses[-max(1, len(losses) // 10):]
     final = float(np.mean(tail)) if tail else float("nan")

@@ -172,17 +172,15 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config, iters_per_epoch))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp and device.type == "cuda")
 
-    resume_point = ResumePoint(context, "train")
+    resume_point = ResumePoint(context, "train", objects={
+        "model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+    })
     state = resume_point.load()
     start_epoch, history, best = 0, [], {"epoch": None, "value": None, "metrics": None}
     best_path = context.cache_dir / artifacts.BEST_SO_FAR
     if state is None:
         remove_path(best_path)  # an interrupted run's best model is not this run's
     else:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
         start_epoch, history, best = state["epoch"], state["history"], state["best"]
     log.info(
         f"training {iters_per_epoch} iterations per epoch x {config.epochs} epochs on {world} "
@@ -227,15 +225,7 @@ def fit(task: Task, config: TrainingConfig, context: StageContext) -> dict[str, 
                 log.info(f"epoch {epoch + 1}: loss {losses['loss']:.4f}")
             history.append(record)
             resume_point.save(
-                {
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "best": best,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                },
+                {"epoch": epoch + 1, "history": history, "best": best},
                 f"epoch {epoch + 1}/{config.epochs}",
             )
         distributed.barrier()

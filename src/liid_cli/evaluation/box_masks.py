@@ -78,6 +78,11 @@ class MethodRun(NamedTuple):
     folder: Path  # the box2mask stage folder
     manifest: dict[str, Any]
 
+    @property
+    def index_path(self) -> Path:
+        """The data set whose boxes the run labelled."""
+        return Path(self.manifest["inputs"]["index"]["path"])
+
 
 def method_runs(run_dir: Path) -> dict[str, MethodRun]:
     """{method: its box2mask stage}: `<run_dir>/<method>/box2mask/` (a `make box2mask-real`
@@ -105,7 +110,7 @@ def method_metrics(run: MethodRun, classes: list[str]) -> dict[str, Any]:
     measurement when it labelled exactly these classes."""
     recorded = run.manifest["metrics"]
     pseudo_path = run.folder / artifacts.PSEUDO_INSTANCES_JSON
-    index = load_index(Path(run.manifest["inputs"]["index"]["path"]))
+    index = load_index(run.index_path)
     gt_path = index.ground_truth_path
     if gt_path is None or not gt_path.is_file():
         return {}

@@ -18,6 +18,7 @@ from liid_cli.box2mask.baselines import BASELINES
 from liid_cli.box2mask.data import TargetBox, choose_target_classes, load_target_boxes
 from liid_cli.box2mask.inference import (
     Box2MaskModel,
+    box2mask_source_classes,
     foreground_probabilities,
     load_box2mask,
     masks_from_probabilities,
@@ -157,7 +158,7 @@ def run(config: Box2MaskConfig, context: StageContext) -> dict[str, Any]:
     if targets_of is not None:
         if requested is not None:
             raise LiidError("pass either --targets-of or target_classes, not both")
-        unseen_by = set(load_box2mask(targets_of).source_classes)
+        unseen_by = set(box2mask_source_classes(targets_of))
         requested = [name for name in names.values() if name not in unseen_by]
     targets = choose_target_classes(
         list(names.values()),

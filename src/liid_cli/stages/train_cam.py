@@ -158,31 +158,17 @@ def train_classifier(
         optimizer, lambda step: (1 - step / total_steps) ** 0.9
     )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
-    resume_point = ResumePoint(context, stage)
+    resume_point = ResumePoint(context, stage, objects={
+        "model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+    })
     state = resume_point.load()
-    start_epoch, loss = 0, math.nan
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, loss = int(state["epoch"]), float(state["loss"])
+    start_epoch, loss = (int(state["epoch"]), float(state["loss"])) if state else (0, math.nan)
     for epoch in range(start_epoch, config.epochs):
         loss = train_one_epoch(
             model, loader, optimizer, scheduler, scaler, config, device, epoch, stage
         )
         log.info(f"{stage}: epoch {epoch + 1}/{config.epochs} BCE {loss:.4f}")
-        resume_point.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch + 1,
-                "loss": loss,
-            },
-            f"epoch {epoch + 1}/{config.epochs}",
-        )
+        resume_point.save({"epoch": epoch + 1, "loss": loss}, f"epoch {epoch + 1}/{config.epochs}")
     return model, loss
 
 

@@ -189,8 +189,12 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
         optimizer, step_size=config.lr_step_epochs, gamma=0.1
     )
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.startswith("cuda"))
-    resume_point = ResumePoint(context, "train-mil")
-    start_epoch = _resume(resume_point, network, centres, optimizer, scheduler, scaler)
+    resume_point = ResumePoint(context, "train-mil", objects={
+        "model": network, "centres": centres, "optimizer": optimizer, "scheduler": scheduler,
+        "scaler": scaler,
+    })
+    state = resume_point.load()
+    start_epoch = int(state["epoch"]) if state else 0
     trained = network
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
@@ -215,17 +219,7 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
             + " ".join(f"{name} {value:.4f}" for name, value in means.items())
         )
         if rank == 0:
-            resume_point.save(
-                {
-                    "model": network.state_dict(),
-                    "centres": centres.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                },
-                f"epoch {epoch + 1}/{config.epochs}",
-            )
+            resume_point.save({"epoch": epoch + 1}, f"epoch {epoch + 1}/{config.epochs}")
     save_checkpoint(
         context.out_dir / artifacts.MIL_CHECKPOINT,
         {
@@ -245,26 +239,6 @@ def run(config: TrainMilConfig, context: StageContext) -> dict[str, Any]:
         **{f"final_{name}": value for name, value in means.items()},
         "centres_known": int(centres.known.sum()),
     }
-
-
-def _resume(
-    point: ResumePoint,
-    network: MilNetwork,
-    centres: ClassCentres,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler,
-) -> int:
-    """Load the resume point into the training objects, if resuming; the epoch to start at."""
-    state = point.load()
-    if state is None:
-        return 0
-    network.load_state_dict(state["model"])
-    centres.load_state_dict(state["centres"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    return int(state["epoch"])
 
 
 SPEC = StageSpec(

@@ -80,8 +80,8 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     if semantic_index is not None:
         panel(semantic_index).semantic_columns["semantic predictions"] = semantic_predictions
     for method, run in method_runs(run_dir).items():
-        index_path = Path(run.manifest["inputs"]["index"]["path"])
-        panel(index_path).instance_columns[method] = run.folder / artifacts.PSEUDO_INSTANCES_JSON
+        pseudo = run.folder / artifacts.PSEUDO_INSTANCES_JSON
+        panel(run.index_path).instance_columns[method] = pseudo
     if data is not None:
         panel(data)
     if not panels:
