@@ -53,7 +53,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("dump", "dump", ("proposals", "train-mil"), "per-proposal probabilities and features"),
     Stage("cut", "cut", ("dump",), "knowledge graph and its multiway cut"),
     Stage("export-coco", "export", ("proposals", "cut"), "COCO pseudo instances, palette PNGs"),
-    Stage("baselines", "baselines", ("proposals", "train-cam", "dump", "export-coco"),
+    Stage("baselines", "baselines", ("proposals", "train-cam", "dump", "cut", "export-coco"),
           "CAM threshold, best proposal, no graph"),
     Stage("train", "train", (), "Mask R-CNN on COCO instances"),
     Stage("predict", "predict", (), "a trained Mask R-CNN over an index"),

@@ -7,7 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from liid_cli.graph.build import SopGraph, argmax_labels, build_graph, component_energies
+from liid_cli.graph.build import (
+    SopGraph,
+    argmax_labels,
+    authors_terminals,
+    build_graph,
+    component_energies,
+    edgeless_graph,
+)
 from liid_cli.graph.expansion import alpha_expansion
 from liid_cli.graph.lp import build_program, lagrangian_bound, solve_glop, solve_pdlp, subproblem
 from liid_cli.graph.multiway import SolverSettings, solve_cut
@@ -177,3 +184,36 @@ def test_lagrangian_bound_is_valid_for_any_dual_vector() -> None:
         duals = rng.normal(scale=scale, size=program.matrix.shape[0])
         bound = lagrangian_bound(program, duals, problem.num_components).sum()
         assert bound <= glop.lower_bound.sum() + 1e-9 <= optimum + 1e-9
+
+
+def test_authors_terminals_by_hand() -> None:
+    """Scores minus their global minimum, foreground only; a confident SOP links to its top class
+    alone, the others to their 4 best classes above 1e-4; no background terminal."""
+    probs = np.array(
+        [
+            [0.02, 0.95, 0.02, 0.01, 0.0, 0.0, 0.0],  # confident: class 1 alone
+            [0.30, 0.25, 0.20, 0.10, 0.08, 0.05, 0.02],  # top 4 of 6 foreground classes
+            [0.90, 0.04, 0.03, 0.03, 0.0, 0.0, 0.0],  # only class 1 allowed (label masking)
+        ]
+    )
+    allowed = np.ones_like(probs, dtype=bool)
+    allowed[2, 2:] = False
+    weights, may_take = authors_terminals(probs, allowed, confident=0.9, top=4, smallest=1e-4)
+    expected = np.zeros_like(probs)  # the smallest allowed foreground score is 0 here
+    expected[0, 1] = 0.95
+    expected[1, 1:5] = [0.25, 0.20, 0.10, 0.08]
+    expected[2, 1] = 0.04
+    assert np.allclose(weights, expected)
+    assert not may_take[:, 0].any() and may_take[:, 1].all() and not may_take[2, 2:].any()
+    # The no-graph labels: background is never taken, even where its p is largest.
+    assert argmax_labels(edgeless_graph(weights, may_take)).tolist() == [1, 1, 1]
+
+
+def test_authors_terminals_subtract_the_global_minimum_and_keep_background_for_unlabelled() -> None:
+    probs = np.array([[0.5, 0.3, 0.2], [0.6, 0.25, 0.15], [0.7, 0.2, 0.1]])
+    allowed = np.ones_like(probs, dtype=bool)
+    allowed[2, 1:] = False  # an image without labelled classes
+    weights, may_take = authors_terminals(probs, allowed, confident=0.9, top=1, smallest=1e-4)
+    assert np.allclose(weights[:2], [[0.0, 0.3 - 0.15, 0.0], [0.0, 0.25 - 0.15, 0.0]])
+    assert may_take[2].tolist() == [True, False, False] and weights[2, 0] == 1.0
+    assert argmax_labels(edgeless_graph(weights, may_take)).tolist() == [1, 1, 0]

@@ -12,7 +12,8 @@ from benchmarks.synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 
 from helpers import assert_one_line_error, liid
 from liid_cli import artifacts
-from liid_cli.fileio import read_json
+from liid_cli.fileio import file_sha256, read_json
+from liid_cli.stages.baselines import no_graph_labels
 
 SMALL = SyntheticDumpSpec(
     num_images=40,
@@ -87,13 +88,51 @@ def test_argmax_ablation_ignores_the_graph(
     index, run = synthetic_run
     ablation = tmp_path / "ablation"
     shutil.copytree(run / "dump", ablation / "dump")
-    result = liid("cut", "--run", ablation, "--data", index, "--solver", "argmax")
+    result = liid("cut", "--run", ablation, "--data", index, "--solver", "argmax",
+                  "--set", "terminals=probabilities")
     assert result.exit_code == 0, result.output
     with h5py.File(ablation / "cut" / artifacts.CUT_H5) as cut, h5py.File(dump_path(run)) as dump:
         sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
         masked = dump[artifacts.H5_PROBS][:] * dump[artifacts.H5_LABELS][:][sop_image]
         assert np.array_equal(cut[artifacts.H5_LABELS][:], masked.argmax(axis=1))
         assert cut.attrs["solver"] == "argmax"
+
+
+@pytest.mark.parametrize("solver", ["argmax", "expansion"])
+def test_authors_terminals_give_every_sop_a_labelled_class(
+    synthetic_run: tuple[Path, Path], tmp_path: Path, solver: str
+) -> None:
+    index, run = synthetic_run
+    other = tmp_path / "authors"
+    shutil.copytree(run / "dump", other / "dump")
+    result = liid(
+        "cut", "--run", other, "--data", index, "--solver", solver, "--set", "terminals=authors"
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(other / "cut" / artifacts.CUT_H5) as cut, h5py.File(dump_path(run)) as dump:
+        labels = cut[artifacts.H5_LABELS][:]
+        sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
+        image_labels = dump[artifacts.H5_LABELS][:][sop_image] > 0.5
+        assert (labels > 0).all() and image_labels[np.arange(len(labels)), labels].all()
+        if solver == "argmax":
+            foreground = dump[artifacts.H5_PROBS][:] * image_labels
+            assert np.array_equal(labels, foreground[:, 1:].argmax(axis=1) + 1)
+
+
+@pytest.mark.parametrize("terminals", ["authors", "probabilities"])
+def test_no_graph_baseline_labels_are_the_cuts_argmax(
+    synthetic_run: tuple[Path, Path], tmp_path: Path, terminals: str
+) -> None:
+    index, run = synthetic_run
+    other = tmp_path / terminals
+    shutil.copytree(run / "dump", other / "dump")
+    result = liid("cut", "--run", other, "--data", index, "--solver", "argmax",
+                  "--set", f"terminals={terminals}")
+    assert result.exit_code == 0, result.output
+    _, labels = no_graph_labels(other / "cut", other / "dump", file_sha256(index), SMALL.num_classes)
+    with h5py.File(other / "cut" / artifacts.CUT_H5) as cut:
+        assert np.array_equal(labels, cut[artifacts.H5_LABELS][:])
+    assert (labels == 0).any() == (terminals == "probabilities")
 
 
 def test_approximate_backend_prints_its_recall(

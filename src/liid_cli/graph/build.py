@@ -44,6 +44,47 @@ def unary_costs(probs: np.ndarray) -> np.ndarray:
     return probs.sum(axis=1, keepdims=True) - probs
 
 
+# The authors' released cut: an SOP whose best class scores this much links to it alone, else to its
+# AUTHORS_TOP best classes scoring above AUTHORS_SMALLEST.
+AUTHORS_CONFIDENT = 0.9
+AUTHORS_TOP = 4
+AUTHORS_SMALLEST = 1e-4
+
+
+def terminal_weights(
+    probs: np.ndarray, allowed: np.ndarray, scheme: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """SOP-terminal weights and the labels each SOP may take: `probabilities` (the paper: every
+    label's p, background included) or `authors` (`authors_terminals`)."""
+    if scheme == "probabilities":
+        return probs, allowed
+    return authors_terminals(probs, allowed, AUTHORS_CONFIDENT, AUTHORS_TOP, AUTHORS_SMALLEST)
+
+
+def authors_terminals(
+    probs: np.ndarray, allowed: np.ndarray, confident: float, top: int, smallest: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Terminal weights and allowed labels of the authors' released cut: foreground scores minus
+    their global minimum, an SOP linked to its top class alone when that score reaches `confident`,
+    else to its `top` best classes scoring above `smallest`; no background terminal (an SOP of an
+    image without labelled classes keeps background)."""
+    fg_allowed = allowed.copy()
+    fg_allowed[:, 0] = False
+    scores = np.where(fg_allowed, probs, 0.0).astype(np.float64)
+    if fg_allowed.any():
+        scores = np.where(fg_allowed, scores - scores[fg_allowed].min(), 0.0)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    best = np.take_along_axis(scores, order[:, :1], axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(scores.shape[1])[None, :], axis=1)
+    kept = np.where(best >= confident, rank < 1, rank < top) & (scores > smallest)
+    weights = np.where(kept, scores, 0.0)
+    no_class = ~fg_allowed.any(axis=1)
+    fg_allowed[no_class, 0] = True
+    weights[no_class, 0] = 1.0
+    return weights, fg_allowed
+
+
 def build_graph(
     probs: np.ndarray,
     allowed: np.ndarray,
@@ -82,6 +123,12 @@ def build_graph(
         component=component,
         component_sizes=np.bincount(component, minlength=len(sizes)),
     )
+
+
+def edgeless_graph(weights: np.ndarray, allowed: np.ndarray) -> SopGraph:
+    """The graph without SOP-SOP edges (the no-graph ablation)."""
+    empty = np.zeros(0, dtype=np.int64)
+    return build_graph(weights, allowed, empty, empty, np.zeros(0, np.float32), delta=0.0)
 
 
 def component_energies(graph: SopGraph, labels: np.ndarray) -> np.ndarray:

@@ -7,15 +7,17 @@ puts them beside LIID.
   `min_area` of the image is an instance, scored by the CAM peak inside it.
 - `best_proposal`: for each labelled class, the proposal with the highest CAM score R (mean + max
   of the CAM in its box, train-cam's `cam_box_scores`), scored R / 2.
-- `no_graph`: the label-masked argmax of the MIL probabilities (the cut's `argmax` solver), then
-  export-coco's own settings (score, min_score, NMS), read from the run's export-coco manifest.
+- `no_graph`: each SOP's best label from the cut's own terminals and label masking (what
+  `liid cut --solver argmax` gives), then export-coco's own settings (score, min_score, NMS), read
+  from the run's cut and export-coco manifests.
 
-Reads proposals, train-cam (cam.pt, cam_scores.h5), dump and export-coco's config; writes
-`<run>/baselines/<name>/pseudo_instances.json`.
+Reads proposals, train-cam (cam.pt, cam_scores.h5), dump and the cut's and export-coco's configs;
+writes `<run>/baselines/<name>/pseudo_instances.json`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +31,7 @@ from liid_cli.config import StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
+from liid_cli.graph.build import argmax_labels, edgeless_graph, terminal_weights
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.h5store import open_csr
 from liid_cli.log import track
@@ -124,6 +127,18 @@ def _export_config(context: StageContext) -> ExportCocoConfig:
     return ExportCocoConfig.model_validate(manifest["config"])
 
 
+def no_graph_labels(
+    cut_dir: Path, dump_dir: Path, fingerprint: str, num_classes: int
+) -> tuple[DumpData, np.ndarray]:
+    """The dump and every SOP's label without the graph, from the cut's own label masking and
+    terminals (what `liid cut --solver argmax` gives)."""
+    cut = read_json(cut_dir / artifacts.MANIFEST)["config"]
+    dump = read_dump(dump_dir / artifacts.DUMP_H5, fingerprint, num_classes,
+                     label_masking=cut["label_masking"])
+    weights, allowed = terminal_weights(dump.probs, dump.allowed, cut["terminals"])
+    return dump, argmax_labels(edgeless_graph(weights, allowed))
+
+
 def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
     """Write each baseline's pseudo instances; return their counts."""
     index = load_index(context.index_path)
@@ -132,10 +147,10 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
     cam_maps = _CamMaps(context, index.classes.num_classes) if "cam_threshold" in chosen else None
     export = _export_config(context) if "no_graph" in chosen else None
-    dump = None
+    dump, sop_labels = None, np.zeros(0, np.int64)
     if export is not None:
-        dump = read_dump(context.upstream("dump") / artifacts.DUMP_H5, fingerprint,
-                         index.classes.num_classes, label_masking=True)
+        dump, sop_labels = no_graph_labels(context.upstream("cut"), context.upstream("dump"),
+                                           fingerprint, index.classes.num_classes)
     dump_rows = {} if dump is None else {
         int(image_id): slice(int(dump.offsets[i]), int(dump.offsets[i + 1]))
         for i, image_id in enumerate(dump.image_ids)
@@ -161,8 +176,8 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
             if export is not None and dump is not None:
                 agreement = cam_scores.handle[artifacts.H5_CAM_MASK_AGREEMENT][rows]
                 per_method["no_graph"] = _argmax_instances(
-                    dump, dump_rows[proposals.image_id], proposals, export, context.device,
-                    agreement if export.score == "p_cam_agreement" else None,
+                    dump, sop_labels, dump_rows[proposals.image_id], proposals, export,
+                    context.device, agreement if export.score == "p_cam_agreement" else None,
                 )
             for name, instances in per_method.items():
                 found[name].extend(
@@ -179,16 +194,16 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
 
 def _argmax_instances(
     dump: DumpData,
+    all_labels: np.ndarray,
     rows: slice,
     proposals: ImageProposals,
     export: ExportCocoConfig,
     device: str,
     agreement: np.ndarray | None,
 ) -> PseudoInstances:
-    """The image's SOPs labelled by the label-masked argmax of p, exported as export-coco does."""
-    probs = dump.probs[rows]
-    labels = probs.argmax(axis=1).astype(np.int64)
-    scores = probs[np.arange(len(labels)), labels].astype(np.float32)
+    """The image's SOPs with their no-graph labels, exported as export-coco does."""
+    labels = all_labels[rows].astype(np.int64)
+    scores = dump.probs[rows][np.arange(len(labels)), labels].astype(np.float32)
     return select_pseudo_instances(
         proposals, dump.proposal_index[rows].astype(np.int64), labels, scores, export, device,
         agreement,

@@ -19,7 +19,7 @@ from liid_cli import artifacts
 from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
-from liid_cli.graph.build import build_graph
+from liid_cli.graph.build import build_graph, edgeless_graph, terminal_weights
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
 from liid_cli.graph.knn import Neighbours, find_knn, keep_class_sharing, keep_mutual
 from liid_cli.graph.knn_ivf import ApproximateSettings
@@ -42,6 +42,7 @@ class ApproximateConfig(StageConfig):
 class CutConfig(StageConfig):
     solver: Literal["expansion", "argmax"]
     label_masking: bool
+    terminals: Literal["probabilities", "authors"]
     neighbours: int
     delta: float
     edge_weight: Literal["absolute", "relative"]
@@ -142,20 +143,18 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         config.label_masking,
     )
     timer["read"] = time.perf_counter()
+    weights, allowed = terminal_weights(dump.probs, dump.allowed, config.terminals)
     neighbours = None
     floor = 0.0
     if config.solver == "argmax":
-        empty = np.zeros(0, dtype=np.int64)
-        graph = build_graph(
-            dump.probs, dump.allowed, empty, empty, np.zeros(0, np.float32), config.delta
-        )
+        graph = edgeless_graph(weights, allowed)
     else:
         neighbours = find_neighbours(config, dump, context)
         if config.edge_weight == "relative" and len(neighbours.similarity):
             floor = float(neighbours.smallest)
         graph = build_graph(
-            dump.probs,
-            dump.allowed,
+            weights,
+            allowed,
             neighbours.rows,
             neighbours.cols,
             neighbours.similarity,
