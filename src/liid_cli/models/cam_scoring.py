@@ -12,7 +12,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from liid_cli.models.backbones import image_to_tensor, input_size_of
 from liid_cli.models.cam import box_regions, region_agreement, region_scores
+
+
+def cam_input(
+    rgb: np.ndarray, stride: int, input_size: int, cam_scale: float, keep_aspect: bool
+) -> torch.Tensor:
+    """The network input whose CAMs score an image: the training input side times `cam_scale`
+    (at least one stride), squared or at that square's area with `keep_aspect`."""
+    side = max(stride, round(input_size * cam_scale))
+    return image_to_tensor(rgb, input_size_of(*rgb.shape[:2], side, keep_aspect))
 
 
 def scoring_size(size: tuple[int, int], score_side: int) -> tuple[int, int]:

@@ -35,8 +35,9 @@ from liid_cli.graph.build import argmax_labels, edgeless_graph, terminal_weights
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.h5store import open_csr
 from liid_cli.log import track
-from liid_cli.models.backbones import image_to_tensor, input_size_of, trunk_settings
+from liid_cli.models.backbones import trunk_settings
 from liid_cli.models.cam import CamClassifier, normalised_cams
+from liid_cli.models.cam_scoring import cam_input
 from liid_cli.proposals.store import ImageProposals, open_proposals
 from liid_cli.runner import StageContext, StageSpec
 from liid_cli.stages.export_coco import (
@@ -112,10 +113,10 @@ class _CamMaps:
 
     @torch.no_grad()
     def __call__(self, rgb: np.ndarray, classes: list[int]) -> np.ndarray:
-        side = max(self.model.trunk.stride,
-                   round(self.settings["input_size"] * self.settings["cam_scale"]))
-        size = input_size_of(*rgb.shape[:2], side, self.settings.get("keep_aspect", False))
-        tensor = image_to_tensor(rgb, size).to(self.device)
+        tensor = cam_input(
+            rgb, self.model.trunk.stride, self.settings["input_size"], self.settings["cam_scale"],
+            self.settings.get("keep_aspect", False),
+        ).to(self.device)
         _, cams = normalised_cams(
             self.model, tensor, classes, rgb.shape[:2], self.settings["cam_flip_average"]
         )
@@ -176,7 +177,7 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
             if export is not None and dump is not None:
                 agreement = cam_scores.handle[artifacts.H5_CAM_MASK_AGREEMENT][rows]
                 per_method["no_graph"] = _argmax_instances(
-                    dump, sop_labels, dump_rows[proposals.image_id], proposals, export,
+                    dump, dump_rows[proposals.image_id], sop_labels, proposals, export,
                     context.device, agreement if export.score == "p_cam_agreement" else None,
                 )
             for name, instances in per_method.items():
@@ -194,15 +195,15 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
 
 def _argmax_instances(
     dump: DumpData,
-    all_labels: np.ndarray,
     rows: slice,
+    sop_labels: np.ndarray,
     proposals: ImageProposals,
     export: ExportCocoConfig,
     device: str,
     agreement: np.ndarray | None,
 ) -> PseudoInstances:
     """The image's SOPs with their no-graph labels, exported as export-coco does."""
-    labels = all_labels[rows].astype(np.int64)
+    labels = sop_labels[rows].astype(np.int64)
     scores = dump.probs[rows][np.arange(len(labels)), labels].astype(np.float32)
     return select_pseudo_instances(
         proposals, dump.proposal_index[rows].astype(np.int64), labels, scores, export, device,

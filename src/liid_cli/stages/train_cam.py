@@ -27,9 +27,9 @@ from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
-from liid_cli.models.backbones import TrunkConfig, image_to_tensor, input_size_of
+from liid_cli.models.backbones import TrunkConfig, image_to_tensor
 from liid_cli.models.cam import CamClassifier, normalised_cams
-from liid_cli.models.cam_scoring import heat_map, proposal_scores, scoring_size
+from liid_cli.models.cam_scoring import cam_input, heat_map, proposal_scores, scoring_size
 from liid_cli.models.optim import OptimizerName, make_optimizer
 from liid_cli.proposals.store import open_proposals, proposals_path
 from liid_cli.resume import ResumePoint
@@ -199,9 +199,9 @@ def score_proposals(
             image = images_by_id[proposals.image_id]
             rgb = read_rgb(index.image_path(image))
             classes = [k - 1 for k in index.labels(image)]
-            side = max(model.trunk.stride, round(config.input_size * config.cam_scale))
-            size = input_size_of(*rgb.shape[:2], side, config.keep_aspect)
-            tensor = image_to_tensor(rgb, size).to(context.device)
+            tensor = cam_input(
+                rgb, model.trunk.stride, config.input_size, config.cam_scale, config.keep_aspect
+            ).to(context.device)
             logits, cams = normalised_cams(
                 model, tensor, classes, scoring_size(rgb.shape[:2], config.score_side),
                 config.cam_flip_average,
