@@ -102,4 +102,3 @@ def test_ablation_reruns_only_what_a_variant_changes(pipeline: Path, tmp_path: P
     for name in ("no_graph", "delta_1"):
         record = read_json(artifacts.eval_metrics_path(pipeline, f"ablation_{name}"))
         assert record["kind"] == "instances" and "AP50" in record["metrics"]
-

@@ -11,6 +11,7 @@ from that by a constant per SOP, so the minimisers are the same.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -52,7 +53,7 @@ AUTHORS_SMALLEST = 1e-4
 
 
 def terminal_weights(
-    probs: np.ndarray, allowed: np.ndarray, scheme: str
+    probs: np.ndarray, allowed: np.ndarray, scheme: Literal["probabilities", "authors"]
 ) -> tuple[np.ndarray, np.ndarray]:
     """SOP-terminal weights and the labels each SOP may take: `probabilities` (the paper: every
     label's p, background included) or `authors` (`authors_terminals`)."""
@@ -74,7 +75,7 @@ def authors_terminals(
     if fg_allowed.any():
         scores = np.where(fg_allowed, scores - scores[fg_allowed].min(), 0.0)
     order = np.argsort(-scores, axis=1, kind="stable")
-    best = np.take_along_axis(scores, order[:, :1], axis=1)
+    best = scores.max(axis=1, keepdims=True)
     rank = np.empty_like(order)
     np.put_along_axis(rank, order, np.arange(scores.shape[1])[None, :], axis=1)
     kept = np.where(best >= confident, rank < 1, rank < top) & (scores > smallest)

@@ -18,7 +18,7 @@ writes `<run>/baselines/<name>/pseudo_instances.json`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.models.cam_scoring import cam_input
 from liid_cli.proposals.store import ImageProposals, open_proposals
 from liid_cli.runner import StageContext, StageSpec
+from liid_cli.stages.cut import CutConfig
 from liid_cli.stages.export_coco import (
     ExportCocoConfig,
     PseudoInstances,
@@ -47,6 +48,8 @@ from liid_cli.stages.export_coco import (
     instances_document,
     select_pseudo_instances,
 )
+
+ConfigT = TypeVar("ConfigT", bound=StageConfig)
 
 Baseline = Literal["cam_threshold", "best_proposal", "no_graph"]
 
@@ -123,9 +126,9 @@ class _CamMaps:
         return cams.cpu().numpy()
 
 
-def _export_config(context: StageContext) -> ExportCocoConfig:
-    manifest = read_json(context.upstream("export-coco") / artifacts.MANIFEST)
-    return ExportCocoConfig.model_validate(manifest["config"])
+def _stage_config(stage_dir: Path, model: type[ConfigT]) -> ConfigT:
+    """The resolved config a finished stage recorded in its manifest."""
+    return model.model_validate(read_json(stage_dir / artifacts.MANIFEST)["config"])
 
 
 def no_graph_labels(
@@ -133,10 +136,10 @@ def no_graph_labels(
 ) -> tuple[DumpData, np.ndarray]:
     """The dump and every SOP's label without the graph, from the cut's own label masking and
     terminals (what `liid cut --solver argmax` gives)."""
-    cut = read_json(cut_dir / artifacts.MANIFEST)["config"]
+    cut = _stage_config(cut_dir, CutConfig)
     dump = read_dump(dump_dir / artifacts.DUMP_H5, fingerprint, num_classes,
-                     label_masking=cut["label_masking"])
-    weights, allowed = terminal_weights(dump.probs, dump.allowed, cut["terminals"])
+                     label_masking=cut.label_masking)
+    weights, allowed = terminal_weights(dump.probs, dump.allowed, cut.terminals)
     return dump, argmax_labels(edgeless_graph(weights, allowed))
 
 
@@ -147,7 +150,10 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
     chosen = list(dict.fromkeys(config.methods))
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
     cam_maps = _CamMaps(context, index.classes.num_classes) if "cam_threshold" in chosen else None
-    export = _export_config(context) if "no_graph" in chosen else None
+    export = (
+        _stage_config(context.upstream("export-coco"), ExportCocoConfig)
+        if "no_graph" in chosen else None
+    )
     dump, sop_labels = None, np.zeros(0, np.int64)
     if export is not None:
         dump, sop_labels = no_graph_labels(context.upstream("cut"), context.upstream("dump"),
@@ -176,7 +182,7 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
                 per_method["best_proposal"] = best_proposal_instances(proposals, box_scores, classes)
             if export is not None and dump is not None:
                 agreement = cam_scores.handle[artifacts.H5_CAM_MASK_AGREEMENT][rows]
-                per_method["no_graph"] = _argmax_instances(
+                per_method["no_graph"] = _no_graph_instances(
                     dump, dump_rows[proposals.image_id], sop_labels, proposals, export,
                     context.device, agreement if export.score == "p_cam_agreement" else None,
                 )
@@ -193,7 +199,7 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
     return {name: {"instances": len(written)} for name, written in found.items()}
 
 
-def _argmax_instances(
+def _no_graph_instances(
     dump: DumpData,
     rows: slice,
     sop_labels: np.ndarray,
