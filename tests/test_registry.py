@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from helpers import liid
-
 from liid_cli import registry
 from liid_cli.cli import app
 

@@ -21,7 +21,6 @@ from liid_cli.box2mask.network import (
     widen_input,
 )
 from liid_cli.box2mask.semantic import LabelledImage, label_map
-from liid_cli.box2mask.training import fit
 from liid_cli.checkpoints import save_checkpoint
 from liid_cli.data.index import load_index
 from liid_cli.errors import LiidError

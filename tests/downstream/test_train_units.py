@@ -26,26 +26,26 @@ from liid_cli.downstream.training import TrainingConfig, lr_factor
 from liid_cli.errors import LiidError
 from liid_cli.palette import IGNORE_LABEL, save_label_png
 
-SCHEDULE = dict(
-    weights="none",
-    epochs=10,
-    batch_size=2,
-    lr=0.1,
-    lr_reference_batch=2,
-    optimizer="sgd",
-    momentum=0.9,
-    weight_decay=0.0,
-    schedule="step",
-    milestones=[5, 8],
-    gamma=0.1,
-    poly_power=1.0,
-    warmup_iters=4,
-    warmup_factor=0.2,
-    clip_grad_norm=0.0,
-    flip=0.5,
-    amp=False,
-    val_every=1,
-)
+SCHEDULE = {
+    "weights": "none",
+    "epochs": 10,
+    "batch_size": 2,
+    "lr": 0.1,
+    "lr_reference_batch": 2,
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "schedule": "step",
+    "milestones": [5, 8],
+    "gamma": 0.1,
+    "poly_power": 1.0,
+    "warmup_iters": 4,
+    "warmup_factor": 0.2,
+    "clip_grad_norm": 0.0,
+    "flip": 0.5,
+    "amp": False,
+    "val_every": 1,
+}
 
 
 def test_warmup_then_step_schedule() -> None:

@@ -254,9 +254,8 @@ def test_proposals_of_another_data_set_are_refused(tiny_demo: Path, tmp_path: Pa
     val, train = tiny_demo / "index_val.json", tiny_demo / "index_train.json"
     stacks = _instance_masks(tiny_demo)
     _run(val, tmp_path / "run", ["method=rle_json", *KEEP_ALL], source=_rle_file(tmp_path, stacks))
-    with pytest.raises(LiidError, match="another data set"):
-        with open_proposals(tmp_path / "run", train):
-            pass
+    with pytest.raises(LiidError, match="another data set"), open_proposals(tmp_path / "run", train):
+        pass
     result = liid("eval", "proposals", "--run", tmp_path / "run", "--data", train)
     assert_one_line_error(result, "proposals.h5", "another data set")
     result = liid(

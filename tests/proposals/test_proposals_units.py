@@ -99,7 +99,7 @@ def test_diversity_ranks_overlapping_candidates_after_distinct_ones() -> None:
     stack[1, 0:10, 0:8] = True  # IoU 0.8 with 0: deferred below the distinct one
     stack[2, 12:20, 12:20] = True  # distinct, lowest score
     candidates = MaskCandidates(stack, np.array([0.9, 0.8, 0.1]))
-    kept, scores = select(candidates, FilterSettings(3, 0.9, 0.7, 0.0, 1.0), 20, 20)
+    _, scores = select(candidates, FilterSettings(3, 0.9, 0.7, 0.0, 1.0), 20, 20)
     assert scores.tolist() == pytest.approx([0.9, 0.1, 0.8])
     top_two, _ = select(candidates, FilterSettings(2, 0.9, 0.7, 0.0, 1.0), 20, 20)
     assert np.array_equal(top_two, stack[[0, 2]])
@@ -129,9 +129,8 @@ def test_store_round_trip_keeps_images_without_proposals(tmp_path: Path) -> None
         assert np.array_equal(read[0].masks(), stack)
         assert read[0].boxes.tolist() == [[2, 1, 5, 3], [0, 4, 8, 6]]
         assert len(store.get(4)) == 0 and store.get(4).masks().shape == (0, 5, 5)
-    with pytest.raises(LiidError, match="another data set"):
-        with open_proposals_file(path, "xyz"):
-            pass
+    with pytest.raises(LiidError, match="another data set"), open_proposals_file(path, "xyz"):
+        pass
 
 
 def test_proposal_recall_and_abo_match_hand_computed_values() -> None:

@@ -168,7 +168,7 @@ def test_exported_json_loads_in_pycocotools_and_torchvision(
     position = next(
         i for i, image_id in enumerate(dataset.ids) if coco.getAnnIds(imgIds=[image_id])
     )
-    image, target = dataset[position]
+    _, target = dataset[position]
     annotations = coco.loadAnns(coco.getAnnIds(imgIds=[target["image_id"]]))
     assert target["labels"].tolist() == [a["category_id"] for a in annotations]
     assert target["masks"].shape[0] == len(annotations)

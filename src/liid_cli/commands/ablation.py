@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -96,7 +96,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             "runs/ablation"
         ),
         only: Annotated[
-            Optional[list[str]], typer.Option("--only", help="Run only these variants (repeatable).")
+            list[str] | None, typer.Option("--only", help="Run only these variants (repeatable).")
         ] = None,
     ) -> None:
         """Table 8 of the paper: rerun the pipeline without each loss, without the graph, with mask

@@ -5,7 +5,7 @@ No `from __future__ import annotations` here: typer resolves the option annotati
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,27 +31,27 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def box2mask(
         common: Common,
         model: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--model", help="Box-to-mask checkpoint. Default: <run>/box2mask_model/box2mask.pt."
             ),
         ] = None,
         boxes: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--boxes",
                 help="COCO json of boxes (instances file or results list). Default: the index's boxes.",
             ),
         ] = None,
         baseline: Annotated[
-            Optional[Baseline],
+            Baseline | None,
             typer.Option(
                 "--baseline",
                 help="No model: the box itself, the largest ellipse in it, or GrabCut (OpenCV).",
             ),
         ] = None,
         rounds: Annotated[
-            Optional[int],
+            int | None,
             typer.Option(
                 "--rounds",
                 min=1,
@@ -59,7 +59,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = None,
         targets_of: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--targets-of",
                 help="Label the classes this box-to-mask checkpoint never saw masks of, so "

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -53,12 +53,12 @@ def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
 
 COMMON_PARAMETERS = [
     _option("run", RunOption, artifacts.DEFAULT_RUN),
-    _option("data", Annotated[Optional[Path], typer.Option(
+    _option("data", Annotated[Path | None, typer.Option(
         "--data", help="Data set index (index_<split>.json from `liid data`). "
         "Default: the one the upstream stage used.")], None),
-    _option("profile", Annotated[Optional[str], typer.Option(
+    _option("profile", Annotated[str | None, typer.Option(
         "--profile", help="A profile of stages/<stage>.yaml, e.g. `demo` (small, CPU-friendly).")], None),
-    _option("config", Annotated[Optional[Path], typer.Option(
+    _option("config", Annotated[Path | None, typer.Option(
         "--config", help="YAML of settings applied over the stage defaults and profile.")], None),
     _option("set", Annotated[list[str], typer.Option(
         "--set", help="Override one setting, KEY=VALUE with dotted keys (repeatable).")], []),

@@ -1,7 +1,7 @@
 """Commands: `liid cut` (no postponed annotations: typer resolves the enum option from here)."""
 
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def cut(
         common: Common,
         solver: Annotated[
-            Optional[CutSolver],
+            CutSolver | None,
             typer.Option(
                 "--solver",
                 help="expansion: multiway cut of the kNN graph; argmax: no graph (ablation). "

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -21,18 +21,18 @@ from liid_cli.errors import LiidError, user_errors
 from liid_cli.log import setup_logging
 
 DataOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--data",
         help="Data set index whose ground truth to use. Default: the one the evaluated stage used.",
     ),
 ]
 GtOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--gt", help="A COCO instances ground-truth file instead of the data set's."),
 ]
 NameOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--name",
         help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).",
@@ -87,7 +87,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = SourceChoice.pseudo,
         predictions: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--predictions", help="Any COCO results list or instances json to evaluate instead."
             ),
@@ -134,7 +134,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = SourceChoice.pseudo,
         predictions: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--predictions",
                 help="Any folder of palette PNGs <image name>.png to evaluate instead.",

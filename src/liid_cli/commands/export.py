@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     def export_coco(
         common: Common,
         min_score: Annotated[
-            Optional[float],
+            float | None,
             typer.Option(
                 "--min-score",
                 min=0.0,

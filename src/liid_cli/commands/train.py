@@ -3,7 +3,7 @@
 import dataclasses
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -62,7 +62,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         common: Common,
         task: TaskOption = DownstreamTask.instance,
         labels: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--labels",
                 help="COCO instances json (either task) or folder of palette PNGs (semantic). "
@@ -70,7 +70,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = None,
         val: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--val",
                 help="Index of a split with ground truth for validation. Default: index_val.json "
@@ -78,7 +78,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             ),
         ] = None,
         weights: Annotated[
-            Optional[str],
+            str | None,
             typer.Option(
                 "--weights",
                 help="Backbone initialisation: imagenet, none or PATH to a state dict. "
@@ -117,13 +117,13 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         common: Common,
         task: TaskOption = DownstreamTask.instance,
         model: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--model", help="A checkpoint of `liid train`. Default: the run's model_best.pt."
             ),
         ] = None,
         images: Annotated[
-            Optional[Path],
+            Path | None,
             typer.Option(
                 "--images", help="A folder of images to predict (instead of --data INDEX.json)."
             ),

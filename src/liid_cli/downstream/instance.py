@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from liid_cli import masks
 from liid_cli.data.index import ClassMap, DatasetIndex

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from liid_cli.data.index import DatasetIndex
 from liid_cli.downstream.instance_data import image_tensor

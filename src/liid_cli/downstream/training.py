@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn as nn
 from pydantic import Field
+from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from liid_cli import artifacts, distributed

@@ -49,7 +49,7 @@ def cut_metrics(
     label_counts = np.bincount(result.labels, minlength=graph.unary.shape[1])
     return {
         "sops": graph.num_sops,
-        "edges": int(len(graph.weights)),
+        "edges": len(graph.weights),
         "components": graph.num_components,
         "largest_component": int(graph.component_sizes.max()) if graph.num_components else 0,
         "component_sizes": component_distribution(graph.component_sizes),

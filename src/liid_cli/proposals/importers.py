@@ -108,7 +108,7 @@ def load_rle_json(path: Path, image_ids: Iterable[int]) -> dict[int, RleEntries]
         raise LiidError(
             f"{path}: expected a list of {{image_id, segmentation, score}} or a COCO document"
         )
-    known = set(int(i) for i in image_ids)
+    known = {int(i) for i in image_ids}
     grouped: dict[int, RleEntries] = {}
     unknown: set[int] = set()
     for entry in entries:

@@ -33,11 +33,15 @@ def _font(size: int = TEXT_SIZE) -> ImageFont.ImageFont | ImageFont.FreeTypeFont
     return ImageFont.load_default(size=size)
 
 
-def _scaled(image: np.ndarray, cell: int) -> tuple[Image.Image, float]:
-    height, width = image.shape[:2]
+def _cell_size(height: int, width: int, cell: int) -> tuple[int, int]:
+    """(width, height) with the longer side `cell` px."""
     factor = cell / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    return Image.fromarray(image).resize(size, Image.Resampling.BILINEAR), factor
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def _scaled(image: np.ndarray, cell: int) -> Image.Image:
+    size = _cell_size(*image.shape[:2], cell)
+    return Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)
 
 
 def _outline(mask: np.ndarray) -> np.ndarray:
@@ -51,7 +55,7 @@ def draw_instances(
     image: np.ndarray, instances: Sequence[Instance], cell: int, alpha: float = 0.45
 ) -> Image.Image:
     """The image scaled to `cell` px (longer side), every instance blended, outlined, captioned."""
-    base, factor = _scaled(image, cell)
+    base = _scaled(image, cell)
     canvas = np.asarray(base, dtype=np.float32).copy()
     size = base.size
     decoded = [
@@ -82,12 +86,8 @@ def draw_instances(
 
 def render_label_map(label_map: np.ndarray, cell: int) -> Image.Image:
     """A palette label map as RGB (VOC colours; 255 = cream 'ignore'), scaled to `cell` px."""
-    height, width = label_map.shape
-    factor = cell / max(height, width)
     image = Image.fromarray(PALETTE[label_map])
-    return image.resize(
-        (max(1, round(width * factor)), max(1, round(height * factor))), Image.Resampling.NEAREST
-    )
+    return image.resize(_cell_size(*label_map.shape, cell), Image.Resampling.NEAREST)
 
 
 def _text_colour(background: np.ndarray) -> tuple[int, int, int]:

@@ -169,9 +169,10 @@ def per_class_chart(records: dict[str, dict[str, Any]], metric: str = "AP50") ->
     group = bar * len(series) + 10
     height = group * len(classes) + 30 + 18 * len(series)
     svg = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_width + plot_width + 60}' "
-        f"height='{height}' "
-        "font-family='sans-serif' font-size='12'>"
+        (
+            f"<svg xmlns='http://www.w3.org/2000/svg' width='{label_width + plot_width + 60}' "
+            f"height='{height}' font-family='sans-serif' font-size='12'>"
+        )
     ]
     for tick in range(0, 101, 25):
         x = label_width + plot_width * tick / 100
