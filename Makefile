@@ -33,7 +33,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	@touch $@
 
-test: $(STAMP)  ## Run the test suite (includes every stage end to end on a tiny demo set).
+test: $(STAMP)  ## Lint, then the test suite (includes every stage end to end on a tiny demo set).
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/python -m pytest -q
 
 all: $(STAMP) report  ## Every stage on the demo data into runs/demo, the upper bound, report.html.
