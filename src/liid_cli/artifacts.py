@@ -88,6 +88,8 @@ H5_PROPOSALS_SHA_ATTR = "proposals_sha256"  # the proposals.h5 a row-aligned fil
 # cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
 H5_COMPONENT = "component"
 H5_COMPONENT_SIZE = "component_size"
+# int32 (M, k): each SOP's kNN neighbours (global rows) after the edge filters, -1 where fewer
+H5_NEIGHBOURS = "neighbours"
 H5_COMPONENT_ENERGY = "component_energy"
 H5_COMPONENT_LOWER_BOUND = "component_lower_bound"  # NaN where the LP was not solved
 H5_COMPONENT_GAP = "component_gap"

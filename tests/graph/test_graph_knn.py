@@ -12,7 +12,13 @@ from benchmarks.synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import build_graph
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import Neighbours, find_knn, keep_class_sharing, keep_mutual
+from liid_cli.graph.knn import (
+    Neighbours,
+    find_knn,
+    keep_class_sharing,
+    keep_mutual,
+    neighbour_table,
+)
 from liid_cli.graph.knn_exact import load_normalised, merge_topk
 from liid_cli.graph.knn_ivf import ApproximateSettings
 
@@ -197,3 +203,15 @@ def test_mutual_filter_keeps_pairs_found_from_both_ends() -> None:
     mutual = keep_mutual(found)
     assert sorted(zip(mutual.rows.tolist(), mutual.cols.tolist())) == [(0, 1), (1, 0)]
     assert np.allclose(mutual.similarity, [0.9, 0.9])
+
+
+def test_neighbour_table_lists_the_most_similar_first_and_pads_with_minus_one() -> None:
+    found = Neighbours(
+        rows=np.array([2, 0, 0, 2, 0, 3]),
+        cols=np.array([0, 3, 1, 3, 2, 0]),
+        similarity=np.array([0.5, 0.2, 0.9, 0.7, 0.4, 0.8], dtype=np.float32),
+        backend="exact-cpu",
+    )
+    table = neighbour_table(found, num_sops=4, k=2)
+    assert table.dtype == np.int32
+    assert table.tolist() == [[1, 2], [-1, -1], [3, 0], [0, -1]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -21,6 +22,7 @@ from liid_cli.models.backbones import (
     input_size_of,
 )
 from liid_cli.models.cam import CamClassifier
+from liid_cli.models.crop_embedding import box_crops, build_embedder, embed_boxes
 from liid_cli.models.mil import MilNetwork
 
 # ImageNet-1k class indices.
@@ -40,6 +42,27 @@ def test_offline_imagenet_lite0_recognises_real_photos(monkeypatch: pytest.Monke
     model = build_classifier("tf_efficientnet_lite0", "imagenet")
     assert _top5(model, photos.chelsea()) & CATS
     assert _top5(model, photos.coffee()) & ESPRESSO_OR_CUP
+
+
+def test_crop_embeddings_tell_a_cat_from_a_coffee_cup() -> None:
+    """Boxes around the cat of one photo embed closer to each other than to the coffee cup."""
+    cat, coffee = photos.chelsea(), photos.coffee()
+    embedder = build_embedder("tf_efficientnet_lite0", "imagenet")
+    cats = embed_boxes(embedder, cat, np.array([[100, 20, 400, 300], [80, 0, 451, 300]]), 96, "cpu")
+    cup = embed_boxes(embedder, coffee, np.array([[0, 0, 600, 400]]), 96, "cpu")
+    assert cats.shape == (2, 1280) and cup.shape == (1, 1280)
+    unit = torch.nn.functional.normalize(torch.tensor(np.concatenate([cats, cup])), dim=1)
+    cosine = (unit @ unit.T).numpy()
+    assert cosine[0, 1] > cosine[0, 2] + 0.1 and cosine[0, 1] > cosine[1, 2] + 0.1
+
+
+def test_crops_are_clipped_to_the_image_and_never_empty() -> None:
+    image = np.zeros((10, 20, 3), np.uint8)
+    image[:, 10:] = 255
+    crops = box_crops(image, np.array([[15, -5, 40, 30], [3, 3, 3, 3]], np.float32), 8)
+    assert crops.shape == (2, 3, 8, 8)
+    assert torch.allclose(crops[0], torch.ones(3, 8, 8))  # only the white half's pixels
+    assert torch.allclose(crops[1], torch.zeros(3, 8, 8))  # a zero-size box: one black pixel
 
 
 def _no_download(create):  # type: ignore[no-untyped-def]

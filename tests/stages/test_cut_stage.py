@@ -63,6 +63,10 @@ def test_cut_writes_aligned_labels_and_certified_components(
         image_labels = dump[artifacts.H5_LABELS][:] > 0.5
         sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
         assert image_labels[sop_image, labels].all()  # label masking: own classes or background
+        table = cut[artifacts.H5_NEIGHBOURS][:]
+        assert table.shape == (len(labels), 3) and (table >= 0).any()
+        sops, slots = np.nonzero(table >= 0)
+        assert (sop_image[table[sops, slots]] != sop_image[sops]).all()  # other images only
         probs = dump[artifacts.H5_PROBS][:]
         assert np.allclose(cut[artifacts.H5_SCORES][:], probs[np.arange(len(labels)), labels])
         sizes = cut[artifacts.H5_COMPONENT_SIZE][:]
@@ -96,6 +100,7 @@ def test_argmax_ablation_ignores_the_graph(
         masked = dump[artifacts.H5_PROBS][:] * dump[artifacts.H5_LABELS][:][sop_image]
         assert np.array_equal(cut[artifacts.H5_LABELS][:], masked.argmax(axis=1))
         assert cut.attrs["solver"] == "argmax"
+        assert (cut[artifacts.H5_NEIGHBOURS][:] == -1).all()  # no graph, no neighbours to vote
 
 
 @pytest.mark.parametrize("solver", ["argmax", "expansion"])

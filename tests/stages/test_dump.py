@@ -10,9 +10,11 @@ import torch
 from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
+from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
+from liid_cli.models.crop_embedding import build_embedder, embed_boxes
 from liid_cli.proposals.store import open_proposals
 from liid_cli.stages import dump as dump_stage
 
@@ -47,7 +49,8 @@ def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
         features = dump.column(artifacts.H5_FEATURES)
         assert probs.dtype == np.float32 and probs.shape == (dump.num_rows, 7)
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 320)  # lite0
+        # the demo profile's graph features: lite0 ImageNet embeddings of the boxes' crops
+        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 1280)
         labels = dump.column(artifacts.H5_LABELS)
         assert labels.shape == (len(index.images), 7) and (labels[:, 0] == 1).all()
         for position, proposals in enumerate(store):
@@ -70,6 +73,25 @@ def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Pa
     run_demo_stage("dump", dumped, index_path, "batch_size=5", force=True)
     with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
         assert np.allclose(dump.column(artifacts.H5_PROBS), one_by_one, atol=1e-5)
+
+
+def test_graph_features_are_crop_embeddings_or_the_mil_networks(
+    dumped: Path, tiny_demo: Path
+) -> None:
+    index_path = tiny_demo / "index_train.json"
+    index = load_index(index_path)
+    path = artifacts.stage_dir(dumped, "dump") / artifacts.DUMP_H5
+    run_demo_stage("dump", dumped, index_path, force=True)
+    image = index.images[0]
+    with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
+        boxes = dump.read(artifacts.H5_BOXES, int(image["id"]))
+        stored = dump.read(artifacts.H5_FEATURES, int(image["id"])).astype(np.float32)
+    embedder = build_embedder("tf_efficientnet_lite0", "imagenet")
+    expected = embed_boxes(embedder, read_rgb(index.image_path(image)), boxes, 96, "cpu")
+    assert np.allclose(stored, expected, rtol=1e-2, atol=1e-2)
+    run_demo_stage("dump", dumped, index_path, "graph_features=mil", force=True)
+    with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
+        assert dump.column(artifacts.H5_FEATURES).shape[1] == 320  # lite0's stride-16 RoI features
 
 
 def test_a_batch_runs_in_groups_of_one_image_size() -> None:

@@ -26,6 +26,7 @@ from liid_cli.data.index import load_index
 from liid_cli.evaluation.instances import evaluate_instances
 from liid_cli.evaluation.semantic import label_map_from_instances
 from liid_cli.fileio import read_json, write_json
+from liid_cli.graph.instance_scores import neighbour_scores
 from liid_cli.palette import IGNORE_LABEL
 from liid_cli.stages.export_coco import select_instances
 
@@ -264,3 +265,16 @@ def test_cam_threshold_baseline_makes_one_instance_per_lit_component() -> None:
     assert found.labels.tolist() == [1, 1, 4]
     assert np.allclose(found.scores, [1.0, 0.7, 0.6])
     assert found.boxes.tolist()[1] == [12.0, 12.0, 18.0, 18.0]
+
+
+def test_neighbour_scores_mix_in_the_agreeing_neighbours_mean() -> None:
+    scores = np.array([0.8, 0.6, 0.4, 0.2, 0.9], np.float32)
+    labels = np.array([1, 1, 2, 1, 0])
+    neighbours = np.array([[1, 2, 3], [0, -1, -1], [4, 0, -1], [0, 1, 4], [0, 1, 2]], np.int32)
+    mixed = neighbour_scores(scores, labels, neighbours, weight=0.5)
+    # SOP 0: neighbours 1 and 3 share label 1 -> mean (0.6 + 0.2) / 3; SOP 2 has no label-2
+    # neighbour; noise (label 0) neither votes nor is voted for.
+    expected = [0.4 + 0.5 * 0.8 / 3, 0.3 + 0.5 * 0.8 / 3, 0.2, 0.1 + 0.5 * 1.4 / 3, 0.45]
+    assert np.allclose(mixed, expected)
+    assert np.array_equal(neighbour_scores(scores, labels, neighbours, 0.0), scores)
+    assert np.array_equal(neighbour_scores(scores, labels, neighbours[:, :0], 0.5), scores)

@@ -50,6 +50,18 @@ def keep_class_sharing(neighbours: Neighbours, dump: DumpData) -> Neighbours:
     )
 
 
+def neighbour_table(neighbours: Neighbours, num_sops: int, k: int) -> np.ndarray:
+    """(num_sops, k) int32: each SOP's neighbours, most similar first, -1 where it has fewer."""
+    table = np.full((num_sops, k), -1, dtype=np.int32)
+    order = np.lexsort((-neighbours.similarity, neighbours.rows))
+    rows, cols = neighbours.rows[order], neighbours.cols[order]
+    starts = np.searchsorted(rows, rows, side="left")
+    rank = np.arange(len(rows)) - starts
+    kept = rank < k
+    table[rows[kept], rank[kept]] = cols[kept]
+    return table
+
+
 def keep_mutual(neighbours: Neighbours) -> Neighbours:
     """Keep an edge u -> v only when v -> u was found too (mutual nearest neighbours)."""
     pairs = list(zip(neighbours.rows.tolist(), neighbours.cols.tolist()))

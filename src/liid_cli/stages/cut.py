@@ -19,9 +19,15 @@ from liid_cli import artifacts
 from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
-from liid_cli.graph.build import build_graph, edgeless_graph, terminal_weights
+from liid_cli.graph.build import SopGraph, build_graph, edgeless_graph, terminal_weights
 from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
-from liid_cli.graph.knn import Neighbours, find_knn, keep_class_sharing, keep_mutual
+from liid_cli.graph.knn import (
+    Neighbours,
+    find_knn,
+    keep_class_sharing,
+    keep_mutual,
+    neighbour_table,
+)
 from liid_cli.graph.knn_ivf import ApproximateSettings
 from liid_cli.graph.multiway import CutResult, SolverSettings, solve_cut
 from liid_cli.graph.summary import cut_metrics, print_summary
@@ -64,7 +70,8 @@ class CutConfig(StageConfig):
 
 
 def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) -> Neighbours:
-    """kNN edges by the configured backend; the approximate one reports its measured recall."""
+    """kNN edges by the configured backend (the approximate one reports its measured recall),
+    filtered by class sharing; the mutual filter is the graph's alone (`run`)."""
     device = context.device
     exact = config.knn_backend == "exact" or (
         config.knn_backend == "auto"
@@ -86,8 +93,6 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
         spill,
         dump.sop_image if config.other_images_only else None,
     )
-    if config.mutual:
-        found = keep_mutual(found)
     return keep_class_sharing(found, dump) if config.share_class_edges else found
 
 
@@ -96,10 +101,11 @@ def write_cut(
     dump: DumpData,
     config: CutConfig,
     result: CutResult,
-    component: np.ndarray,
-    component_sizes: np.ndarray,
+    graph: SopGraph,
+    table: np.ndarray,
     metrics: dict[str, Any],
 ) -> None:
+    """cut.h5: each SOP's label, p[label], component and kNN neighbours (export-coco's scores)."""
     rows = np.arange(dump.num_sops)
     write_csr(
         context.out_dir / artifacts.CUT_H5,
@@ -111,10 +117,11 @@ def write_cut(
             artifacts.H5_LABELS: result.labels.astype(np.int32),
             artifacts.H5_SCORES: dump.probs[rows, result.labels].astype(np.float32),
             artifacts.H5_PROPOSAL_INDEX: dump.proposal_index.astype(np.int32),
-            artifacts.H5_COMPONENT: component.astype(np.int32),
+            artifacts.H5_COMPONENT: graph.component.astype(np.int32),
+            artifacts.H5_NEIGHBOURS: table,
         },
         per_image={
-            artifacts.H5_COMPONENT_SIZE: component_sizes.astype(np.int64),
+            artifacts.H5_COMPONENT_SIZE: graph.component_sizes.astype(np.int64),
             artifacts.H5_COMPONENT_ENERGY: result.component_energy,
             artifacts.H5_COMPONENT_LOWER_BOUND: result.component_lower_bound,
             artifacts.H5_COMPONENT_GAP: result.component_gap,
@@ -146,10 +153,13 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
     weights, allowed = terminal_weights(dump.probs, dump.allowed, config.terminals)
     neighbours = None
     floor = 0.0
+    table = np.full((dump.num_sops, config.neighbours), -1, dtype=np.int32)
     if config.solver == "argmax":
         graph = edgeless_graph(weights, allowed)
     else:
-        neighbours = find_neighbours(config, dump, context)
+        found = find_neighbours(config, dump, context)
+        table = neighbour_table(found, dump.num_sops, config.neighbours)
+        neighbours = keep_mutual(found) if config.mutual else found
         if config.edge_weight == "relative" and len(neighbours.similarity):
             floor = float(neighbours.smallest)
         graph = build_graph(
@@ -185,7 +195,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         **result.seconds,
     }
     metrics = cut_metrics(graph, result, neighbours, seconds)
-    write_cut(context, dump, config, result, graph.component, graph.component_sizes, metrics)
+    write_cut(context, dump, config, result, graph, table, metrics)
     metrics["seconds"]["write"] = time.perf_counter() - timer["cut"]
     metrics["seconds"]["total"] = time.perf_counter() - timer["start"]
     print_summary(metrics, config.solver, list(index.classes.names))

@@ -2,7 +2,8 @@
 
 Reads `<run>/mil/mil.pt`, the index and `<run>/proposals/proposals.h5`; writes `<run>/dump/dump.h5`
 (`liid.dump/1`, CSR per image, rows in proposal order: `probs` float32 (M, K+1) softmax, `features`
-float16 (M, D), `proposal_index` int32 (row within the image's proposals), `boxes` float32 (M, 4);
+float16 (M, D) (the MIL network's RoI features, or with `graph_features: crops` ImageNet embeddings
+of the proposal boxes' crops: what the cut's kNN searches), `proposal_index` int32 (row within the image's proposals), `boxes` float32 (M, 4);
 per image `labels` float32 (N, K+1) image label vector with background 1). Readers form the
 label-masked probabilities probs * labels[image] (a switch of the cut).
 """
@@ -10,7 +11,7 @@ label-masked probabilities probs * labels[image] (a switch of the cut).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,19 +20,29 @@ from pydantic import Field
 from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint
 from liid_cli.config import StageConfig
-from liid_cli.data.index import load_index
+from liid_cli.data.images import read_rgb
+from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import write_csr
 from liid_cli.log import log, track
 from liid_cli.models.backbones import trunk_settings
+from liid_cli.models.crop_embedding import build_embedder, embed_boxes
 from liid_cli.models.mil import MilNetwork, ProposalDataset, ProposalImage, stack_items
 from liid_cli.proposals.store import ImageProposals, open_proposals, proposals_path
 from liid_cli.runner import StageContext, StageSpec
 
 
+class CropFeaturesConfig(StageConfig):
+    backbone: str  # any timm model name, or resnet18/34/50/101 (torchvision)
+    weights: str  # imagenet | PATH to a state dict of the whole classifier
+    side: int = Field(ge=8)  # crops are squared to side x side pixels
+
+
 class DumpConfig(StageConfig):
     batch_size: int = Field(ge=1)  # images per forward pass
     amp: bool  # half precision on a GPU (features are stored as float16 anyway)
+    graph_features: Literal["mil", "crops"]
+    crops: CropFeaturesConfig
 
 
 def load_network(context: StageContext) -> tuple[MilNetwork, dict[str, Any]]:
@@ -97,6 +108,9 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
                     features[batch["image_id"][i]] = f.cpu().to(torch.float16).numpy()
     seconds = time.perf_counter() - started
     dim = network.feature_dim
+    if config.graph_features == "crops":
+        features = crop_features(everything, index, config.crops, context.device)
+        dim = next((f.shape[1] for f in features.values()), dim)
     write_csr(
         context.out_dir / artifacts.DUMP_H5,
         schema=artifacts.SCHEMA_DUMP,
@@ -134,6 +148,20 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
         "feature_dim": dim,
         "images_per_second": rate,
     }
+
+
+def crop_features(
+    everything: list[ImageProposals], index: DatasetIndex, config: CropFeaturesConfig, device: str
+) -> dict[int, np.ndarray]:
+    """ImageNet embeddings (float16) of every image's proposal boxes, by image id."""
+    embedder = build_embedder(config.backbone, config.weights).to(device)
+    images_by_id = {int(image["id"]): image for image in index.images}
+    features = {}
+    for proposals in track([p for p in everything if len(p)], "dump (crop embeddings)"):
+        rgb = read_rgb(index.image_path(images_by_id[proposals.image_id]))
+        embedded = embed_boxes(embedder, rgb, proposals.boxes, config.side, device)
+        features[proposals.image_id] = embedded.astype(np.float16)
+    return features
 
 
 def _rows(blocks: list[np.ndarray | None], width: int, dtype: type) -> np.ndarray:

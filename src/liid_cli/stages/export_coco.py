@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torchvision.ops import batched_nms
 
 from liid_cli import artifacts, masks
@@ -23,6 +24,12 @@ from liid_cli.data.index import ClassMap, DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.semantic import label_map_from_instances
 from liid_cli.fileio import file_sha256, write_json
+from liid_cli.graph.instance_scores import (
+    check_proposal_rows,
+    cut_neighbours,
+    neighbour_scores,
+    own_scores,
+)
 from liid_cli.h5store import CsrFile, open_csr
 from liid_cli.log import track
 from liid_cli.palette import IGNORE_LABEL, save_label_png
@@ -34,6 +41,7 @@ class ExportCocoConfig(StageConfig):
     min_score: float
     nms_iou: float
     score: Literal["p", "p_cam_agreement"]
+    neighbour_weight: float = Field(ge=0.0, le=1.0)
     semantic_overlap: Literal["ignore", "highest_score"]
 
 
@@ -74,28 +82,22 @@ def image_instances(
     proposals: ImageProposals,
     config: ExportCocoConfig,
     device: str,
-    agreement: CsrFile | None = None,
+    scores: np.ndarray,
+    ranking: np.ndarray,
 ) -> PseudoInstances:
-    """The image's pseudo instances from the cut's labels and scores p[label]."""
+    """The image's pseudo instances from the cut's labels, its SOPs' own `scores` (min_score) and
+    `ranking` (NMS order and the instances' scores), both in cut.h5 row order."""
     rows = cut.rows_of(proposals.image_id)
     proposal_index = cut.handle[artifacts.H5_PROPOSAL_INDEX][rows].astype(np.int64)
-    if len(proposal_index) and proposal_index.max() >= len(proposals):
-        raise LiidError(
-            f"{cut.handle.filename}: image {proposals.image_id} refers to proposal "
-            f"{proposal_index.max()} but proposals.h5 has {len(proposals)}; "
-            "rerun `liid cut --force` after the proposals changed"
-        )
-    table = None
-    if agreement is not None:
-        table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(proposals.image_id)]
+    check_proposal_rows(cut, proposals.image_id, proposal_index, len(proposals))
     return select_pseudo_instances(
         proposals,
         proposal_index,
         cut.handle[artifacts.H5_LABELS][rows].astype(np.int64),
-        cut.handle[artifacts.H5_SCORES][rows].astype(np.float32),
+        scores[rows],
         config,
         device,
-        table,
+        ranking=ranking[rows],
     )
 
 
@@ -107,21 +109,25 @@ def select_pseudo_instances(
     config: ExportCocoConfig,
     device: str,
     agreement: np.ndarray | None = None,
+    ranking: np.ndarray | None = None,
 ) -> PseudoInstances:
     """Labelled SOPs (proposal rows, labels, p[label]) -> the image's pseudo instances. With
     `agreement` ((M, K) for the image's proposals, cam_scores.h5) the score p[label] is multiplied
-    by how well the SOP's mask matches the CAM of its class."""
+    by how well the SOP's mask matches the CAM of its class. SOPs scoring below min_score are
+    dropped; the rest are ranked (NMS, and the instances' scores) by `ranking`, else the score."""
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
     if agreement is not None and len(proposal_index):
         scores = scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
+    ranking = scores if ranking is None else ranking
     keep = select_instances(
-        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
+        boxes, ranking, np.where(scores >= config.min_score, labels, 0), min_score=-np.inf,
+        nms_iou=config.nms_iou, device=device,
     )
     return PseudoInstances(
         rles=[proposals.rle(int(row)) for row in proposal_index[keep]],
         boxes=boxes[keep],
         labels=labels[keep],
-        scores=scores[keep],
+        scores=ranking[keep].astype(np.float32),
     )
 
 
@@ -205,10 +211,15 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
         _agreement(context, config, fingerprint) as agreement,
     ):
         solver = str(cut.attrs.get("solver", "unknown"))
-        labelled_sops = int((cut.column(artifacts.H5_LABELS) > 0).sum())
+        labels = cut.column(artifacts.H5_LABELS).astype(np.int64)
+        labelled_sops = int((labels > 0).sum())
+        scores = own_scores(cut, agreement)
+        ranking = neighbour_scores(
+            scores, labels, cut_neighbours(cut, len(labels)), config.neighbour_weight
+        )
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
-            instances = image_instances(cut, proposals, config, context.device, agreement)
+            instances = image_instances(cut, proposals, config, context.device, scores, ranking)
             annotations.extend(
                 coco_annotations(image["id"], instances, classes, len(annotations) + 1)
             )
