@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -278,3 +279,29 @@ def test_neighbour_scores_mix_in_the_agreeing_neighbours_mean() -> None:
     assert np.allclose(mixed, expected)
     assert np.array_equal(neighbour_scores(scores, labels, neighbours, 0.0), scores)
     assert np.array_equal(neighbour_scores(scores, labels, neighbours[:, :0], 0.5), scores)
+
+
+def test_neighbour_weight_reorders_scores_but_keeps_the_instances(
+    remapped_index: Path, tmp_path: Path
+) -> None:
+    """Each SOP listed once as its own neighbour: weight 0.5 gives 0.5 s + 0.5 s / 3 = 2/3 s."""
+    make_cut_run(remapped_index, tmp_path)
+    cut_path = artifacts.stage_dir(tmp_path, "cut") / artifacts.CUT_H5
+    with h5py.File(cut_path, "r+") as cut:
+        rows = len(cut[artifacts.H5_LABELS])
+        table = np.full((rows, 3), -1, np.int32)
+        table[:, 0] = np.arange(rows)
+        cut.create_dataset(artifacts.H5_NEIGHBOURS, data=table)
+    path = artifacts.stage_dir(tmp_path, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON
+    exported = {}
+    for weight in (0.0, 0.5):
+        result = liid("export-coco", "--run", tmp_path, "--set", f"neighbour_weight={weight}",
+                      "--force", "-q")
+        assert result.exit_code == 0, result.output
+        exported[weight] = {
+            (a["image_id"], a["category_id"], a["segmentation"]["counts"]): a["score"]
+            for a in read_json(path)["annotations"]
+        }
+    assert exported[0.0].keys() == exported[0.5].keys() and exported[0.0]
+    for key, score in exported[0.0].items():
+        assert exported[0.5][key] == pytest.approx(score * 2 / 3, rel=1e-5)

@@ -85,8 +85,8 @@ def image_instances(
     scores: np.ndarray,
     ranking: np.ndarray,
 ) -> PseudoInstances:
-    """The image's pseudo instances from the cut's labels, its SOPs' own `scores` (min_score) and
-    `ranking` (NMS order and the instances' scores), both in cut.h5 row order."""
+    """The image's pseudo instances from the cut's labels, its SOPs' own `scores` (min_score and
+    NMS) and `ranking` (the instances' scores), both in cut.h5 row order."""
     rows = cut.rows_of(proposals.image_id)
     proposal_index = cut.handle[artifacts.H5_PROPOSAL_INDEX][rows].astype(np.int64)
     check_proposal_rows(cut, proposals.image_id, proposal_index, len(proposals))
@@ -113,15 +113,14 @@ def select_pseudo_instances(
 ) -> PseudoInstances:
     """Labelled SOPs (proposal rows, labels, p[label]) -> the image's pseudo instances. With
     `agreement` ((M, K) for the image's proposals, cam_scores.h5) the score p[label] is multiplied
-    by how well the SOP's mask matches the CAM of its class. SOPs scoring below min_score are
-    dropped; the rest are ranked (NMS, and the instances' scores) by `ranking`, else the score."""
+    by how well the SOP's mask matches the CAM of its class. min_score and NMS use that score;
+    the survivors are scored (their AP ranking) by `ranking` where given."""
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
     if agreement is not None and len(proposal_index):
         scores = scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
     ranking = scores if ranking is None else ranking
     keep = select_instances(
-        boxes, ranking, np.where(scores >= config.min_score, labels, 0), min_score=-np.inf,
-        nms_iou=config.nms_iou, device=device,
+        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
     )
     return PseudoInstances(
         rles=[proposals.rle(int(row)) for row in proposal_index[keep]],
