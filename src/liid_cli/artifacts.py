@@ -76,6 +76,7 @@ H5_MASKS_RLE = "masks_rle"  # variable-length bytes, COCO RLE `counts`
 H5_SCORES = "scores"
 H5_PROBS = "probs"  # float32 (M, K+1)
 H5_FEATURES = "features"  # float16 (M, D)
+H5_CROP_FEATURES = "crop_features"  # float16 (M, D'): ImageNet embeddings of the boxes' crops
 H5_PROPOSAL_INDEX = "proposal_index"
 H5_LABELS = "labels"
 H5_IMAGE_SIZES = "image_sizes"  # int32 (N, 2) = (height, width), per image
@@ -88,7 +89,8 @@ H5_PROPOSALS_SHA_ATTR = "proposals_sha256"  # the proposals.h5 a row-aligned fil
 # cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
 H5_COMPONENT = "component"
 H5_COMPONENT_SIZE = "component_size"
-# int32 (M, k): each SOP's kNN neighbours (global rows) after the edge filters, -1 where fewer
+# int32 (M, k): each SOP's kNN neighbours (global rows; by the crop features when the dump has
+# them) after the other-image and class-sharing filters, -1 where fewer
 H5_NEIGHBOURS = "neighbours"
 H5_COMPONENT_ENERGY = "component_energy"
 H5_COMPONENT_LOWER_BOUND = "component_lower_bound"  # NaN where the LP was not solved

@@ -242,3 +242,28 @@ def test_label_summary_names_the_most_frequent_classes_only() -> None:
     text = label_summary(counts, names, shown=2)
     assert text == "noise 500; 3 of 80 classes: class2 30, class41 20, 1 more (10 SOPs)"
     assert label_summary([7, 0, 0], ["a", "b"]) == "noise 7; 0 of 2 classes"
+
+
+def test_vote_neighbours_come_from_the_crop_features_when_the_dump_has_them(
+    fresh_run: tuple[Path, Path],
+) -> None:
+    index, run = fresh_run
+    with h5py.File(dump_path(run), "r+") as dump:
+        rows = len(dump[artifacts.H5_PROBS])
+        crops = np.random.default_rng(3).normal(size=(rows, 16)).astype(np.float16)
+        dump.create_dataset(artifacts.H5_CROP_FEATURES, data=crops)
+        image_labels = dump[artifacts.H5_LABELS][:, 1:] > 0.5
+    result = liid("cut", "--run", run, "--data", index, "--force")
+    assert result.exit_code == 0, result.output
+    unit = crops.astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    similarity = unit @ unit.T
+    sop_image = np.repeat(np.arange(SMALL.num_images), SMALL.sops_per_image)
+    similarity[sop_image[:, None] == sop_image[None, :]] = -np.inf
+    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :3]
+    shared = (image_labels[sop_image][:, None, :] & image_labels[sop_image[nearest]]).any(axis=2)
+    with h5py.File(run / "cut" / artifacts.CUT_H5) as cut:
+        table = cut[artifacts.H5_NEIGHBOURS][:]
+    for sop in range(rows):  # class-sharing neighbours, most similar first, then -1
+        expected = nearest[sop][shared[sop]].tolist()
+        assert table[sop].tolist() == expected + [-1] * (3 - len(expected))

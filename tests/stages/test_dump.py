@@ -49,8 +49,10 @@ def test_dump_follows_the_contract(dumped: Path, tiny_demo: Path) -> None:
         features = dump.column(artifacts.H5_FEATURES)
         assert probs.dtype == np.float32 and probs.shape == (dump.num_rows, 7)
         assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-        # the demo profile's graph features: lite0 ImageNet embeddings of the boxes' crops
-        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 1280)
+        assert features.dtype == np.float16 and features.shape == (dump.num_rows, 320)  # lite0
+        # the demo profile also stores lite0 ImageNet embeddings of the boxes' crops
+        crops = dump.column(artifacts.H5_CROP_FEATURES)
+        assert crops.dtype == np.float16 and crops.shape == (dump.num_rows, 1280)
         labels = dump.column(artifacts.H5_LABELS)
         assert labels.shape == (len(index.images), 7) and (labels[:, 0] == 1).all()
         for position, proposals in enumerate(store):
@@ -75,7 +77,7 @@ def test_dump_batches_agree_with_one_image_at_a_time(dumped: Path, tiny_demo: Pa
         assert np.allclose(dump.column(artifacts.H5_PROBS), one_by_one, atol=1e-5)
 
 
-def test_graph_features_are_crop_embeddings_or_the_mil_networks(
+def test_crop_features_are_the_boxes_imagenet_embeddings_and_optional(
     dumped: Path, tiny_demo: Path
 ) -> None:
     index_path = tiny_demo / "index_train.json"
@@ -85,13 +87,13 @@ def test_graph_features_are_crop_embeddings_or_the_mil_networks(
     image = index.images[0]
     with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
         boxes = dump.read(artifacts.H5_BOXES, int(image["id"]))
-        stored = dump.read(artifacts.H5_FEATURES, int(image["id"])).astype(np.float32)
+        stored = dump.read(artifacts.H5_CROP_FEATURES, int(image["id"])).astype(np.float32)
     embedder = build_embedder("tf_efficientnet_lite0", "imagenet")
     expected = embed_boxes(embedder, read_rgb(index.image_path(image)), boxes, 96, "cpu")
     assert np.allclose(stored, expected, rtol=1e-2, atol=1e-2)
-    run_demo_stage("dump", dumped, index_path, "graph_features=mil", force=True)
+    run_demo_stage("dump", dumped, index_path, "crop_features=false", force=True)
     with open_csr(path, artifacts.SCHEMA_DUMP, None, "dump") as dump:
-        assert dump.column(artifacts.H5_FEATURES).shape[1] == 320  # lite0's stride-16 RoI features
+        assert artifacts.H5_CROP_FEATURES not in dump.handle
 
 
 def test_a_batch_runs_in_groups_of_one_image_size() -> None:

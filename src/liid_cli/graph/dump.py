@@ -7,7 +7,7 @@ does not grow with N x D; only the kNN backend decides what it keeps.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -34,6 +34,7 @@ class DumpData:
     image_labels: np.ndarray  # (N, K+1) bool, background column always True
     proposal_index: np.ndarray  # (M,) int32
     feature_dim: int
+    features_name: str = artifacts.H5_FEATURES  # the dataset FeatureStream reads
 
     @property
     def num_sops(self) -> int:
@@ -130,6 +131,20 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
     )
 
 
+def crop_features_view(dump: DumpData) -> DumpData | None:
+    """The dump seen through its crop embeddings (`liid dump` with crop_features), or None."""
+    with h5py.File(dump.path, "r") as handle:
+        if artifacts.H5_CROP_FEATURES not in handle:
+            return None
+        shape = handle[artifacts.H5_CROP_FEATURES].shape
+    if len(shape) != 2 or shape[0] != dump.num_sops or shape[1] < 1:
+        raise LiidError(
+            f"{dump.path}: crop features must be (M, D) aligned with probs; "
+            f"rerun `liid {MADE_BY} --force`"
+        )
+    return replace(dump, feature_dim=int(shape[1]), features_name=artifacts.H5_CROP_FEATURES)
+
+
 class FeatureStream:
     """Row chunks of the float16 features, each checked for NaN/inf (refused, naming the rows)."""
 
@@ -140,12 +155,12 @@ class FeatureStream:
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, float16 block) over all rows, in order."""
         with h5py.File(self.dump.path, "r") as handle:
-            features = handle[artifacts.H5_FEATURES]
+            features = handle[self.dump.features_name]
             for start in range(0, self.dump.num_sops, self.chunk_rows):
                 block = features[start : start + self.chunk_rows]
                 _refuse_non_finite(
                     self.dump.path,
-                    artifacts.H5_FEATURES,
+                    self.dump.features_name,
                     np.isfinite(block).all(axis=1),
                     self.dump.offsets,
                     self.dump.image_ids,

@@ -1,6 +1,6 @@
 """ImageNet embeddings of proposal boxes: each box's crop, squared, through a pretrained classifier
-without its last layer. The dump stores them as the SOP features the knowledge graph searches
-(`graph_features: crops`) when the MIL network's RoI features make poor neighbours (README).
+without its last layer. The dump stores them (`crop_features`) for the kNN whose neighbours vote
+in export-coco's scores: the MIL network's RoI features make poorer neighbours there (README).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import SopGraph, build_graph, edgeless_graph, terminal_weights
-from liid_cli.graph.dump import DumpData, FeatureStream, read_dump
+from liid_cli.graph.dump import DumpData, FeatureStream, crop_features_view, read_dump
 from liid_cli.graph.knn import (
     Neighbours,
     find_knn,
@@ -80,7 +80,7 @@ def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) ->
     approximate = None if exact else ApproximateSettings(**config.approximate.model_dump())
     spill = None
     if dump.num_sops * dump.feature_dim * 2 > config.max_feature_memory_gb * 2**30:
-        spill = context.cache_dir / "features.npy"
+        spill = context.cache_dir / f"{dump.features_name}.npy"
         log.info(f"features exceed {config.max_feature_memory_gb} GB: memory-mapped from {spill}")
     found = find_knn(
         FeatureStream(dump),
@@ -158,7 +158,9 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         graph = edgeless_graph(weights, allowed)
     else:
         found = find_neighbours(config, dump, context)
-        table = neighbour_table(found, dump.num_sops, config.neighbours)
+        crops = crop_features_view(dump)
+        voters = found if crops is None else find_neighbours(config, crops, context)
+        table = neighbour_table(voters, dump.num_sops, config.neighbours)
         neighbours = keep_mutual(found) if config.mutual else found
         if config.edge_weight == "relative" and len(neighbours.similarity):
             floor = float(neighbours.smallest)

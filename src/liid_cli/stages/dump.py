@@ -2,8 +2,9 @@
 
 Reads `<run>/mil/mil.pt`, the index and `<run>/proposals/proposals.h5`; writes `<run>/dump/dump.h5`
 (`liid.dump/1`, CSR per image, rows in proposal order: `probs` float32 (M, K+1) softmax, `features`
-float16 (M, D) (the MIL network's RoI features, or with `graph_features: crops` ImageNet embeddings
-of the proposal boxes' crops: what the cut's kNN searches), `proposal_index` int32 (row within the image's proposals), `boxes` float32 (M, 4);
+float16 (M, D) (the MIL network's RoI features: the graph's), with `crop_features` also
+`crop_features` float16 (M, D') (ImageNet embeddings of the proposal boxes' crops: the neighbours
+whose scores vote in export-coco), `proposal_index` int32 (row within the image's proposals), `boxes` float32 (M, 4);
 per image `labels` float32 (N, K+1) image label vector with background 1). Readers form the
 label-masked probabilities probs * labels[image] (a switch of the cut).
 """
@@ -11,7 +12,7 @@ label-masked probabilities probs * labels[image] (a switch of the cut).
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ class CropFeaturesConfig(StageConfig):
 class DumpConfig(StageConfig):
     batch_size: int = Field(ge=1)  # images per forward pass
     amp: bool  # half precision on a GPU (features are stored as float16 anyway)
-    graph_features: Literal["mil", "crops"]
+    crop_features: bool
     crops: CropFeaturesConfig
 
 
@@ -108,9 +109,13 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
                     features[batch["image_id"][i]] = f.cpu().to(torch.float16).numpy()
     seconds = time.perf_counter() - started
     dim = network.feature_dim
-    if config.graph_features == "crops":
-        features = crop_features(everything, index, config.crops, context.device)
-        dim = next((f.shape[1] for f in features.values()), dim)
+    extra = {}
+    if config.crop_features:
+        crops = crop_features(everything, index, config.crops, context.device)
+        crop_dim = next((f.shape[1] for f in crops.values()), 0)
+        extra[artifacts.H5_CROP_FEATURES] = _rows(
+            [crops.get(p.image_id) for p in everything], crop_dim, np.float16
+        )
     write_csr(
         context.out_dir / artifacts.DUMP_H5,
         schema=artifacts.SCHEMA_DUMP,
@@ -128,6 +133,7 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
                 [np.arange(len(p), dtype=np.int32) for p in everything] or [np.zeros(0, np.int32)]
             ),
             artifacts.H5_BOXES: _rows([p.boxes for p in everything], 4, np.float32),
+            **extra,
         },
         per_image={
             artifacts.H5_LABELS: np.array(
