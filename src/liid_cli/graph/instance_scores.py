@@ -16,21 +16,29 @@ from liid_cli.errors import LiidError
 from liid_cli.h5store import CsrFile
 
 
-def own_scores(cut: CsrFile, agreement: CsrFile | None) -> np.ndarray:
-    """(M,) every SOP's score, in cut.h5 row order: p[label], times its mask's agreement with its
-    class's CAM when `agreement` (cam_scores.h5) is given; 0 for noise."""
-    labels = cut.column(artifacts.H5_LABELS).astype(np.int64)
+def agreement_scores(
+    scores: np.ndarray, labels: np.ndarray, proposal_index: np.ndarray, agreement: np.ndarray
+) -> np.ndarray:
+    """p[label] times how well each SOP's mask matches its class's CAM (`agreement`: (P, K) for
+    the image's proposals, cam_scores.h5); 0 for noise."""
+    return scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
+
+
+def own_scores(
+    cut: CsrFile, labels: np.ndarray, proposal_index: np.ndarray, agreement: CsrFile | None
+) -> np.ndarray:
+    """(M,) every SOP's score, in cut.h5 row order (`labels` and `proposal_index` its columns):
+    p[label], times its agreement with its class's CAM when `agreement` is given; 0 for noise."""
     scores = cut.column(artifacts.H5_SCORES).astype(np.float32) * (labels > 0)
     if agreement is None:
         return scores
-    proposal_index = cut.column(artifacts.H5_PROPOSAL_INDEX).astype(np.int64)
     for image_id in cut.image_ids:
         rows = cut.rows_of(int(image_id))
         if rows.stop == rows.start:
             continue
         table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(int(image_id))]
         check_proposal_rows(cut, int(image_id), proposal_index[rows], len(table))
-        scores[rows] *= table[proposal_index[rows], np.maximum(labels[rows] - 1, 0)]
+        scores[rows] = agreement_scores(scores[rows], labels[rows], proposal_index[rows], table)
     return scores
 
 

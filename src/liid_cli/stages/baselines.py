@@ -33,6 +33,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.graph.build import argmax_labels, edgeless_graph, terminal_weights
 from liid_cli.graph.dump import DumpData, read_dump
+from liid_cli.graph.instance_scores import agreement_scores
 from liid_cli.h5store import open_csr
 from liid_cli.log import track
 from liid_cli.models.backbones import trunk_settings
@@ -210,11 +211,11 @@ def _no_graph_instances(
 ) -> PseudoInstances:
     """The image's SOPs with their no-graph labels, exported as export-coco does."""
     labels = sop_labels[rows].astype(np.int64)
+    proposal_index = dump.proposal_index[rows].astype(np.int64)
     scores = dump.probs[rows][np.arange(len(labels)), labels].astype(np.float32)
-    return select_pseudo_instances(
-        proposals, dump.proposal_index[rows].astype(np.int64), labels, scores, export, device,
-        agreement,
-    )
+    if agreement is not None:
+        scores = agreement_scores(scores, labels, proposal_index, agreement)
+    return select_pseudo_instances(proposals, proposal_index, labels, scores, export, device)
 
 
 SPEC = StageSpec(

@@ -111,7 +111,7 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
     dim = network.feature_dim
     extra = {}
     if config.crop_features:
-        crops = crop_features(everything, index, config.crops, context.device)
+        crops = crop_features(everything, index, images_by_id, config.crops, context.device)
         crop_dim = next((f.shape[1] for f in crops.values()), 0)
         extra[artifacts.H5_CROP_FEATURES] = _rows(
             [crops.get(p.image_id) for p in everything], crop_dim, np.float16
@@ -157,11 +157,14 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
 
 
 def crop_features(
-    everything: list[ImageProposals], index: DatasetIndex, config: CropFeaturesConfig, device: str
+    everything: list[ImageProposals],
+    index: DatasetIndex,
+    images_by_id: dict[int, dict[str, Any]],
+    config: CropFeaturesConfig,
+    device: str,
 ) -> dict[int, np.ndarray]:
     """ImageNet embeddings (float16) of every image's proposal boxes, by image id."""
     embedder = build_embedder(config.backbone, config.weights).to(device)
-    images_by_id = {int(image["id"]): image for image in index.images}
     features = {}
     for proposals in track([p for p in everything if len(p)], "dump (crop embeddings)"):
         rgb = read_rgb(index.image_path(images_by_id[proposals.image_id]))

@@ -82,22 +82,15 @@ def image_instances(
     proposals: ImageProposals,
     config: ExportCocoConfig,
     device: str,
-    scores: np.ndarray,
-    ranking: np.ndarray,
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
 ) -> PseudoInstances:
-    """The image's pseudo instances from the cut's labels, its SOPs' own `scores` (min_score and
-    NMS) and `ranking` (the instances' scores), both in cut.h5 row order."""
+    """The image's pseudo instances from the cut's columns (labels, proposal_index, the SOPs' own
+    scores for min_score and NMS, the ranking that scores the survivors), in cut.h5 row order."""
     rows = cut.rows_of(proposals.image_id)
-    proposal_index = cut.handle[artifacts.H5_PROPOSAL_INDEX][rows].astype(np.int64)
+    labels, proposal_index, scores, ranking = (column[rows] for column in columns)
     check_proposal_rows(cut, proposals.image_id, proposal_index, len(proposals))
     return select_pseudo_instances(
-        proposals,
-        proposal_index,
-        cut.handle[artifacts.H5_LABELS][rows].astype(np.int64),
-        scores[rows],
-        config,
-        device,
-        ranking=ranking[rows],
+        proposals, proposal_index, labels, scores, config, device, ranking
     )
 
 
@@ -108,16 +101,11 @@ def select_pseudo_instances(
     scores: np.ndarray,
     config: ExportCocoConfig,
     device: str,
-    agreement: np.ndarray | None = None,
     ranking: np.ndarray | None = None,
 ) -> PseudoInstances:
-    """Labelled SOPs (proposal rows, labels, p[label]) -> the image's pseudo instances. With
-    `agreement` ((M, K) for the image's proposals, cam_scores.h5) the score p[label] is multiplied
-    by how well the SOP's mask matches the CAM of its class. min_score and NMS use that score;
-    the survivors are scored (their AP ranking) by `ranking` where given."""
+    """Labelled SOPs (proposal rows, labels, scores) -> the image's pseudo instances: min_score and
+    NMS use `scores`; the survivors are scored (their AP ranking) by `ranking` where given."""
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
-    if agreement is not None and len(proposal_index):
-        scores = scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
     ranking = scores if ranking is None else ranking
     keep = select_instances(
         boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
@@ -211,14 +199,16 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
     ):
         solver = str(cut.attrs.get("solver", "unknown"))
         labels = cut.column(artifacts.H5_LABELS).astype(np.int64)
+        proposal_index = cut.column(artifacts.H5_PROPOSAL_INDEX).astype(np.int64)
         labelled_sops = int((labels > 0).sum())
-        scores = own_scores(cut, agreement)
+        scores = own_scores(cut, labels, proposal_index, agreement)
         ranking = neighbour_scores(
             scores, labels, cut_neighbours(cut, len(labels)), config.neighbour_weight
         )
+        columns = (labels, proposal_index, scores, ranking)
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
-            instances = image_instances(cut, proposals, config, context.device, scores, ranking)
+            instances = image_instances(cut, proposals, config, context.device, columns)
             annotations.extend(
                 coco_annotations(image["id"], instances, classes, len(annotations) + 1)
             )
