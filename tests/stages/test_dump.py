@@ -119,5 +119,10 @@ def test_cli_runs_the_three_stages_and_reports_bad_input(tiny_demo: Path, tmp_pa
         "missing.pt",
     )
     assert liid("train-mil", "--run", run_dir, *small, "--set", "roi_size=2").exit_code == 0
+    assert_one_line_error(
+        liid("dump", "--run", run_dir, "--profile", "demo", "--set", "crops.weights=none"),
+        "crop_features=false",
+    )
+    assert not (artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5).exists()
     result = liid("dump", "--run", run_dir, "--profile", "demo", "--device", "cpu")
     assert result.exit_code == 0 and "images/s" in result.output, result.output

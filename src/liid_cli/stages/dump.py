@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from liid_cli import artifacts
 from liid_cli.checkpoints import load_checkpoint
@@ -37,6 +37,16 @@ class CropFeaturesConfig(StageConfig):
     backbone: str  # any timm model name, or resnet18/34/50/101 (torchvision)
     weights: str  # imagenet | PATH to a state dict of the whole classifier
     side: int = Field(ge=8)  # crops are squared to side x side pixels
+
+    @field_validator("weights")
+    @classmethod
+    def pretrained_only(cls, weights: str) -> str:
+        if weights == "none":
+            raise ValueError(
+                "crop embeddings need trained weights (imagenet or a PATH): random ones make "
+                "meaningless neighbours; set crop_features=false to dump without them"
+            )
+        return weights
 
 
 class DumpConfig(StageConfig):
