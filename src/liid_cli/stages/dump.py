@@ -121,10 +121,8 @@ def run(config: DumpConfig, context: StageContext) -> dict[str, Any]:
     dim = network.feature_dim
     extra = {}
     if config.crop_features:
-        crops = crop_features(everything, index, images_by_id, config.crops, context.device)
-        crop_dim = next((f.shape[1] for f in crops.values()), 0)
-        extra[artifacts.H5_CROP_FEATURES] = _rows(
-            [crops.get(p.image_id) for p in everything], crop_dim, np.float16
+        extra[artifacts.H5_CROP_FEATURES] = crop_features(
+            everything, index, images_by_id, config.crops, context.device
         )
     write_csr(
         context.out_dir / artifacts.DUMP_H5,
@@ -172,15 +170,15 @@ def crop_features(
     images_by_id: dict[int, dict[str, Any]],
     config: CropFeaturesConfig,
     device: str,
-) -> dict[int, np.ndarray]:
-    """ImageNet embeddings (float16) of every image's proposal boxes, by image id."""
+) -> np.ndarray:
+    """float16 (M, D) ImageNet embeddings of every proposal box, in dump row order."""
     embedder = build_embedder(config.backbone, config.weights).to(device)
-    features = {}
-    for proposals in track([p for p in everything if len(p)], "dump (crop embeddings)"):
-        rgb = read_rgb(index.image_path(images_by_id[proposals.image_id]))
-        embedded = embed_boxes(embedder, rgb, proposals.boxes, config.side, device)
-        features[proposals.image_id] = embedded.astype(np.float16)
-    return features
+    blocks = [
+        embed_boxes(embedder, read_rgb(index.image_path(images_by_id[p.image_id])), p.boxes,
+                    config.side, device)
+        for p in track([p for p in everything if len(p)], "dump (crop embeddings)")
+    ]
+    return _rows(blocks, blocks[0].shape[1] if blocks else 0, np.float16)
 
 
 def _rows(blocks: list[np.ndarray | None], width: int, dtype: type) -> np.ndarray:

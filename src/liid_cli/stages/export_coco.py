@@ -77,20 +77,31 @@ def select_instances(
     return candidates[kept.cpu().numpy()]
 
 
+@dataclass(frozen=True)
+class SopColumns:
+    """The cut's SOPs in cut.h5 row order: label, proposal row, own score (min_score and NMS)
+    and ranking (the survivors' scores)."""
+
+    labels: np.ndarray
+    proposal_index: np.ndarray
+    scores: np.ndarray
+    ranking: np.ndarray
+
+
 def image_instances(
     cut: CsrFile,
     proposals: ImageProposals,
     config: ExportCocoConfig,
     device: str,
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    sops: SopColumns,
 ) -> PseudoInstances:
-    """The image's pseudo instances from the cut's columns (labels, proposal_index, the SOPs' own
-    scores for min_score and NMS, the ranking that scores the survivors), in cut.h5 row order."""
+    """The image's pseudo instances from its rows of the cut's SOPs."""
     rows = cut.rows_of(proposals.image_id)
-    labels, proposal_index, scores, ranking = (column[rows] for column in columns)
+    proposal_index = sops.proposal_index[rows]
     check_proposal_rows(cut, proposals.image_id, proposal_index, len(proposals))
     return select_pseudo_instances(
-        proposals, proposal_index, labels, scores, config, device, ranking
+        proposals, proposal_index, sops.labels[rows], sops.scores[rows], config, device,
+        sops.ranking[rows],
     )
 
 
@@ -205,10 +216,10 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
         ranking = neighbour_scores(
             scores, labels, cut_neighbours(cut, len(labels)), config.neighbour_weight
         )
-        columns = (labels, proposal_index, scores, ranking)
+        sops = SopColumns(labels, proposal_index, scores, ranking)
         for image in track(index.images, "export"):
             proposals = _image_proposals(store, image)
-            instances = image_instances(cut, proposals, config, context.device, columns)
+            instances = image_instances(cut, proposals, config, context.device, sops)
             annotations.extend(
                 coco_annotations(image["id"], instances, classes, len(annotations) + 1)
             )
