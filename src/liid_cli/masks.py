@@ -70,6 +70,21 @@ def iou_matrix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> np.ndarray:
                                      [0] * len(b)))
 
 
+def mask_nms(
+    rles: list[dict[str, Any]], scores: np.ndarray, labels: np.ndarray, iou: float
+) -> np.ndarray:
+    """Greedy NMS by mask IoU within each label: indices kept, best score first."""
+    overlap = iou_matrix(rles, rles) > iou
+    overlap &= labels[:, None] == labels[None, :]
+    alive = np.ones(len(rles), dtype=bool)
+    kept = []
+    for index in np.argsort(-scores, kind="stable"):
+        if alive[index]:
+            kept.append(index)
+            alive &= ~overlap[index]
+    return np.array(kept, dtype=np.int64)
+
+
 def _bytes_counts(rle: dict[str, Any]) -> dict[str, Any]:
     counts = rle["counts"]
     return {"size": list(rle["size"]),

@@ -110,6 +110,26 @@ def test_nms_keeps_higher_score_within_a_class_and_both_across_classes() -> None
     assert noise_and_low.tolist() == [3, 1]  # best first; noise (0) and the 0.5 box dropped
 
 
+def test_mask_nms_keeps_interleaved_objects_that_box_nms_merges() -> None:
+    # Two combs whose teeth interleave: the same box, disjoint masks; a third mask inside the
+    # first (mask IoU 0.75 with it); a fourth like the first but of another class.
+    comb_a = np.zeros((20, 20), dtype=bool)
+    comb_a[:, 0::2] = True
+    comb_b = ~comb_a
+    inner = comb_a.copy()
+    inner[15:] = False
+    rles = [masks.encode(m) for m in (comb_a, comb_b, inner, comb_a)]
+    boxes = np.array([masks.box_xyxy(m) for m in (comb_a, comb_b, inner, comb_a)], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], dtype=np.float32)
+    labels = np.array([1, 1, 1, 2])
+    by_box = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.5)
+    by_mask = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.5, rles=rles)
+    assert by_box.tolist() == [0, 3]
+    assert by_mask.tolist() == [0, 1, 3]
+    kept_nested = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.8, rles=rles)
+    assert kept_nested.tolist() == [0, 1, 2, 3]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_nms_on_the_gpu_keeps_the_same_rows() -> None:
     rng = np.random.default_rng(0)

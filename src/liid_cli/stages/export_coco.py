@@ -40,6 +40,7 @@ from liid_cli.runner import StageContext, StageSpec
 class ExportCocoConfig(StageConfig):
     min_score: float
     nms_iou: float
+    nms_overlap: Literal["box", "mask"] = "box"
     score: Literal["p", "p_cam_agreement"]
     neighbour_weight: float = Field(ge=0.0, le=1.0)
     semantic_overlap: Literal["ignore", "highest_score"]
@@ -63,11 +64,16 @@ def select_instances(
     min_score: float,
     nms_iou: float,
     device: str = "cpu",
+    rles: list[dict[str, Any]] | None = None,
 ) -> np.ndarray:
-    """Rows kept: label > 0, score >= min_score, then box NMS per class; best score first."""
+    """Rows kept: label > 0, score >= min_score, then NMS per class, by the masks' IoU where
+    `rles` are given, else by the boxes'; best score first."""
     candidates = np.flatnonzero((labels > 0) & (scores >= min_score))
     if len(candidates) == 0:
         return candidates
+    if rles is not None:
+        chosen = [rles[row] for row in candidates]
+        return candidates[masks.mask_nms(chosen, scores[candidates], labels[candidates], nms_iou)]
     kept = batched_nms(
         torch.as_tensor(boxes[candidates], dtype=torch.float32, device=device),
         torch.as_tensor(scores[candidates], dtype=torch.float32, device=device),
@@ -118,11 +124,13 @@ def select_pseudo_instances(
     NMS use `scores`; the survivors are scored (their AP ranking) by `ranking` where given."""
     boxes = proposals.boxes[proposal_index] if len(proposal_index) else np.zeros((0, 4), np.float32)
     ranking = scores if ranking is None else ranking
+    rles = [proposals.rle(int(row)) for row in proposal_index]
     keep = select_instances(
-        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device
+        boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device,
+        rles=rles if config.nms_overlap == "mask" else None,
     )
     return PseudoInstances(
-        rles=[proposals.rle(int(row)) for row in proposal_index[keep]],
+        rles=[rles[row] for row in keep],
         boxes=boxes[keep],
         labels=labels[keep],
         scores=ranking[keep].astype(np.float32),
