@@ -14,6 +14,7 @@ from liid_cli.graph.build import (
     build_graph,
     component_energies,
     edgeless_graph,
+    prior_corrected,
 )
 from liid_cli.graph.expansion import alpha_expansion
 from liid_cli.graph.lp import build_program, lagrangian_bound, solve_glop, solve_pdlp, subproblem
@@ -217,3 +218,18 @@ def test_authors_terminals_subtract_the_global_minimum_and_keep_background_for_u
     assert np.allclose(weights[:2], [[0.0, 0.3 - 0.15, 0.0], [0.0, 0.25 - 0.15, 0.0]])
     assert may_take[2].tolist() == [True, False, False] and weights[2, 0] == 1.0
     assert argmax_labels(edgeless_graph(weights, may_take)).tolist() == [1, 1, 0]
+
+
+def test_prior_correction_by_hand_hands_a_close_call_to_the_rarer_class() -> None:
+    # 4 images: class 1 tagged on all of them, class 2 on one, class 3 on none (prior clipped to 1/4).
+    image_labels = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]], dtype=bool)
+    probs = np.array([[0.1, 0.6, 0.3, 0.0], [0.2, 0.3, 0.0, 0.5]], dtype=np.float32)
+    assert prior_corrected(probs, image_labels, 0.0) is probs
+    # power 1: [0.1, 0.6, 0.3 / 0.25, 0] / 1.9 and [0.2, 0.3, 0, 0.5 / 0.25] / 2.5
+    expected = np.array([[0.1, 0.6, 1.2, 0.0], [0.2, 0.3, 0.0, 2.0]]) / np.array([[1.9], [2.5]])
+    corrected = prior_corrected(probs, image_labels, 1.0)
+    assert corrected.dtype == np.float32 and np.allclose(corrected, expected)
+    assert corrected[0].argmax() == 2 and probs[0].argmax() == 1
+    # power 0.5 halves the lean: 0.3 / 0.5 = 0.6 against the frequent class's 0.6, a tie.
+    half = prior_corrected(probs, image_labels, 0.5)
+    assert half[0, 1] == pytest.approx(half[0, 2])

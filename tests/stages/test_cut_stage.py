@@ -13,6 +13,7 @@ from benchmarks.synthetic_dump import SyntheticDumpSpec, write_synthetic_dump
 from helpers import assert_one_line_error, liid
 from liid_cli import artifacts
 from liid_cli.fileio import file_sha256, read_json
+from liid_cli.graph.build import argmax_labels, edgeless_graph, terminal_weights
 from liid_cli.stages.baselines import no_graph_labels
 
 SMALL = SyntheticDumpSpec(
@@ -124,19 +125,24 @@ def test_authors_terminals_give_every_sop_a_labelled_class(
             assert np.array_equal(labels, foreground[:, 1:].argmax(axis=1) + 1)
 
 
-@pytest.mark.parametrize("terminals", ["authors", "probabilities"])
+@pytest.mark.parametrize(
+    ("terminals", "prior_power"), [("authors", 0.0), ("probabilities", 0.0), ("authors", 1.0)]
+)
 def test_no_graph_baseline_labels_are_the_cuts_argmax(
-    synthetic_run: tuple[Path, Path], tmp_path: Path, terminals: str
+    synthetic_run: tuple[Path, Path], tmp_path: Path, terminals: str, prior_power: float
 ) -> None:
     index, run = synthetic_run
     other = tmp_path / terminals
     shutil.copytree(run / "dump", other / "dump")
     result = liid("cut", "--run", other, "--data", index, "--solver", "argmax",
-                  "--set", f"terminals={terminals}")
+                  "--set", f"terminals={terminals}", "--set", f"class_prior_power={prior_power}")
     assert result.exit_code == 0, result.output
-    _, labels = no_graph_labels(other / "cut", other / "dump", file_sha256(index), SMALL.num_classes)
+    dump, labels = no_graph_labels(other / "cut", other / "dump", file_sha256(index),
+                                   SMALL.num_classes)
     with h5py.File(other / "cut" / artifacts.CUT_H5) as cut:
         assert np.array_equal(labels, cut[artifacts.H5_LABELS][:])
+    uncorrected = argmax_labels(edgeless_graph(*terminal_weights(dump.probs, dump.allowed, terminals)))
+    assert (uncorrected != labels).any() == (prior_power > 0)
     assert (labels == 0).any() == (terminals == "probabilities")
 
 

@@ -52,6 +52,18 @@ AUTHORS_TOP = 4
 AUTHORS_SMALLEST = 1e-4
 
 
+def prior_corrected(probs: np.ndarray, image_labels: np.ndarray, power: float) -> np.ndarray:
+    """p[k] / prior[k]^power, renormalised per SOP (logit adjustment): prior[k] is the share of
+    the data set's images tagged with class k, background's 1. A network trained on image tags
+    leans toward the frequent classes; this takes the lean back out of its probabilities."""
+    if power == 0.0:
+        return probs
+    prior = image_labels.mean(axis=0).clip(1.0 / len(image_labels), 1.0)
+    prior[0] = 1.0
+    corrected = probs.astype(np.float64) / prior[None] ** power
+    return (corrected / corrected.sum(axis=1, keepdims=True).clip(1e-12)).astype(probs.dtype)
+
+
 def terminal_weights(
     probs: np.ndarray, allowed: np.ndarray, scheme: Literal["probabilities", "authors"]
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -7,9 +7,9 @@ puts them beside LIID.
   `min_area` of the image is an instance, scored by the CAM peak inside it.
 - `best_proposal`: for each labelled class, the proposal with the highest CAM score R (mean + max
   of the CAM in its box, train-cam's `cam_box_scores`), scored R / 2.
-- `no_graph`: each SOP's best label from the cut's own terminals and label masking (what
-  `liid cut --solver argmax` gives), then export-coco's own settings (score, min_score, NMS), read
-  from the run's cut and export-coco manifests.
+- `no_graph`: each SOP's best label from the cut's own terminals, class-prior correction and
+  label masking (what `liid cut --solver argmax` gives), then export-coco's own settings (score,
+  min_score, NMS), read from the run's cut and export-coco manifests.
 
 Reads proposals, train-cam (cam.pt, cam_scores.h5), dump and the cut's and export-coco's configs;
 writes `<run>/baselines/<name>/pseudo_instances.json`.
@@ -31,7 +31,7 @@ from liid_cli.config import StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
-from liid_cli.graph.build import argmax_labels, edgeless_graph, terminal_weights
+from liid_cli.graph.build import argmax_labels, edgeless_graph
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.graph.instance_scores import agreement_scores
 from liid_cli.h5store import open_csr
@@ -41,7 +41,7 @@ from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.models.cam_scoring import cam_input
 from liid_cli.proposals.store import ImageProposals, open_proposals
 from liid_cli.runner import StageContext, StageSpec
-from liid_cli.stages.cut import CutConfig
+from liid_cli.stages.cut import CutConfig, cut_terminals
 from liid_cli.stages.export_coco import (
     ExportCocoConfig,
     PseudoInstances,
@@ -140,7 +140,7 @@ def no_graph_labels(
     cut = _stage_config(cut_dir, CutConfig)
     dump = read_dump(dump_dir / artifacts.DUMP_H5, fingerprint, num_classes,
                      label_masking=cut.label_masking)
-    weights, allowed = terminal_weights(dump.probs, dump.allowed, cut.terminals)
+    weights, allowed = cut_terminals(dump, cut)
     return dump, argmax_labels(edgeless_graph(weights, allowed))
 
 

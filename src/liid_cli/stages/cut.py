@@ -14,12 +14,19 @@ import time
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from liid_cli import artifacts
 from liid_cli.config import StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
-from liid_cli.graph.build import SopGraph, build_graph, edgeless_graph, terminal_weights
+from liid_cli.graph.build import (
+    SopGraph,
+    build_graph,
+    edgeless_graph,
+    prior_corrected,
+    terminal_weights,
+)
 from liid_cli.graph.dump import DumpData, FeatureStream, crop_features_view, read_dump
 from liid_cli.graph.knn import (
     Neighbours,
@@ -49,6 +56,8 @@ class CutConfig(StageConfig):
     solver: Literal["expansion", "argmax"]
     label_masking: bool
     terminals: Literal["probabilities", "authors"]
+    # Default for cut manifests written before the field existed (`liid baselines` re-reads them).
+    class_prior_power: float = Field(default=0.0, ge=0.0)
     neighbours: int
     delta: float
     edge_weight: Literal["absolute", "relative"]
@@ -67,6 +76,12 @@ class CutConfig(StageConfig):
     lp_batch_sops: int
     lp_time_limit: float
     pdlp_tolerance: float
+
+
+def cut_terminals(dump: DumpData, config: CutConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The SOP-terminal weights and allowed labels of the cut (and of the no-graph baseline)."""
+    probs = prior_corrected(dump.probs, dump.image_labels, config.class_prior_power)
+    return terminal_weights(probs, dump.allowed, config.terminals)
 
 
 def find_neighbours(config: CutConfig, dump: DumpData, context: StageContext) -> Neighbours:
@@ -150,7 +165,7 @@ def run(config: CutConfig, context: StageContext) -> dict[str, Any]:
         config.label_masking,
     )
     timer["read"] = time.perf_counter()
-    weights, allowed = terminal_weights(dump.probs, dump.allowed, config.terminals)
+    weights, allowed = cut_terminals(dump, config)
     neighbours = None
     floor = 0.0
     table = np.full((dump.num_sops, config.neighbours), -1, dtype=np.int32)
