@@ -58,7 +58,7 @@ def prior_corrected(probs: np.ndarray, image_labels: np.ndarray, power: float) -
     leans toward the frequent classes; this takes the lean back out of its probabilities."""
     if power == 0.0:
         return probs
-    prior = image_labels.mean(axis=0).clip(1.0 / len(image_labels), 1.0)
+    prior = image_labels.mean(axis=0).clip(1.0 / max(len(image_labels), 1), 1.0)
     prior[0] = 1.0
     corrected = probs.astype(np.float64) / prior[None] ** power
     return (corrected / corrected.sum(axis=1, keepdims=True).clip(1e-12)).astype(probs.dtype)
