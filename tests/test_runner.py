@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from liid_cli import artifacts
-from liid_cli.config import StageConfig, load_stage_config
+from liid_cli.config import StageConfig, load_stage_config, recorded_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 from liid_cli.runner import StageContext, StageInput, StageSpec, run_stage
@@ -50,6 +50,12 @@ def test_config_layers_defaults_profile_file_and_overrides(stages: Path, tmp_pat
     config = load_stage_config("proposals", ToyConfig, profile="demo", config_file=extra,
                                overrides=["proposals.factor=7"])
     assert (config.factor, config.name) == (7, "mine")
+
+
+def test_a_recorded_config_from_before_a_key_existed_takes_the_yaml_default(stages: Path) -> None:
+    assert recorded_stage_config("proposals", ToyConfig, {"factor": 5}) == ToyConfig(
+        factor=5, name="paper"
+    )
 
 
 @pytest.mark.parametrize(

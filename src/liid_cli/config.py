@@ -120,5 +120,12 @@ def load_stage_config(
         raise LiidError(f"{source}: setting {where!r}: {first['msg']}") from None
 
 
+def recorded_stage_config(stage: str, model: type[C], recorded: dict[str, Any]) -> C:
+    """The config a finished stage recorded in its manifest. A key added to the stage since that
+    run takes the YAML's `defaults`, which keep the behaviour from before the key existed."""
+    defaults = _read_yaml(stage_yaml(stage)).get("defaults") or {}
+    return model.model_validate(deep_merge(defaults, recorded))
+
+
 def config_to_yaml(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

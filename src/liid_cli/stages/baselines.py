@@ -27,7 +27,7 @@ from skimage.measure import label as connected_components
 
 from liid_cli import artifacts, masks
 from liid_cli.checkpoints import load_checkpoint
-from liid_cli.config import StageConfig
+from liid_cli.config import StageConfig, recorded_stage_config
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
@@ -129,7 +129,8 @@ class _CamMaps:
 
 def _stage_config(stage_dir: Path, model: type[ConfigT]) -> ConfigT:
     """The resolved config a finished stage recorded in its manifest."""
-    return model.model_validate(read_json(stage_dir / artifacts.MANIFEST)["config"])
+    manifest = read_json(stage_dir / artifacts.MANIFEST)
+    return recorded_stage_config(manifest["stage"], model, manifest["config"])
 
 
 def no_graph_labels(

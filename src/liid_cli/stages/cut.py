@@ -56,8 +56,7 @@ class CutConfig(StageConfig):
     solver: Literal["expansion", "argmax"]
     label_masking: bool
     terminals: Literal["probabilities", "authors"]
-    # Default for cut manifests written before the field existed (`liid baselines` re-reads them).
-    class_prior_power: float = Field(default=0.0, ge=0.0)
+    class_prior_power: float = Field(ge=0.0)
     neighbours: int
     delta: float
     edge_weight: Literal["absolute", "relative"]

@@ -40,7 +40,7 @@ from liid_cli.runner import StageContext, StageSpec
 class ExportCocoConfig(StageConfig):
     min_score: float
     nms_iou: float
-    nms_overlap: Literal["box", "mask"] = "box"
+    nms_overlap: Literal["box", "mask"]
     score: Literal["p", "p_cam_agreement"]
     neighbour_weight: float = Field(ge=0.0, le=1.0)
     semantic_overlap: Literal["ignore", "highest_score"]
