@@ -64,21 +64,22 @@ $(RUN)/cut/$(M): $(RUN)/dump/$(M) stages/cut.yaml
 	$(LIID) cut $(ARGS)
 $(RUN)/export/$(M): $(RUN)/cut/$(M) stages/export_coco.yaml
 	$(LIID) export-coco $(ARGS)
-$(RUN)/eval/pseudo_labels/metrics.json: $(RUN)/export/$(M)
+# The eval targets are stamps, not metrics.json: a data set without ground truth writes no metrics.
+$(RUN)/eval/.pseudo_labels.done: $(RUN)/export/$(M)
 	$(LIID) eval instances --run $(RUN) --if-truth
 	$(LIID) eval labels --run $(RUN) --if-truth
-	@mkdir -p $(@D) && touch $@  # a data set without ground truth has no metrics to write
+	@mkdir -p $(@D) && touch $@
 
 # ---- Mask R-CNN on the pseudo labels, evaluated on val ----
 $(RUN)/train/$(M): $(RUN)/export/$(M) stages/train.yaml
 	$(LIID) train $(ARGS)
 $(RUN)/predict/$(M): $(RUN)/train/$(M) stages/predict.yaml
 	$(LIID) predict $(ARGS) --data $(VAL_INDEX)
-$(RUN)/eval/predictions/metrics.json: $(RUN)/predict/$(M)
+$(RUN)/eval/.predictions.done: $(RUN)/predict/$(M)
 	$(LIID) eval instances --run $(RUN) --source predictions --if-truth
 	@mkdir -p $(@D) && touch $@
 
-pipeline: $(RUN)/eval/pseudo_labels/metrics.json $(RUN)/eval/predictions/metrics.json  ## LIID + Mask R-CNN.
+pipeline: $(RUN)/eval/.pseudo_labels.done $(RUN)/eval/.predictions.done  ## LIID + Mask R-CNN.
 
 # ---- upper bound: the same Mask R-CNN on ground-truth masks ----
 $(GT_RUN)/train/$(M): $(TRAIN_INDEX) stages/train.yaml $(SRC)
@@ -100,23 +101,46 @@ ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train spl
 
 # ---- baselines: what people try first, evaluated beside LIID (the run's ground truth) ----
 BASELINES := cam_threshold best_proposal no_graph
-baselines: $(RUN)/eval/pseudo_labels/metrics.json  ## CAM threshold, best proposal and no-graph pseudo labels beside LIID.
+baselines: $(RUN)/eval/.pseudo_labels.done  ## CAM threshold, best proposal and no-graph pseudo labels beside LIID.
 	$(LIID) baselines $(ARGS)
 	$(foreach b,$(BASELINES),$(LIID) eval instances --run $(RUN) --predictions $(RUN)/baselines/$(b)/pseudo_instances.json --name baseline_$(b) --if-truth -q;)
-	-$(LIID) eval compare $(RUN)
+	$(LIID) eval compare $(RUN) --if-truth
 
 # ---- your own photos: make real COCO=instances.json IMAGES=dir RUN=runs/real (or FOLDER=dir LABELS=labels.csv) ----
-REAL_ARGS = DATA=$(RUN)/data RUN=$(RUN) PROFILE=real
+# REAL_PROFILE: the stage YAMLs' profile for your photos (the tests use the fast demo one).
+REAL_PROFILE ?= real
+REAL_ARGS = DATA=$(RUN)/data RUN=$(RUN) PROFILE=$(REAL_PROFILE)
 real:  ## LIID + baselines + evaluations + report on your photos (COCO= IMAGES= or FOLDER= LABELS=; RUN=).
 	@test -n "$(COCO)$(FOLDER)" || { echo "error: pass COCO=instances.json IMAGES=DIR or FOLDER=DIR LABELS=labels.csv"; exit 2; }
 	$(MAKE) baselines $(REAL_ARGS)
-	$(LIID) viz --run $(RUN) --profile real
+	$(LIID) viz --run $(RUN) --profile $(REAL_PROFILE)
 
-real-train:  ## Mask R-CNN on the pseudo labels of `make real` (same variables), its predictions and scores.
+# Mask R-CNN on the pseudo labels; it predicts the training photos. With VAL_COCO= VAL_IMAGES= (or a
+# folder without ground truth, VAL_FOLDER=) it is also run on those photos it never saw, beside the
+# same Mask R-CNN trained on the ground truth (COCO only) and on the labels of the baseline
+# VAL_BASELINE: <RUN>/val/<model>/predictions.json, scored when they have ground truth.
+VAL_BASELINE ?= no_graph
+VAL_DATA = $(RUN)/val/data
+VAL_SET = $(if $(VAL_COCO),--data $(VAL_DATA)/index_val.json,--images $(VAL_FOLDER))
+VAL_TRAIN = $(LIID) train --profile $(REAL_PROFILE) --seed $(SEED) --data $(RUN)/data/index_train.json
+VAL_MODELS = liid $(if $(COCO),ground-truth) $(VAL_BASELINE)
+real-train:  ## Mask R-CNN on the pseudo labels of `make real` (same variables; VAL_COCO= VAL_IMAGES= or VAL_FOLDER= to score it on other photos).
 	@test -n "$(COCO)$(FOLDER)" || { echo "error: pass COCO=instances.json IMAGES=DIR or FOLDER=DIR LABELS=labels.csv"; exit 2; }
+	$(MAKE) real
 	$(MAKE) $(RUN)/train/$(M) $(REAL_ARGS)
-	$(LIID) predict --run $(RUN) --profile real --data $(RUN)/data/index_train.json
+	$(LIID) predict --run $(RUN) --profile $(REAL_PROFILE) --data $(RUN)/data/index_train.json
 	$(LIID) eval instances --run $(RUN) --source predictions --if-truth
+ifneq ($(VAL_COCO)$(VAL_FOLDER),)
+	$(if $(VAL_COCO),$(LIID) data coco --annotations $(VAL_COCO) --images $(VAL_IMAGES) --split val --out $(VAL_DATA))
+	$(if $(COCO),$(VAL_TRAIN) --run $(RUN)/val/ground-truth --labels $(RUN)/data/gt_train.json)
+	$(VAL_TRAIN) --run $(RUN)/val/$(VAL_BASELINE) --labels $(RUN)/baselines/$(VAL_BASELINE)/pseudo_instances.json
+	$(foreach m,$(VAL_MODELS),$(LIID) predict --run $(RUN)/val/$(m) --profile $(REAL_PROFILE) $(VAL_SET) \
+	  --model $(if $(filter liid,$(m)),$(RUN),$(RUN)/val/$(m))/train/model_best.pt && \
+	  ln -sfn predict/predictions.json $(RUN)/val/$(m)/predictions.json && \
+	  $(LIID) eval instances --run $(RUN)/val/$(m) --source predictions --if-truth &&) true
+	$(LIID) eval compare $(foreach m,$(VAL_MODELS),$(RUN)/val/$(m)) --if-truth
+endif
+	$(LIID) viz --run $(RUN) --profile $(REAL_PROFILE)
 
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
 B2M_RUN ?= runs/demo-box2mask

@@ -22,3 +22,25 @@ def assert_one_line_error(result: Result, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error:"), output
     for fragment in fragments:
         assert fragment in output, (fragment, output)
+
+
+def tagged_folder(index_path: Path, out: Path) -> tuple[Path, Path]:
+    """A data set index as a user's photos: a folder of its images and a `labels.csv` of tags."""
+    import csv
+    import shutil
+
+    from liid_cli.data.index import load_index
+
+    index = load_index(index_path)
+    photos = out / "photos"
+    photos.mkdir(parents=True)
+    rows = []
+    for image in index.images:
+        source = index.image_path(image)
+        shutil.copy(source, photos / source.name)
+        tags = [index.classes.names[index.classes.to_internal(c) - 1] for c in image["labels"]]
+        rows.append([source.name, ";".join(tags)])
+    labels = out / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["image", "labels"], *rows])
+    return photos, labels

@@ -44,6 +44,10 @@ FOLDER_INDEX = "index_{name}.json"
 PREDICTIONS_JSON = "predictions.json"
 METRICS_JSON = "metrics.json"
 REPORT_HTML = "report.html"
+# `make real-train VAL_...`: <run>/val/<model>/ is a run folder per Mask R-CNN (trained on LIID's
+# pseudo labels, on ground truth, on a baseline's labels) holding its predictions on the
+# validation photos (predict/, predictions.json) and their evaluation.
+VAL_DIR = "val"
 # `liid eval` writes <run>/eval/<name>/metrics.json; the default names of what it evaluates:
 EVAL_PSEUDO = "pseudo_labels"  # export-coco's pseudo instances vs the training split's ground truth
 EVAL_PREDICTIONS = "predictions"  # predict's results vs the evaluated split's ground truth
@@ -115,3 +119,12 @@ def eval_metrics_path(run_dir: Path, name: str) -> Path:
 
 def gt_path(data_dir: Path, split: str) -> Path:
     return data_dir / GT_FILE.format(split=split)
+
+
+def val_runs(run_dir: Path) -> dict[str, Path]:
+    """{model: run folder} of `<run>/val/<model>/` folders whose predict stage has finished."""
+    predict = registry.stage("predict").folder
+    return {
+        path.parent.parent.name: path.parent.parent
+        for path in sorted((run_dir / VAL_DIR).glob(f"*/{predict}/{MANIFEST}"))
+    }

@@ -198,6 +198,14 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         runs: Annotated[
             list[Path], typer.Argument(help="Run folders whose `liid eval` results to line up.")
         ],
+        if_truth: Annotated[
+            bool,
+            typer.Option(
+                "--if-truth",
+                help="Leave out runs with no evaluations (their data set has no ground truth); "
+                "with none left, a note and exit 0.",
+            ),
+        ] = False,
     ) -> None:
         """Print the metrics of several runs side by side (the ablation table)."""
         from liid_cli.evaluation.runs import run_evaluations
@@ -206,11 +214,15 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         collected = []
         for run in runs:
             records = run_evaluations(run)
-            if not records:
+            if records:
+                collected.append((run.name or str(run), records))
+            elif not if_truth:
                 raise LiidError(
                     f"{run}: no evaluations found; run `liid eval instances --run {run}` first"
                 )
-            collected.append((run.name or str(run), records))
+        if not collected:
+            Console().print("skipped: no evaluations to compare (no ground truth)", highlight=False)
+            return
         Console(soft_wrap=True).print(compare_table(collected))
 
 

@@ -1,7 +1,8 @@
 """What `liid viz` draws for a run: one grid per data set split, with a column per available source.
 
 Columns (those that exist): the image, its ground truth, the exported pseudo labels, the predictions
-of a trained model, then the palette maps (semantic pseudo labels, semantic predictions). Whatever
+of a trained model (and, on the validation photos of `make real-train VAL_...`, those of each model
+under `<run>/val/`), then the palette maps (semantic pseudo labels, semantic predictions). Whatever
 stage is missing is left out.
 """
 
@@ -53,12 +54,15 @@ class Panel:
 
 def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     """The grids a run can show; `data` adds (or is the only) index when given."""
-    panels: dict[Path, Panel] = {}
+    panels: dict[tuple[Any, ...], Panel] = {}
 
     def panel(path: Path) -> Panel:
-        key = path.resolve()
+        # By the photos and their ids, not the file: each `predict --images DIR` run writes its own
+        # index of the same folder, and their predictions belong in one grid.
+        index = load_index(path)
+        key = (index.image_root.resolve(), *((im["id"], im["file_name"]) for im in index.images))
         if key not in panels:
-            panels[key] = Panel(load_index(path))
+            panels[key] = Panel(index)
         return panels[key]
 
     export_dir = artifacts.stage_dir(run_dir, "export-coco")
@@ -75,6 +79,14 @@ def find_panels(run_dir: Path, data: Path | None) -> list[Panel]:
     if predict_index is not None and predictions.is_file():
         panel(predict_index).instance_columns["predictions"] = predictions
         panel(predict_index).score_filtered.add("predictions")
+    for model, folder in artifacts.val_runs(run_dir).items():
+        val_index = index_from_upstream(folder, ("predict",))
+        column = f"{model} predictions"
+        if val_index is not None:
+            panel(val_index).instance_columns[column] = (
+                artifacts.stage_dir(folder, "predict") / artifacts.PREDICTIONS_JSON
+            )
+            panel(val_index).score_filtered.add(column)
     semantic_predictions = artifacts.stage_dir(run_dir, "predict-semantic") / artifacts.SEMANTIC_DIR
     semantic_index = index_from_upstream(run_dir, ("predict-semantic",))
     if semantic_index is not None:

@@ -104,7 +104,15 @@ def timings_section(rows: list[dict[str, Any]]) -> str:
     return _table(headers, table_rows, text_columns=(0, 2, 3, 4))
 
 
-def metrics_section(records: dict[str, dict[str, Any]]) -> str:
+NO_TRUTH = (
+    "<p class='empty'>This data set has no ground-truth masks, so nothing is scored: the pictures "
+    "under Overlays are the result.</p>"
+)
+
+
+def metrics_section(records: dict[str, dict[str, Any]], *, has_truth: bool = True) -> str:
+    if not records and not has_truth:
+        return NO_TRUTH
     if not records:
         return (
             "<p class='empty'>No evaluation yet: run <code>liid eval instances</code> / "
@@ -232,9 +240,15 @@ def _embedded_png(path: Path) -> str:
 
 
 def build_report(
-    run_dir: Path, grids: list[tuple[str, Path]], records: dict[str, dict[str, Any]]
+    run_dir: Path,
+    grids: list[tuple[str, Path]],
+    records: dict[str, dict[str, Any]],
+    *,
+    has_truth: bool = True,
 ) -> str:
-    """The HTML text of the report of `run_dir`; `grids` are (title, PNG path) pairs to embed."""
+    """The HTML text of the report of `run_dir`; `grids` are (title, PNG path) pairs to embed;
+    without ground truth (`has_truth` false) the metrics sections say so instead of asking for an
+    evaluation."""
     pictures = (
         "".join(
             f"<h3>{html.escape(title)}</h3>"
@@ -251,9 +265,9 @@ def build_report(
         f"<h1>liid report: {html.escape(run_dir.name)}</h1>"
         f"<p class='sub'>{html.escape(str(run_dir.resolve()))} &middot; generated {generated}</p>"
         f"<h2>Stage timings</h2>{timings_section(stage_rows(run_dir))}"
-        f"<h2>Metrics</h2>{metrics_section(records)}"
-        f"<h2>Per-class AP50</h2>{per_class_chart(records)}"
-        f"<h2>CAM heat maps</h2>{cams_section(run_dir)}"
+        f"<h2>Metrics</h2>{metrics_section(records, has_truth=has_truth)}"
+        + (f"<h2>Per-class AP50</h2>{per_class_chart(records)}" if records or has_truth else "")
+        + f"<h2>CAM heat maps</h2>{cams_section(run_dir)}"
         f"<h2>Overlays</h2>{pictures}"
         "</body></html>\n"
     )

@@ -1,4 +1,5 @@
-"""`liid viz` as a plain function: the run's grids into `<run>/viz/`, then `<run>/report.html`."""
+"""`liid viz` as a plain function: the run's grids into `<run>/viz/`, then `<run>/report.html`
+(with the evaluations of the run and of its validation models under `<run>/val/`)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,15 @@ def run_viz(run_dir: Path, data: Path | None, config: VizConfig, seed: int) -> P
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", panel.title.replace(" / ", "_")) + ".png"
             draw_panel(panel, settings).save(tmp / name)
             grids.append((panel.title, viz_dir / name))
+    records = run_evaluations(run_dir)
+    for model, folder in artifacts.val_runs(run_dir).items():
+        records.update({f"val {model}: {name}": r for name, r in run_evaluations(folder).items()})
+    has_truth = not panels or any(
+        panel.index.ground_truth_path is not None and panel.index.ground_truth_path.is_file()
+        for panel in panels
+    )
     report = run_dir / artifacts.REPORT_HTML
     with atomic_path(report) as tmp:
-        tmp.write_text(build_report(run_dir, grids, run_evaluations(run_dir)))
+        tmp.write_text(build_report(run_dir, grids, records, has_truth=has_truth))
     log.info(f"viz: {len(grids)} grid(s) in {viz_dir}, report {report}")
     return report
