@@ -42,10 +42,10 @@ all: $(STAMP) report  ## Every stage on the demo data into runs/demo, the upper 
 # The data set: the embedded demo, or your own (make real COCO=... IMAGES=... / FOLDER=... LABELS=...).
 ifneq ($(COCO),)
 $(TRAIN_INDEX): $(COCO) | $(STAMP)
-	$(LIID) data coco --annotations $(COCO) --images $(IMAGES) --out $(DATA)
+	$(LIID) data coco --annotations $(COCO) --images $(IMAGES) --out $(DATA) $(if $(PART),--part $(PART))
 else ifneq ($(FOLDER),)
 $(TRAIN_INDEX): $(LABELS) | $(STAMP)
-	$(LIID) data folder --images $(FOLDER) --labels $(LABELS) --out $(DATA)
+	$(LIID) data folder --images $(FOLDER) --labels $(LABELS) --out $(DATA) $(if $(PART),--part $(PART))
 else
 $(TRAIN_INDEX): src/liid_cli/data/demo.py | $(STAMP)
 	$(LIID) data demo --out $(DATA)
@@ -107,6 +107,8 @@ baselines: $(RUN)/eval/.pseudo_labels.done  ## CAM threshold, best proposal and 
 	$(LIID) eval compare $(RUN) --if-truth
 
 # ---- your own photos: make real COCO=instances.json IMAGES=dir RUN=runs/real (or FOLDER=dir LABELS=labels.csv) ----
+# PART=i/n keeps part i of n of the photos (liid data --part; one RUN per part), e.g. the two fixed
+# halves of a set: choose settings with PART=0/2, report PART=1/2 (or VAL_PART=1/2 in real-train).
 # REAL_PROFILE: the stage YAMLs' profile for your photos (the tests use the fast demo one).
 REAL_PROFILE ?= real
 REAL_ARGS = DATA=$(RUN)/data RUN=$(RUN) PROFILE=$(REAL_PROFILE)
@@ -131,7 +133,7 @@ real-train:  ## Mask R-CNN on the pseudo labels of `make real` (same variables; 
 	$(LIID) predict --run $(RUN) --profile $(REAL_PROFILE) --data $(RUN)/data/index_train.json
 	$(LIID) eval instances --run $(RUN) --source predictions --if-truth
 ifneq ($(VAL_COCO)$(VAL_FOLDER),)
-	$(if $(VAL_COCO),$(LIID) data coco --annotations $(VAL_COCO) --images $(VAL_IMAGES) --split val --out $(VAL_DATA))
+	$(if $(VAL_COCO),$(LIID) data coco --annotations $(VAL_COCO) --images $(VAL_IMAGES) --split val --out $(VAL_DATA) $(if $(VAL_PART),--part $(VAL_PART)))
 	$(if $(COCO),$(VAL_TRAIN) --run $(RUN)/val/ground-truth --labels $(RUN)/data/gt_train.json)
 	$(VAL_TRAIN) --run $(RUN)/val/$(VAL_BASELINE) --labels $(RUN)/baselines/$(VAL_BASELINE)/pseudo_instances.json
 	$(foreach m,$(VAL_MODELS),$(LIID) predict --run $(RUN)/val/$(m) --profile $(REAL_PROFILE) $(VAL_SET) \

@@ -136,6 +136,29 @@ def test_coco_reader_keeps_crowd_as_ground_truth(tiny_demo: Path, tmp_path: Path
     assert kept["annotations"][0]["iscrowd"] == 1
 
 
+def test_coco_parts_are_fixed_disjoint_halves_with_their_own_truth(
+    tiny_demo: Path, tmp_path: Path
+) -> None:
+    gt = json.loads((tiny_demo / "gt_train.json").read_text())
+    halves = []
+    for part in ("0/2", "1/2"):
+        out = tmp_path / part.replace("/", "-")
+        result = liid("data", "coco", "--annotations", tiny_demo / "gt_train.json",
+                      "--images", tiny_demo / "images", "--out", out, "--part", part, "-q")
+        assert result.exit_code == 0, result.output
+        ids = [im["id"] for im in load_index(out / "index_train.json").images]
+        truth = json.loads((out / "gt_train.json").read_text())
+        assert {a["image_id"] for a in truth["annotations"]} <= set(ids)
+        assert len(truth["annotations"]) == sum(a["image_id"] in ids for a in gt["annotations"])
+        halves.append(ids)
+    ranked = sorted(im["id"] for im in gt["images"])
+    assert halves == [ranked[0::2], ranked[1::2]]
+    result = liid("data", "coco", "--annotations", tiny_demo / "gt_train.json", "--images",
+                  tiny_demo / "images", "--out", tmp_path / "bad", "--part", "2/2")
+    assert_one_line_error(result, "--part '2/2'", "0 <= i < n")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_folder_reader_with_csv_and_json(tiny_demo: Path, tmp_path: Path) -> None:
     images = tiny_demo / "images"
     csv_path = tmp_path / "labels.csv"

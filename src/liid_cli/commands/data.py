@@ -9,7 +9,7 @@ import typer
 
 from liid_cli import artifacts
 from liid_cli.commands.common import QuietOption
-from liid_cli.data.index import coco_ground_truth, write_index
+from liid_cli.data.index import coco_ground_truth, parse_part, take_part, write_index
 from liid_cli.errors import user_errors
 from liid_cli.fileio import write_json
 from liid_cli.log import console, log, setup_logging
@@ -19,6 +19,9 @@ data_app = typer.Typer(
     no_args_is_help=True,
 )
 OutOption = Annotated[Path, typer.Option("--out", help="Folder to write the index (and ground truth) into.")]
+PartOption = Annotated[str | None, typer.Option(
+    "--part", help="Keep part i of n: the images at ranks i, i+n, ... by image id (e.g. two fixed "
+                   "halves, 0/2 and 1/2, one to choose settings on and one to report).")]
 
 
 def _write(out: Path, name: str, split: str, images: list[dict], categories: list[dict],
@@ -78,6 +81,7 @@ def coco(
     images: Annotated[Path, typer.Option("--images", help="Folder holding the images.")],
     split: Annotated[str, typer.Option("--split", help="Name of the split written.")] = "train",
     out: OutOption = Path("data/coco"),
+    part: PartOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """COCO: labels from the instance annotations (crowd regions kept as ignore), ground truth kept."""
@@ -85,6 +89,10 @@ def coco(
 
     setup_logging(quiet)
     records, categories, gt = read_coco(annotations, images)
+    if part is not None:
+        records = take_part(records, parse_part(part, "--part"))
+        kept = {image["id"] for image in records}
+        gt = [a for a in gt if a["image_id"] in kept]
     _write(out, "coco", split, records, categories, gt, images)
 
 
@@ -98,6 +106,7 @@ def folder(
                           "must be one of them (default: the tags found, sorted).")] = None,
     split: Annotated[str, typer.Option("--split", help="Name of the split written.")] = "train",
     out: OutOption = Path("data/folder"),
+    part: PartOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Any folder of images with image-level tags; no ground truth. Lists the classes it found."""
@@ -112,6 +121,8 @@ def folder(
     setup_logging(quiet)
     class_list = parse_class_list(classes) if classes is not None else None
     records, categories = read_folder(images, labels, class_list)
+    if part is not None:
+        records = take_part(records, parse_part(part, "--part"))
     _write(out, "folder", split, records, categories, None, images)
     counts = class_counts(records, categories)
     if not quiet:

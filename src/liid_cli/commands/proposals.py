@@ -8,6 +8,7 @@ import typer
 from liid_cli import artifacts
 from liid_cli.commands.common import Common, QuietOption, RunOption, run_registered, stage_command
 from liid_cli.config import load_stage_config
+from liid_cli.data.index import parse_part
 from liid_cli.device import resolve_device
 from liid_cli.errors import LiidError, user_errors
 from liid_cli.log import log, setup_logging
@@ -93,7 +94,7 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if shard is None:
             run_registered("proposals", common, overrides=overrides, extra_inputs=extra)
             return
-        index, count = stage.parse_shard(shard)
+        index, count = parse_part(shard, "--shard")
         config = load_stage_config(
             "proposals",
             stage.ProposalsConfig,

@@ -128,6 +128,24 @@ def validate_index(data: dict[str, Any], path: Path) -> None:
                 )
 
 
+def parse_part(text: str, option: str) -> tuple[int, int]:
+    """`i/n` with 0 <= i < n, as `--shard` and `--part` take it."""
+    try:
+        part, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise LiidError(f"{option} {text!r}: expected i/n, e.g. {option} 0/2") from None
+    if not 0 <= part < count:
+        raise LiidError(f"{option} {text!r}: need 0 <= i < n")
+    return part, count
+
+
+def take_part(images: list[dict[str, Any]], part: tuple[int, int]) -> list[dict[str, Any]]:
+    """Part i of n of a data set: the images at ranks i, i + n, i + 2n, ... by image id, so that the
+    parts are fixed, disjoint, cover the set and differ in size by at most one image."""
+    index, count = part
+    return sorted(images, key=lambda image: image["id"])[index::count]
+
+
 def write_index(
     path: Path, *, name: str, split: str, categories: list[dict[str, Any]],
     images: list[dict[str, Any]], image_root: str, ground_truth: str | None,

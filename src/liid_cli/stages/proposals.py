@@ -241,17 +241,6 @@ def _check_refine_model(
     }
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """`i/n` with 0 <= i < n."""
-    try:
-        shard, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise LiidError(f"--shard {text!r}: expected i/n, e.g. --shard 0/4") from None
-    if not 0 <= shard < count:
-        raise LiidError(f"--shard {text!r}: need 0 <= i < n")
-    return shard, count
-
-
 def run_shard(
     config: ProposalsConfig,
     *,
