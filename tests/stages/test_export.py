@@ -130,6 +130,19 @@ def test_mask_nms_keeps_interleaved_objects_that_box_nms_merges() -> None:
     assert kept_nested.tolist() == [0, 1, 2, 3]
 
 
+def test_max_per_class_keeps_each_class_s_best_after_nms() -> None:
+    # Five disjoint boxes: three of class 1 (0.9, 0.5, 0.7), two of class 2 (0.8, 0.6).
+    boxes = np.array([[i * 20, 0, i * 20 + 10, 10] for i in range(5)], dtype=np.float32)
+    scores = np.array([0.9, 0.5, 0.7, 0.8, 0.6], dtype=np.float32)
+    labels = np.array([1, 1, 1, 2, 2])
+    everything = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.4)
+    assert everything.tolist() == [0, 3, 2, 4, 1]
+    capped = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.4, max_per_class=1)
+    assert capped.tolist() == [0, 3]
+    two = select_instances(boxes, scores, labels, min_score=0.0, nms_iou=0.4, max_per_class=2)
+    assert two.tolist() == [0, 3, 2, 4]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_nms_on_the_gpu_keeps_the_same_rows() -> None:
     rng = np.random.default_rng(0)

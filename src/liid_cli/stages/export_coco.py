@@ -41,6 +41,7 @@ class ExportCocoConfig(StageConfig):
     min_score: float
     nms_iou: float
     nms_overlap: Literal["box", "mask"]
+    max_per_class: int = Field(ge=0)
     score: Literal["p", "p_cam_agreement"]
     neighbour_weight: float = Field(ge=0.0, le=1.0)
     semantic_overlap: Literal["ignore", "highest_score"]
@@ -65,22 +66,34 @@ def select_instances(
     nms_iou: float,
     device: str = "cpu",
     rles: list[dict[str, Any]] | None = None,
+    max_per_class: int = 0,
 ) -> np.ndarray:
     """Rows kept: label > 0, score >= min_score, then NMS per class, by the masks' IoU where
-    `rles` are given, else by the boxes'; best score first."""
+    `rles` are given, else by the boxes', then the best `max_per_class` of each class (0: all);
+    best score first."""
     candidates = np.flatnonzero((labels > 0) & (scores >= min_score))
     if len(candidates) == 0:
         return candidates
     if rles is not None:
         chosen = [rles[row] for row in candidates]
-        return candidates[masks.mask_nms(chosen, scores[candidates], labels[candidates], nms_iou)]
-    kept = batched_nms(
-        torch.as_tensor(boxes[candidates], dtype=torch.float32, device=device),
-        torch.as_tensor(scores[candidates], dtype=torch.float32, device=device),
-        torch.as_tensor(labels[candidates], dtype=torch.int64, device=device),
-        nms_iou,
-    )
-    return candidates[kept.cpu().numpy()]
+        kept = candidates[masks.mask_nms(chosen, scores[candidates], labels[candidates], nms_iou)]
+    else:
+        order = batched_nms(
+            torch.as_tensor(boxes[candidates], dtype=torch.float32, device=device),
+            torch.as_tensor(scores[candidates], dtype=torch.float32, device=device),
+            torch.as_tensor(labels[candidates], dtype=torch.int64, device=device),
+            nms_iou,
+        )
+        kept = candidates[order.cpu().numpy()]
+    if max_per_class == 0:
+        return kept
+    taken: Counter[int] = Counter()
+    capped = []
+    for row in kept:
+        taken[int(labels[row])] += 1
+        if taken[int(labels[row])] <= max_per_class:
+            capped.append(row)
+    return np.asarray(capped, dtype=kept.dtype)
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ def select_pseudo_instances(
     rles = [proposals.rle(int(row)) for row in proposal_index]
     keep = select_instances(
         boxes, scores, labels, min_score=config.min_score, nms_iou=config.nms_iou, device=device,
-        rles=rles if config.nms_overlap == "mask" else None,
+        rles=rles if config.nms_overlap == "mask" else None, max_per_class=config.max_per_class,
     )
     return PseudoInstances(
         rles=[rles[row] for row in keep],
