@@ -18,7 +18,7 @@ from tests.test_runner import TOY, ToyConfig
 from liid_cli import artifacts
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256, write_json
-from liid_cli.runner import run_stage
+from liid_cli.runner import StageSpec, run_stage
 
 
 def _run(run_dir: Path, index: Path) -> dict:
@@ -163,3 +163,37 @@ def test_permission_error_anywhere_in_a_command_is_one_line_error(
     result = liid("data", "folder", "--images", tiny_demo / "images", "--labels", labels,
                   "--out", tmp_path / "out", "-q")
     assert_one_line_error(result, f"{target}: permission denied", "chmod u+rw")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_installed_command_stopped_by_a_signal_says_so_and_removes_its_temp_folder(
+    signum: int, tiny_demo: Path, tmp_path: Path
+) -> None:
+    script = Path(sys.executable).with_name("liid")  # the console script pyproject.toml installs
+    run_dir = tmp_path / "run"
+    command = [str(script), *_proposals_command(tiny_demo / "index_train.json", run_dir)[3:]]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tmp = run_dir / f".proposals.tmp-{process.pid}"
+    deadline = time.monotonic() + 60
+    while not tmp.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, output
+    assert output.strip() == "error: interrupted; rerun the same command to continue", output
+    assert not tmp.exists() and not (run_dir / "proposals").exists()
+
+
+def test_json_never_holds_nan_or_infinity(tiny_demo: Path, tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    with pytest.raises(LiidError, match=r"out.json: not written, a value is NaN or infinite"):
+        write_json(path, {"annotations": [{"score": float("nan")}]})
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    unmeasured = StageSpec(name="proposals", config_model=ToyConfig,
+                           run=lambda config, context: {"recall": float("nan"), "gap": [float("inf")]})
+    run_dir = tmp_path / "run"
+    run_stage(unmeasured, ToyConfig(factor=1, name="x"), run_dir=run_dir,
+              index_path=tiny_demo / "index_train.json")
+    text = (run_dir / "proposals" / artifacts.MANIFEST).read_text()
+    metrics = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the manifest"))
+    assert metrics["metrics"]["recall"] is None and metrics["metrics"]["gap"] == [None]

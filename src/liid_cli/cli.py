@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 import typer
@@ -22,6 +24,7 @@ from liid_cli.commands import (
     train,
     viz,
 )
+from liid_cli.errors import print_error
 
 app = typer.Typer(
     name="liid",
@@ -58,11 +61,33 @@ def main_options(
     """liid command line."""
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SystemExit unwinds like Ctrl-C does: temporary outputs are removed and resumable state kept.
-    sys.exit(128 + signum)
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT in the main process. A BaseException, so that nothing catching Exception
+    swallows it and every `finally` on the way out runs: temporary outputs are removed and
+    resumable state is kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_handler(main_pid: int) -> Callable[[int, FrameType | None], None]:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != main_pid:  # a forked worker: its parent reports and cleans up
+            os._exit(128 + signum)
+        raise Interrupted(signum)
+
+    return stop
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    app()
+    """The `liid` command (console script and `python -m liid_cli`): a stop by SIGTERM (kill, a
+    batch scheduler, a container stop) or SIGINT (Ctrl-C) ends with one line and 128 + signal."""
+    handler = _stop_handler(os.getpid())
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, handler)
+    try:
+        app()
+    except Interrupted as stop:
+        print_error("interrupted; rerun the same command to continue")
+        sys.exit(128 + stop.signum)

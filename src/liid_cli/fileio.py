@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -74,9 +75,28 @@ def remove_path(path: Path) -> None:
 
 
 def write_json(path: Path, data: Any, indent: int | None = 1) -> None:
-    """Write JSON atomically."""
+    """Write JSON atomically; NaN and infinity, which JSON cannot hold, are refused."""
+    from liid_cli.errors import LiidError
+
+    try:
+        text = json.dumps(data, indent=indent, default=str, allow_nan=False)
+    except ValueError as error:
+        raise LiidError(f"{path}: not written, a value is NaN or infinite ({error}); rerun the "
+                        "stage that made its inputs with --force") from None
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=indent, default=str) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def finite_or_none(data: Any) -> Any:
+    """`data` with every NaN or infinite float (in nested dicts, lists and tuples) as None: a
+    figure that could not be measured, as JSON can hold it."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(value) for value in data]
+    return data
 
 
 def read_json(

@@ -19,6 +19,7 @@ from liid_cli.errors import LiidError
 from liid_cli.fileio import atomic_path
 
 RLE_DTYPE = h5py.string_dtype(encoding="ascii")
+MAX_NAMED_ROWS = 5  # rows named in a non-finite error
 
 
 def write_csr(
@@ -55,11 +56,38 @@ def write_csr(
             handle.create_dataset(name, data=array)
 
 
-class CsrFile:
-    """Read access to an open CSR file."""
+def refuse_non_finite(
+    path: Path | str,
+    name: str,
+    block: np.ndarray,
+    offsets: np.ndarray,
+    image_ids: np.ndarray,
+    made_by: str,
+    start: int = 0,
+) -> None:
+    """The one check of numbers read from an artifact: NaN or inf in float rows `start:` of
+    dataset `name` is an error naming the file, the dataset and the first rows with their images."""
+    if block.dtype.kind != "f" or block.size == 0:
+        return
+    finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite) + start
+    shown = bad[:MAX_NAMED_ROWS]
+    images = image_ids[np.searchsorted(offsets, shown, side="right") - 1]
+    listed = ", ".join(f"{row} (image {image})" for row, image in zip(shown, images, strict=True))
+    more = f" and {len(bad) - len(shown)} more" if len(bad) > len(shown) else ""
+    raise LiidError(
+        f"{path}: NaN or inf in `{name}` at rows {listed}{more}; rerun `liid {made_by} --force`"
+    )
 
-    def __init__(self, handle: h5py.File) -> None:
+
+class CsrFile:
+    """Read access to an open CSR file; float rows read through it are checked for NaN and inf."""
+
+    def __init__(self, handle: h5py.File, made_by: str) -> None:
         self.handle = handle
+        self.made_by = made_by
         self.image_ids: np.ndarray = handle[artifacts.H5_IMAGE_IDS][:]
         self.offsets: np.ndarray = handle[artifacts.H5_OFFSETS][:]
         self._position = {int(image_id): i for i, image_id in enumerate(self.image_ids)}
@@ -76,10 +104,17 @@ class CsrFile:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
 
     def read(self, name: str, image_id: int) -> np.ndarray:
-        return self.handle[name][self.rows_of(image_id)]
+        return self.rows(name, self.rows_of(image_id))
 
     def column(self, name: str) -> np.ndarray:
-        return self.handle[name][:]
+        return self.rows(name, slice(0, None))
+
+    def rows(self, name: str, selection: slice) -> np.ndarray:
+        """Rows `selection` (a slice of SOP rows) of dataset `name`, checked for NaN and inf."""
+        block = self.handle[name][selection]
+        refuse_non_finite(self.handle.filename, name, block, self.offsets, self.image_ids,
+                          self.made_by, selection.start or 0)
+        return block
 
     @property
     def attrs(self) -> Mapping[str, Any]:
@@ -105,4 +140,4 @@ def open_csr(path: Path, schema: str, fingerprint: str | None, made_by: str) -> 
                 f"{path}: made from another data set (index fingerprint {str(made_from)[:12]}, "
                 f"expected {fingerprint[:12]}); rerun `liid {made_by} --force` on this data set"
             )
-        yield CsrFile(handle)
+        yield CsrFile(handle, made_by)

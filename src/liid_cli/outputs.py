@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from liid_cli import artifacts
-from liid_cli.fileio import file_sha256, text_sha256
+from liid_cli.fileio import file_sha256, finite_or_none, text_sha256
 
 CHECKSUM = "checksum"
 
@@ -31,10 +31,11 @@ def describe_outputs(folder: Path) -> dict[str, dict[str, Any]]:
 
 def manifest_text(manifest: dict[str, Any]) -> str:
     """`manifest` as written to manifest.json, its checksum added (also to `manifest` itself)."""
-    content = json.loads(json.dumps(manifest, default=str))  # what a reader will load
+    finite = finite_or_none(manifest)
+    content = json.loads(json.dumps(finite, default=str, allow_nan=False))  # what a reader loads
     content.pop(CHECKSUM, None)
-    manifest[CHECKSUM] = _checksum(content)
-    return json.dumps(manifest, indent=1, default=str) + "\n"
+    manifest[CHECKSUM] = finite[CHECKSUM] = _checksum(content)
+    return json.dumps(finite, indent=1, default=str, allow_nan=False) + "\n"
 
 
 def _checksum(content: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 from tests.helpers import assert_one_line_error, liid
 
-from liid_cli.data.images import image_size, read_rgb
+from liid_cli.data.images import displayed_size, image_size, read_rgb
 from liid_cli.data.index import load_index
 
 
@@ -46,7 +47,7 @@ def test_exif_orientation_is_applied_to_pixels_and_size(tmp_path: Path) -> None:
     path = tmp_path / "photo.jpg"
     Image.fromarray(stored).save(path, exif=exif, quality=95)
     pixels = read_rgb(path)
-    assert pixels.shape == (40, 20, 3) and image_size(path) == (20, 40)
+    assert pixels.shape == (40, 20, 3) and image_size(path) == displayed_size(path) == (20, 40)
     assert pixels[:18, :, 0].mean() > 240 and pixels[:18, :, 2].mean() < 15
     assert pixels[22:, :, 2].mean() > 240 and pixels[22:, :, 0].mean() < 15
 
@@ -178,3 +179,79 @@ def test_coco_annotation_of_an_unknown_image_is_one_line_error(tiny_demo: Path, 
     assert_one_line_error(result, "orphan.json", f"annotation {document['annotations'][0]['id']} ",
                           "not in `images`")
     assert not out.exists()
+
+
+def test_coco_size_that_is_not_the_photo_s_is_one_line_error(tiny_demo: Path, tmp_path: Path) -> None:
+    document = json.loads((tiny_demo / "gt_train.json").read_text())
+    image = document["images"][3]
+    recorded = (image["width"] * 2, image["height"] * 2)
+    image["width"], image["height"] = recorded
+    path = tmp_path / "doubled.json"
+    path.write_text(json.dumps(document))
+    out = tmp_path / "coco"
+    result = liid("data", "coco", "--annotations", path, "--images", tiny_demo / "images", "--out", out, "-q")
+    assert_one_line_error(result, image["file_name"], "doubled.json",
+                          f"{recorded[0]}x{recorded[1]}", f"{recorded[0] // 2}x{recorded[1] // 2}")
+    assert not out.exists()
+
+
+def test_coco_degenerate_polygons_are_dropped_with_one_warning(
+    tiny_demo: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pycocotools.coco import COCO
+
+    monkeypatch.setattr(logging.getLogger("liid"), "propagate", True)
+
+    document = json.loads((tiny_demo / "gt_train.json").read_text())
+    polygon = [[2.0, 2.0, 20.0, 2.0, 20.0, 20.0]]
+    extra = [
+        [[1.0, 1.0, 5.0, 5.0]],  # two points: no valid polygon left, skipped
+        [[1.0, 1.0, 5.0, 5.0], *polygon],  # one polygon dropped, one kept
+        [],  # empty segmentation: skipped
+    ]
+    image = document["images"][0]
+    category = document["categories"][0]["id"]
+    for number, segmentation in enumerate(extra, start=10_000):
+        document["annotations"].append({
+            "id": number, "image_id": image["id"], "category_id": category, "iscrowd": 0,
+            "segmentation": segmentation, "bbox": [1.0, 1.0, 19.0, 19.0], "area": 100.0,
+        })
+    path = tmp_path / "degenerate.json"
+    path.write_text(json.dumps(document))
+    out = tmp_path / "coco"
+    result = liid("data", "coco", "--annotations", path, "--images", tiny_demo / "images", "--out", out)
+    assert result.exit_code == 0, result.output
+    warnings = sorted({r.getMessage() for r in caplog.records if "fewer than 3 points" in r.getMessage()})
+    assert len(warnings) == 1 and "dropped 2 polygon(s)" in warnings[0]
+    assert "2 annotation(s) left with no valid mask" in warnings[0] and "10000, 10002" in warnings[0]
+    truth = COCO(str(out / "gt_train.json"))
+    kept = {a["id"]: a for a in truth.dataset["annotations"]}
+    assert 10_000 not in kept and 10_002 not in kept and kept[10_001]["segmentation"] == polygon
+    for annotation in truth.dataset["annotations"]:
+        assert truth.annToMask(annotation).any()
+
+
+def test_images_sharing_a_stem_get_their_own_outputs(tiny_demo: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    sources = sorted((tiny_demo / "images").glob("train_*.png"))[:4]
+    names = ["a/img_0.png", "b/img_0.png", "x.png", "x.jpg"]
+    for source, name in zip(sources, names, strict=True):
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.open(source).convert("RGB").save(photos / name)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,labels\n" + "".join(f"{name},ring;star\n" for name in names))
+    out, run = tmp_path / "data", tmp_path / "run"
+    assert liid("data", "folder", "--images", photos, "--labels", labels, "--out", out, "-q").exit_code == 0
+    index = load_index(out / "index_train.json")
+    assert sorted(im["name"] for im in index.images) == ["a__img_0", "b__img_0", "x.jpg", "x.png"]
+    common = ["--run", run, "--profile", "demo", "-q"]
+    assert liid("proposals", "--data", out / "index_train.json", *common).exit_code == 0
+    result = liid("train-cam", *common, "--set", "epochs=1")
+    assert result.exit_code == 0, result.output
+    cams = sorted(p.name for p in (run / "cam" / "cams").glob("*.png"))
+    assert len(cams) == 8 and "x.jpg_ring.png" in cams and "a__img_0_star.png" in cams
+    (photos / "a__img_0.png").write_bytes((photos / "a" / "img_0.png").read_bytes())
+    labels.write_text("image,labels\na/img_0.png,ring\na__img_0.png,ring\n")
+    result = liid("data", "folder", "--images", photos, "--labels", labels, "--out", tmp_path / "bad", "-q")
+    assert_one_line_error(result, "labels.csv", "'a/img_0.png'", "'a__img_0.png'", "rename one")
+    assert not (tmp_path / "bad").exists()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
+from tests.helpers import assert_one_line_error, liid
 from tests.proposal_fixture import run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
@@ -126,3 +129,32 @@ def test_cli_runs_the_three_stages_and_reports_bad_input(tiny_demo: Path, tmp_pa
     assert not (artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5).exists()
     result = liid("dump", "--run", run_dir, "--profile", "demo", "--device", "cpu")
     assert result.exit_code == 0 and "images/s" in result.output, result.output
+
+
+def _poison(path: Path, dataset: str, row: int) -> None:
+    with h5py.File(path, "r+") as handle:
+        values = handle[dataset][:]
+        values[row] = np.nan
+        handle[dataset][...] = values
+
+
+def test_non_finite_numbers_in_an_upstream_artifact_are_one_line_errors(
+    dumped: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(dumped, run_dir, symlinks=True)
+    common = ["--run", run_dir, "--profile", "demo", "--force", "-q"]
+    assert liid("cut", *common).exit_code == 0
+    cam_scores = artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_SCORES_H5
+    _poison(cam_scores, artifacts.H5_CAM_MASK_AGREEMENT, 4)
+    result = liid("export-coco", *common)
+    assert_one_line_error(result, f"{cam_scores}: NaN or inf in `cam_mask_agreement` at rows 4 (image",
+                          "rerun `liid train-cam --force`")
+    assert not (artifacts.stage_dir(run_dir, "export-coco") / artifacts.PSEUDO_INSTANCES_JSON).exists()
+    proposals = artifacts.stage_dir(run_dir, "proposals") / artifacts.PROPOSALS_H5
+    _poison(proposals, artifacts.H5_BOXES, 2)
+    before = file_sha256(artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5)
+    result = liid("dump", *common)
+    assert_one_line_error(result, f"{proposals}: NaN or inf in `boxes` at rows 2 (image",
+                          "rerun `liid proposals --force`")
+    assert file_sha256(artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5) == before

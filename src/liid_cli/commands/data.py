@@ -88,9 +88,10 @@ def coco(
     from liid_cli.data.coco import read_coco
 
     setup_logging(quiet)
+    kept_part = parse_part(part, "--part") if part is not None else None
     records, categories, gt = read_coco(annotations, images)
-    if part is not None:
-        records = take_part(records, parse_part(part, "--part"))
+    if kept_part is not None:
+        records = take_part(records, kept_part)
         kept = {image["id"] for image in records}
         gt = [a for a in gt if a["image_id"] in kept]
     _write(out, "coco", split, records, categories, gt, images)
@@ -120,9 +121,10 @@ def folder(
 
     setup_logging(quiet)
     class_list = parse_class_list(classes) if classes is not None else None
+    kept_part = parse_part(part, "--part") if part is not None else None
     records, categories = read_folder(images, labels, class_list)
-    if part is not None:
-        records = take_part(records, parse_part(part, "--part"))
+    if kept_part is not None:
+        records = take_part(records, kept_part)
     _write(out, "folder", split, records, categories, None, images)
     counts = class_counts(records, categories)
     if not quiet:

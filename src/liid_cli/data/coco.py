@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from liid_cli.data.images import displayed_size
+from liid_cli.data.index import image_keys
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
+from liid_cli.log import log, track
+
+MIN_POLYGON_COORDS = 6  # x, y of 3 points
 
 
 def read_coco(annotations_path: Path, images_dir: Path) -> tuple[list[dict], list[dict], list[dict]]:
@@ -39,10 +44,11 @@ def read_coco(annotations_path: Path, images_dir: Path) -> tuple[list[dict], lis
             )
         by_image.setdefault(ann["image_id"], []).append(ann)
     images = []
-    for number, image in enumerate(document["images"], start=1):
+    keys = image_keys([image["file_name"] for image in document["images"]], str(annotations_path))
+    for image, key in zip(document["images"], keys, strict=True):
         anns = by_image.get(image["id"], [])
         images.append({
-            "id": int(image["id"]), "name": Path(image["file_name"]).stem,
+            "id": int(image["id"]), "name": key,
             "file_name": image["file_name"], "width": int(image["width"]), "height": int(image["height"]),
             "labels": sorted({a["category_id"] for a in anns}),
             "boxes": [{"bbox": [float(v) for v in a["bbox"]], "category_id": a["category_id"]}
@@ -52,5 +58,46 @@ def read_coco(annotations_path: Path, images_dir: Path) -> tuple[list[dict], lis
     if missing:
         raise LiidError(f"{images_dir / missing[0]}: image listed in {annotations_path} is missing; "
                         "check --images")
-    annotations = [a for a in document["annotations"] if "segmentation" in a]
+    for image in track(images, "checking image sizes"):
+        _check_size(image, images_dir / image["file_name"], annotations_path)
+    annotations = _valid_masks([a for a in document["annotations"] if "segmentation" in a],
+                               annotations_path)
     return images, categories, annotations
+
+
+def _check_size(image: dict[str, Any], path: Path, annotations_path: Path) -> None:
+    """The size the annotations were drawn at must be the photo's as displayed."""
+    recorded = (image["width"], image["height"])
+    actual = displayed_size(path)
+    if recorded != actual:
+        raise LiidError(
+            f"{path}: {annotations_path} records {recorded[0]}x{recorded[1]} for this image but the "
+            f"file is {actual[0]}x{actual[1]} as displayed; use the annotations made for these files"
+        )
+
+
+def _valid_masks(annotations: list[dict], annotations_path: Path) -> list[dict]:
+    """Annotations with their degenerate polygons (under 3 points) dropped; one left with no
+    valid polygon (or an empty segmentation) is skipped. One warning counts both."""
+    kept, dropped_polygons, skipped = [], 0, []
+    for annotation in annotations:
+        segmentation = annotation["segmentation"]
+        if isinstance(segmentation, list):
+            polygons = [p for p in segmentation if isinstance(p, list) and len(p) >= MIN_POLYGON_COORDS]
+            dropped_polygons += len(segmentation) - len(polygons)
+            if not polygons:
+                skipped.append(annotation.get("id"))
+                continue
+            annotation = dict(annotation, segmentation=polygons)
+        elif not segmentation:
+            skipped.append(annotation.get("id"))
+            continue
+        kept.append(annotation)
+    if dropped_polygons or skipped:
+        shown = ", ".join(str(i) for i in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        log.warning(
+            f"{annotations_path}: dropped {dropped_polygons} polygon(s) with fewer than 3 points; "
+            f"{len(skipped)} annotation(s) left with no valid mask skipped"
+            + (f" (ids {shown})" if skipped else "")
+        )
+    return kept

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from liid_cli.data.images import image_size
+from liid_cli.data.index import image_keys
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 from liid_cli.log import track
@@ -125,13 +126,14 @@ def read_folder(
     categories = [{"id": i + 1, "name": name, "supercategory": ""} for i, name in enumerate(names)]
     ids = {c["name"]: c["id"] for c in categories}
     images = []
+    keys = image_keys(sorted(tags), str(labels_path))
     for number, (file_name, image_tags) in enumerate(track(sorted(tags.items()), "reading images"), start=1):
         path = images_dir / file_name
         if not path.is_file():
             raise LiidError(f"{labels_path}: names image {file_name!r}, which is not in {images_dir}; "
                             "fix the row or add the image")
         width, height = image_size(path)
-        images.append({"id": number, "name": Path(file_name).stem, "file_name": file_name,
+        images.append({"id": number, "name": keys[number - 1], "file_name": file_name,
                        "width": width, "height": height, "labels": sorted({ids[t] for t in image_tags}),
                        "boxes": []})
     return images, categories

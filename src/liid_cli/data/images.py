@@ -6,6 +6,8 @@ Every reader sees an image as it is displayed: EXIF orientation applied, 16-bit 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,30 @@ HIGH_BIT_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grey (PNG, T
 WITH_ALPHA = ("RGBA", "LA", "PA")
 
 
+EXIF_ORIENTATION = 0x0112
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Decode an image file to uint8 (H, W, 3) in its displayed orientation."""
+    with _opened(path) as image:
+        return to_rgb(ImageOps.exif_transpose(image), path)
+
+
+def displayed_size(path: Path) -> tuple[int, int]:
+    """(width, height) as displayed (after EXIF orientation), from the file's header alone."""
+    with _opened(path) as image:
+        width, height = image.size
+        turned = image.getexif().get(EXIF_ORIENTATION, 1) in TRANSPOSING_ORIENTATIONS
+        return (height, width) if turned else (width, height)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """An opened image; every way a file can fail to open or decode is a LiidError naming it."""
     try:
         with Image.open(path) as image:
-            return to_rgb(ImageOps.exif_transpose(image), path)
+            yield image
     except FileNotFoundError:
         raise LiidError(f"{path}: image file not found; check the data set's image folder") from None
     except Image.DecompressionBombError as error:

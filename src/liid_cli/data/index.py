@@ -116,16 +116,42 @@ def validate_index(data: dict[str, Any], path: Path) -> None:
     if len(known) != len(categories):
         raise LiidError(f"{path}: duplicate category ids; give each class one id")
     seen_ids: set[int] = set()
+    seen_names: set[str] = set()
     for image in data.get("images", []):
         if image["id"] in seen_ids:
             raise LiidError(f"{path}: image id {image['id']} appears twice; ids must be unique")
+        if image["name"] in seen_names:
+            raise LiidError(f"{path}: image name {image['name']!r} appears twice; every image's "
+                            "outputs are named after it, so names must be unique (remake the index)")
         seen_ids.add(image["id"])
+        seen_names.add(image["name"])
         for category_id in image.get("labels", []):
             if category_id not in known:
                 raise LiidError(
                     f"{path}: image {image['name']!r} is labelled with category {category_id}, "
                     "which is not in `categories`; add the category or fix the label"
                 )
+
+
+def image_keys(file_names: list[str], source: str) -> list[str]:
+    """The key of each image file, unique within the data set: every per-image artifact (CAM and
+    semantic PNGs, overlays, predictions) is named after it. The path relative to the image
+    folder without its suffix, sub-folders joined by `__` (`a/img_0.png` -> `a__img_0`); where two
+    files would share one (`x.jpg` beside `x.png`) both keep their suffix (`x.jpg`, `x.png`). Two
+    files left with one key are an error naming both (`source` says where they are listed)."""
+    stems = [str(Path(name).with_suffix("")).replace("/", "__") for name in file_names]
+    shared = {stem for stem in stems if stems.count(stem) > 1}
+    keys = [
+        name.replace("/", "__") if stem in shared else stem
+        for name, stem in zip(file_names, stems, strict=True)
+    ]
+    first: dict[str, str] = {}
+    for name, key in zip(file_names, keys, strict=True):
+        if key in first:
+            raise LiidError(f"{source}: images {first[key]!r} and {name!r} both get the key {key!r}, "
+                            "which names their outputs; rename one of the files")
+        first[key] = name
+    return keys
 
 
 def parse_part(text: str, option: str) -> tuple[int, int]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from liid_cli.checkpoints import load_checkpoint
 from liid_cli.data.images import image_size
-from liid_cli.data.index import write_index
+from liid_cli.data.index import image_keys, write_index
 from liid_cli.errors import LiidError
 from liid_cli.log import track
 
@@ -32,13 +32,15 @@ def write_folder_index(images_dir: Path, model_path: Path, out: Path) -> Path:
         for c, n in zip(checkpoint["category_ids"], checkpoint["class_names"])
     ]
     images = []
+    relative_names = [str(path.relative_to(images_dir)) for path in files]
+    keys = image_keys(relative_names, str(images_dir))
     for number, path in enumerate(track(files, "indexing images"), start=1):
         width, height = image_size(path)
         relative = path.relative_to(images_dir)
         images.append(
             {
                 "id": number,
-                "name": str(relative.with_suffix("")).replace("/", "__"),
+                "name": keys[number - 1],
                 "file_name": str(relative),
                 "width": width,
                 "height": height,

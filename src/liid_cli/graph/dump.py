@@ -15,10 +15,9 @@ import numpy as np
 
 from liid_cli import artifacts
 from liid_cli.errors import LiidError
-from liid_cli.h5store import open_csr
+from liid_cli.h5store import open_csr, refuse_non_finite
 
 MADE_BY = "dump"
-MAX_NAMED_ROWS = 5
 
 
 @dataclass(frozen=True)
@@ -45,31 +44,6 @@ class DumpData:
         return self.probs.shape[1]
 
 
-def _rows_description(bad_rows: np.ndarray, offsets: np.ndarray, image_ids: np.ndarray) -> str:
-    shown = bad_rows[:MAX_NAMED_ROWS]
-    images = image_ids[np.searchsorted(offsets, shown, side="right") - 1]
-    listed = ", ".join(f"{row} (image {image})" for row, image in zip(shown, images))
-    more = f" and {len(bad_rows) - len(shown)} more" if len(bad_rows) > len(shown) else ""
-    return f"rows {listed}{more}"
-
-
-def _refuse_non_finite(
-    path: Path,
-    name: str,
-    finite_rows: np.ndarray,
-    offsets: np.ndarray,
-    image_ids: np.ndarray,
-    start: int = 0,
-) -> None:
-    if finite_rows.all():
-        return
-    bad = np.flatnonzero(~finite_rows) + start
-    raise LiidError(
-        f"{path}: NaN or inf in `{name}` at {_rows_description(bad, offsets, image_ids)}; "
-        f"rerun `liid {MADE_BY} --force` (check the MIL model for divergence)"
-    )
-
-
 def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: bool) -> DumpData:
     """Read and check probabilities and labels; refuse non-finite rows, other schemas, other K."""
     with open_csr(path, artifacts.SCHEMA_DUMP, fingerprint, MADE_BY) as dump:
@@ -86,7 +60,7 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
         ]
         if missing:
             raise LiidError(f"{path}: missing datasets {missing}; rerun `liid {MADE_BY} --force`")
-        probs = handle[artifacts.H5_PROBS][:].astype(np.float32, copy=False)
+        probs = dump.column(artifacts.H5_PROBS).astype(np.float32, copy=False)
         image_labels = handle[artifacts.H5_LABELS][:]
         proposal_index = handle[artifacts.H5_PROPOSAL_INDEX][:].astype(np.int32, copy=False)
         features = handle[artifacts.H5_FEATURES]
@@ -109,7 +83,6 @@ def read_dump(path: Path, fingerprint: str, num_classes: int, label_masking: boo
         raise LiidError(
             f"{path}: features must be (M, D) aligned with probs; rerun `liid {MADE_BY} --force`"
         )
-    _refuse_non_finite(path, artifacts.H5_PROBS, np.isfinite(probs).all(axis=1), offsets, image_ids)
     labels = image_labels > 0.5
     labels[:, 0] = True
     sop_image = np.repeat(np.arange(len(image_ids)), np.diff(offsets))
@@ -158,12 +131,8 @@ class FeatureStream:
             features = handle[self.dump.features_name]
             for start in range(0, self.dump.num_sops, self.chunk_rows):
                 block = features[start : start + self.chunk_rows]
-                _refuse_non_finite(
-                    self.dump.path,
-                    self.dump.features_name,
-                    np.isfinite(block).all(axis=1),
-                    self.dump.offsets,
-                    self.dump.image_ids,
-                    start,
+                refuse_non_finite(
+                    self.dump.path, self.dump.features_name, block, self.dump.offsets,
+                    self.dump.image_ids, MADE_BY, start,
                 )
                 yield start, block

@@ -36,7 +36,7 @@ def own_scores(
         rows = cut.rows_of(int(image_id))
         if rows.stop == rows.start:
             continue
-        table = agreement.handle[artifacts.H5_CAM_MASK_AGREEMENT][agreement.rows_of(int(image_id))]
+        table = agreement.read(artifacts.H5_CAM_MASK_AGREEMENT, int(image_id))
         check_proposal_rows(cut, int(image_id), proposal_index[rows], len(table))
         scores[rows] = agreement_scores(scores[rows], labels[rows], proposal_index[rows], table)
     return scores

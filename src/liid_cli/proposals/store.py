@@ -134,21 +134,19 @@ class ProposalStore:
     def get(self, image_id: int) -> ImageProposals:
         rows = self.csr.rows_of(image_id)
         height, width = self.image_sizes[self._position[int(image_id)]]
-        handle = self.csr.handle
         return ImageProposals(
             image_id=int(image_id),
             height=int(height),
             width=int(width),
-            boxes=handle[artifacts.H5_BOXES][rows].reshape(-1, 4),
-            masks_rle=tuple(handle[artifacts.H5_MASKS_RLE].asstr()[rows]),
-            scores=handle[artifacts.H5_SCORES][rows],
+            boxes=self.csr.rows(artifacts.H5_BOXES, rows).reshape(-1, 4),
+            masks_rle=tuple(self.csr.handle[artifacts.H5_MASKS_RLE].asstr()[rows]),
+            scores=self.csr.rows(artifacts.H5_SCORES, rows),
         )
 
     def __iter__(self) -> Iterator[ImageProposals]:
-        handle = self.csr.handle
-        boxes = handle[artifacts.H5_BOXES][:].reshape(-1, 4)
-        rles = handle[artifacts.H5_MASKS_RLE].asstr()[:]
-        scores = handle[artifacts.H5_SCORES][:]
+        boxes = self.csr.column(artifacts.H5_BOXES).reshape(-1, 4)
+        rles = self.csr.handle[artifacts.H5_MASKS_RLE].asstr()[:]
+        scores = self.csr.column(artifacts.H5_SCORES)
         offsets = self.csr.offsets
         for i, image_id in enumerate(self.image_ids):
             start, stop = int(offsets[i]), int(offsets[i + 1])

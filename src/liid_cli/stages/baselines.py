@@ -180,10 +180,10 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
                     cams, classes, config.cam_threshold, config.min_area
                 )
             if "best_proposal" in chosen:
-                box_scores = cam_scores.handle[artifacts.H5_CAM_BOX_SCORES][rows]
+                box_scores = cam_scores.rows(artifacts.H5_CAM_BOX_SCORES, rows)
                 per_method["best_proposal"] = best_proposal_instances(proposals, box_scores, classes)
             if export is not None and dump is not None:
-                agreement = cam_scores.handle[artifacts.H5_CAM_MASK_AGREEMENT][rows]
+                agreement = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
                 per_method["no_graph"] = _no_graph_instances(
                     dump, dump_rows[proposals.image_id], sop_labels, proposals, export,
                     context.device, agreement if export.score == "p_cam_agreement" else None,
