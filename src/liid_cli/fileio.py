@@ -8,19 +8,32 @@ the same target removes the siblings whose process is gone (never a live process
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 
+# Why a write found no room, by errno (ENOSPC, EFBIG: a file size limit, EDQUOT).
+NO_ROOM = {
+    errno.ENOSPC: "no space left on device",
+    errno.EFBIG: "file size limit",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it onto `final` only if the block succeeds."""
+    """Yield a temporary sibling path; rename it onto `final` only if the block succeeds. A write
+    in the block that finds no room is a LiidError naming `final`; the previous `final` stays."""
+    from liid_cli.errors import LiidError
+
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_siblings(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -34,8 +47,20 @@ def atomic_path(final: Path) -> Iterator[Path]:
             shutil.rmtree(old)
         else:
             os.replace(tmp, final)
+    except OSError as error:
+        if error.errno not in NO_ROOM:
+            raise
+        raise LiidError(
+            f"{_as_published(final)}: {NO_ROOM[error.errno]}; free space or choose another --run"
+        ) from None
     finally:
         remove_path(tmp)
+
+
+def _as_published(path: Path) -> Path:
+    """`path` with each enclosing `.<name>.tmp-<pid>` folder named as it would have been published
+    (a stage writes its files inside its own temporary folder)."""
+    return Path(*(re.sub(r"^\.(.+)\.tmp-\d+$", r"\1", part) for part in path.parts))
 
 
 def remove_stale_siblings(final: Path) -> list[Path]:

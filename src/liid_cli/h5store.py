@@ -6,6 +6,7 @@ Every file carries `schema` and `fingerprint` (of the data set index it was made
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,7 +38,11 @@ def write_csr(
     counts = np.asarray(counts, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     total = int(offsets[-1])
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    # HDF5 is built in memory and written with one plain write: when the disk is full or a file
+    # size limit is reached, HDF5 writing to disk itself cannot close the file (it retries its
+    # metadata at every close and at exit, and the process ends in a segmentation fault).
+    image = io.BytesIO()
+    with h5py.File(image, "w") as handle:
         handle.attrs[artifacts.H5_SCHEMA_ATTR] = schema
         handle.attrs[artifacts.H5_FINGERPRINT_ATTR] = fingerprint
         for key, value in (attrs or {}).items():
@@ -54,6 +59,8 @@ def write_csr(
                 handle.create_dataset(name, data=array, chunks=chunks)
         for name, array in (per_image or {}).items():
             handle.create_dataset(name, data=array)
+    with atomic_path(path) as tmp, tmp.open("wb") as out:
+        out.write(image.getbuffer())
 
 
 def refuse_non_finite(

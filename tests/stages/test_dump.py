@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -158,3 +161,28 @@ def test_non_finite_numbers_in_an_upstream_artifact_are_one_line_errors(
     assert_one_line_error(result, f"{proposals}: NaN or inf in `boxes` at rows 2 (image",
                           "rerun `liid proposals --force`")
     assert file_sha256(artifacts.stage_dir(run_dir, "dump") / artifacts.DUMP_H5) == before
+
+
+def test_a_file_size_limit_is_a_one_line_error_that_keeps_the_previous_output(
+    dumped: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(dumped, run_dir, symlinks=True)
+    assert liid("cut", "--run", run_dir, "--profile", "demo", "-q").exit_code == 0
+    cut_h5 = artifacts.stage_dir(run_dir, "cut") / artifacts.CUT_H5
+    before = file_sha256(cut_h5)
+    assert cut_h5.stat().st_size > 20_000
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "liid_cli", "cut", "--run", str(run_dir), "--profile", "demo",
+         "--force", "-q"],
+        preexec_fn=limit_file_size, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines == [f"error: {cut_h5}: file size limit; free space or choose another --run"]
+    assert file_sha256(cut_h5) == before
+    assert [p.name for p in run_dir.iterdir() if ".tmp-" in p.name] == []
