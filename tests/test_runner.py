@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any
 
+import annotated_types
 import pytest
+from pydantic import BaseModel
 
-from liid_cli import artifacts
-from liid_cli.config import StageConfig, load_stage_config, recorded_stage_config
+from liid_cli import artifacts, registry
+from liid_cli.config import Count, StageConfig, load_stage_config, recorded_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import read_json
 from liid_cli.runner import StageContext, StageInput, StageSpec, run_stage
@@ -147,3 +150,62 @@ def test_declared_inputs_are_checked_and_fingerprinted(tiny_demo: Path, tmp_path
     assert seen == [None] and first["inputs"]["model"]["path"] == str(weights)
     weights.write_text("two")  # a changed input file reruns the stage
     assert run(model=weights)["fingerprint"] != first["fingerprint"]
+
+
+def _numbers_without_a_range(model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Dotted names of `model`'s int and float settings (and of those inside lists, tuples and
+    nested models) that declare no bound."""
+    unbounded = []
+    for name, field in model.model_fields.items():
+        for annotation in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                unbounded += _numbers_without_a_range(annotation, f"{prefix}{name}.")
+        if field.annotation in (int, float) and not any(
+            isinstance(m, (annotated_types.Ge, annotated_types.Gt, annotated_types.Le,
+                           annotated_types.Lt)) for m in field.metadata
+        ):
+            unbounded.append(prefix + name)
+        elements = typing.get_args(field.annotation)
+        if typing.get_origin(field.annotation) in (list, tuple) and (int in elements or float in elements):
+            unbounded.append(prefix + name)
+    return unbounded
+
+
+def test_every_number_in_every_stage_yaml_has_a_declared_range() -> None:
+    from liid_cli.viz.run import VizConfig
+
+    models = [registry.stage(stage).spec().config_model for stage in registry.names()]
+    unbounded = {model.__name__: _numbers_without_a_range(model) for model in [*models, VizConfig]}
+    assert {name: found for name, found in unbounded.items() if found} == {}
+
+
+def test_a_value_out_of_range_is_refused_the_same_way_from_every_layer(tmp_path: Path) -> None:
+    from liid_cli.stages.cut import CutConfig
+    from liid_cli.stages.export_coco import ExportCocoConfig
+
+    with pytest.raises(LiidError) as from_set:
+        load_stage_config("cut", CutConfig, overrides=["delta=-5"])
+    assert str(from_set.value) == "--set delta=-5: delta must be >= 0 (stages/cut.yaml)"
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("nms_iou: 1.5\n")
+    with pytest.raises(LiidError) as from_file:
+        load_stage_config("export-coco", ExportCocoConfig, config_file=config_file)
+    assert str(from_file.value) == f"{config_file}: nms_iou must be <= 1 (stages/export_coco.yaml)"
+    with pytest.raises(LiidError, match=r"--set milestones=\[0\]: milestones.0 must be >= 1"):
+        from liid_cli.stages.train import TrainConfig
+
+        load_stage_config("train", TrainConfig, overrides=["milestones=[0]"])
+
+
+def test_a_value_out_of_range_in_the_stage_yaml_names_the_file_and_profile(
+    stages: Path, tmp_path: Path
+) -> None:
+    class Bounded(StageConfig):
+        factor: Count
+        name: str
+
+    (stages / "proposals.yaml").write_text(
+        "defaults:\n  factor: 2\n  name: paper\nprofiles:\n  demo:\n    factor: 0\n"
+    )
+    with pytest.raises(LiidError, match=r"proposals.yaml \(profile demo\): factor must be >= 1$"):
+        load_stage_config("proposals", Bounded, profile="demo")

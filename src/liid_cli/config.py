@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from liid_cli import registry
 from liid_cli.errors import LiidError
 
 STAGES_ENV = "LIID_STAGES"
+
+# The ranges of settings: every number in a stage YAML is declared with one of these (or its own
+# Field bounds), so a value out of range is refused the same way from the YAML, --config and --set.
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]  # probabilities, IoUs, shares, scores
+NonNegative = Annotated[float, Field(ge=0.0)]  # weights, powers
+Positive = Annotated[float, Field(gt=0.0)]  # sizes, scales, tolerances, time limits
+Count = Annotated[int, Field(ge=1)]  # counts and pixel sizes
+CountOrOff = Annotated[int, Field(ge=0)]  # counts where 0 means none or off
 
 
 class StageConfig(BaseModel):
@@ -74,10 +82,8 @@ def apply_override(data: dict[str, Any], assignment: str, stage: str) -> dict[st
     """Apply one `key.sub=value` override; the value is parsed as YAML (numbers, lists, bools)."""
     if "=" not in assignment:
         raise LiidError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set delta=3")
-    key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    if parts[0] in (stage, stage.replace("-", "_")) and len(parts) > 1:
-        parts = parts[1:]
+    raw = assignment.split("=", 1)[1]
+    parts = _override_key(assignment, stage)
     value = yaml.safe_load(raw) if raw.strip() else None
     nested: Any = value
     for part in reversed(parts):
@@ -115,9 +121,60 @@ def load_stage_config(
         return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        source = f"{path}" + (f" + {config_file}" if config_file else "") + (" + --set" if overrides else "")
-        raise LiidError(f"{source}: setting {where!r}: {first['msg']}") from None
+        loc = tuple(str(part) for part in first["loc"])
+        problem = f"{'.'.join(loc)} {_requirement(first)}"
+        shown = _shown(path)
+        for assignment in reversed(overrides):
+            key = _override_key(assignment, stage)
+            if loc[: len(key)] == key or key[: len(loc)] == loc:
+                raise LiidError(f"--set {assignment}: {problem} ({shown})") from None
+        if config_file is not None and _holds(_read_yaml(config_file), loc):
+            raise LiidError(f"{config_file}: {problem} ({shown})") from None
+        if profile and _holds((document.get("profiles") or {}).get(profile) or {}, loc):
+            raise LiidError(f"{shown} (profile {profile}): {problem}") from None
+        raise LiidError(f"{shown}: {problem}") from None
+
+
+def _requirement(error: Any) -> str:
+    """What a pydantic error asks of the value, in a few words."""
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+              "less_than": "<"}
+    context = error.get("ctx") or {}
+    if error["type"] in bounds:
+        bound = next(iter(context.values()))
+        return f"must be {bounds[error['type']]} {bound:g}"
+    if error["type"] == "extra_forbidden":
+        return "is not a setting of this stage"
+    if error["type"] == "missing":
+        return "is missing"
+    return f"is invalid: {error['msg']}"
+
+
+def _override_key(assignment: str, stage: str) -> tuple[str, ...]:
+    parts = tuple(assignment.split("=", 1)[0].strip().split("."))
+    if parts[0] in (stage, stage.replace("-", "_")) and len(parts) > 1:
+        return parts[1:]
+    return parts
+
+
+def _holds(layer: Any, loc: tuple[str, ...]) -> bool:
+    """Whether a settings layer sets the value at `loc` (dict keys, list indexes)."""
+    for part in loc:
+        if isinstance(layer, dict) and part in layer:
+            layer = layer[part]
+        elif isinstance(layer, list) and part.isdigit() and int(part) < len(layer):
+            layer = layer[int(part)]
+        else:
+            return False
+    return True
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working folder where it lies below it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def recorded_stage_config(stage: str, model: type[C], recorded: dict[str, Any]) -> C:

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 # Why a write found no room, by errno (ENOSPC, EFBIG: a file size limit, EDQUOT).
 NO_ROOM = {
     errno.ENOSPC: "no space left on device",

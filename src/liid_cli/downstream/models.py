@@ -25,7 +25,7 @@ from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from liid_cli.config import StageConfig
+from liid_cli.config import Count, StageConfig
 from liid_cli.models.backbones import Trunk, build_trunk, freeze_levels
 from liid_cli.models.resnet_trunk import Norm, norm_layer
 
@@ -45,8 +45,8 @@ class InstanceModelConfig(StageConfig):
     norm: Norm
     fpn_channels: int = Field(ge=16)
     box_head_size: int = Field(ge=16)
-    anchor_sizes: list[int] = Field(min_length=5, max_length=5)  # one per FPN level, P2..P6
-    train_sizes: list[int] = Field(
+    anchor_sizes: list[Count] = Field(min_length=5, max_length=5)  # one per FPN level, P2..P6
+    train_sizes: list[Count] = Field(
         min_length=1
     )  # shorter side, one drawn per batch; the largest is the test size
     max_size: int = Field(ge=32)
@@ -70,7 +70,7 @@ class SemanticModelConfig(StageConfig):
     backbone: str
     norm: Norm
     output_stride: Literal[8, 16]
-    atrous_rates: list[int] = Field(min_length=3, max_length=3)  # ASPP dilations, in feature cells
+    atrous_rates: list[Count] = Field(min_length=3, max_length=3)  # ASPP dilations, in feature cells
 
 
 class TrunkWithFPN(nn.Module):

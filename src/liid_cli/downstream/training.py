@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from liid_cli import artifacts, distributed
 from liid_cli.checkpoints import save_checkpoint, seed_everything
-from liid_cli.config import StageConfig
+from liid_cli.config import Count, StageConfig
 from liid_cli.downstream.progress import training_progress
 from liid_cli.errors import LiidError
 from liid_cli.fileio import remove_path
@@ -46,7 +46,7 @@ class TrainingConfig(StageConfig):
     momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     schedule: Literal["step", "cosine", "poly"]
-    milestones: list[int]  # epochs at which `step` multiplies the rate by `gamma`
+    milestones: list[Count]  # epochs at which `step` multiplies the rate by `gamma`
     gamma: float = Field(gt=0, le=1)
     poly_power: float = Field(gt=0)
     warmup_iters: int = Field(ge=0)

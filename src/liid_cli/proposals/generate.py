@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from liid_cli.config import StageConfig
+from liid_cli.config import Positive, StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.proposals import importers
 from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandidates, select
@@ -29,7 +29,7 @@ Similarity = Literal["colour", "texture", "size", "fill"]
 
 class SelectiveSearchConfig(StageConfig):
     colour_spaces: list[Literal["hsv", "lab", "rgb", "rgi"]] = Field(min_length=1)
-    scales: list[float] = Field(min_length=1)
+    scales: list[Positive] = Field(min_length=1)
     similarity_sets: list[list[Similarity]] = Field(min_length=1)
     sigma: float = Field(ge=0)
     min_size_ratio: float = Field(ge=0)

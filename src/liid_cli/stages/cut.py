@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from liid_cli import artifacts
-from liid_cli.config import StageConfig
+from liid_cli.config import Count, CountOrOff, NonNegative, Positive, StageConfig
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256
 from liid_cli.graph.build import (
@@ -44,12 +44,12 @@ from liid_cli.runner import StageContext, StageSpec
 
 
 class ApproximateConfig(StageConfig):
-    search_dims: int
-    candidates: int
-    ivf_lists_per_sqrt: float
-    ivf_probe: int
-    ivf_train_iterations: int
-    pca_sample: int
+    search_dims: Count
+    candidates: Count
+    ivf_lists_per_sqrt: Positive
+    ivf_probe: Count
+    ivf_train_iterations: Count
+    pca_sample: Count
 
 
 class CutConfig(StageConfig):
@@ -57,24 +57,24 @@ class CutConfig(StageConfig):
     label_masking: bool
     terminals: Literal["probabilities", "authors"]
     class_prior_power: float = Field(ge=0.0)
-    neighbours: int
-    delta: float
+    neighbours: Count
+    delta: NonNegative
     edge_weight: Literal["absolute", "relative"]
     other_images_only: bool
     mutual: bool
     share_class_edges: bool
     knn_backend: Literal["auto", "exact", "approximate"]
-    exact_max_sops: int
-    max_feature_memory_gb: float
+    exact_max_sops: CountOrOff
+    max_feature_memory_gb: Positive
     approximate: ApproximateConfig
-    recall_sample: int
-    capacity_scale: float
-    max_cycles: int
-    lp_max_sops: int
-    glop_max_sops: int
-    lp_batch_sops: int
-    lp_time_limit: float
-    pdlp_tolerance: float
+    recall_sample: CountOrOff
+    capacity_scale: Positive
+    max_cycles: Count
+    lp_max_sops: CountOrOff
+    glop_max_sops: CountOrOff
+    lp_batch_sops: Count
+    lp_time_limit: Positive
+    pdlp_tolerance: Positive
 
 
 def cut_terminals(dump: DumpData, config: CutConfig) -> tuple[np.ndarray, np.ndarray]:

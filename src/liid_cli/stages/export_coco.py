@@ -19,7 +19,7 @@ from pydantic import Field
 from torchvision.ops import batched_nms
 
 from liid_cli import artifacts, masks
-from liid_cli.config import StageConfig
+from liid_cli.config import Probability, StageConfig
 from liid_cli.data.index import ClassMap, DatasetIndex, load_index
 from liid_cli.errors import LiidError
 from liid_cli.evaluation.semantic import label_map_from_instances
@@ -38,8 +38,8 @@ from liid_cli.runner import StageContext, StageSpec
 
 
 class ExportCocoConfig(StageConfig):
-    min_score: float
-    nms_iou: float
+    min_score: Probability
+    nms_iou: Probability
     nms_overlap: Literal["box", "mask"]
     max_per_class: int = Field(ge=0)
     score: Literal["p", "p_cam_agreement"]

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from liid_cli import artifacts
 from liid_cli.checkpoints import save_checkpoint, seed_everything
+from liid_cli.config import Positive
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
@@ -41,7 +42,7 @@ class ClassifierConfig(TrunkConfig):
     """Training settings of a multi-label image classifier (train-cam, pretrain)."""
 
     input_size: int = Field(ge=32)
-    scale_jitter: tuple[float, float]
+    scale_jitter: tuple[Positive, Positive]
     flip: bool
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from liid_cli.checkpoints import seed_everything
+from liid_cli.config import Positive
 from liid_cli.data.index import load_index
 from liid_cli.downstream.models import SemanticModelConfig, build_semantic_model
 from liid_cli.downstream.semantic import compute_losses, semantic_validator
@@ -23,7 +24,7 @@ TASK = "semantic"
 class TrainSemanticConfig(TrainingConfig):
     model: SemanticModelConfig
     crop_size: int = Field(ge=16)
-    scale_range: tuple[float, float]
+    scale_range: tuple[Positive, Positive]
 
 
 def run(config: TrainSemanticConfig, context: StageContext) -> dict[str, Any]:

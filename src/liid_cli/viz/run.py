@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pydantic import Field
+
 from liid_cli import artifacts
-from liid_cli.config import StageConfig
+from liid_cli.config import Count, Probability, StageConfig
 from liid_cli.evaluation.runs import run_evaluations
 from liid_cli.fileio import atomic_path
 from liid_cli.log import log
@@ -16,11 +18,11 @@ from liid_cli.viz.report import build_report
 
 
 class VizConfig(StageConfig):
-    max_images: int
-    cell: int
-    alpha: float
-    min_score: float
-    max_instances: int
+    max_images: Count
+    cell: int = Field(ge=16)
+    alpha: Probability
+    min_score: Probability
+    max_instances: Count
 
 
 def run_viz(run_dir: Path, data: Path | None, config: VizConfig, seed: int) -> Path:
