@@ -65,7 +65,7 @@ class CutConfig(StageConfig):
     share_class_edges: bool
     knn_backend: Literal["auto", "exact", "approximate"]
     exact_max_sops: CountOrOff
-    max_feature_memory_gb: Positive
+    max_feature_memory_gb: NonNegative  # 0: always memory-mapped
     approximate: ApproximateConfig
     recall_sample: CountOrOff
     capacity_scale: Positive
