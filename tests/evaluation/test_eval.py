@@ -262,10 +262,15 @@ def test_eval_semantic_and_compare_on_an_exported_run(
         source = artifacts.eval_metrics_path(run_dir, name)
         (other / "eval" / name).mkdir()
         (other / "eval" / name / artifacts.METRICS_JSON).write_text(source.read_text())
-    result = liid("eval", "compare", run_dir, other)
+    table = tmp_path / "docs" / "table.md"
+    result = liid("eval", "compare", run_dir, other, "--markdown", table)
     assert result.exit_code == 0, result.output
     assert run_dir.name in result.output and "other_run" in result.output
     assert result.output.count("100.0") >= 2  # mIoU of both runs
+    lines = table.read_text().splitlines()
+    assert lines[0] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | whole objects |"
+    semantic_row = next(line for line in lines if f"| other_run | {artifacts.EVAL_SEMANTIC} |" in line)
+    assert semantic_row.split(" | ")[6] == "100.0"
 
 
 def test_eval_semantic_of_a_trained_model(

@@ -206,10 +206,19 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 "with none left, a note and exit 0.",
             ),
         ] = False,
+        markdown: Annotated[
+            Path | None,
+            typer.Option(
+                "--markdown",
+                help="Also write the table as Markdown to this file (results docs are made so, "
+                "never typed by hand).",
+            ),
+        ] = None,
     ) -> None:
         """Print the metrics of several runs side by side (the ablation table)."""
         from liid_cli.evaluation.runs import run_evaluations
-        from liid_cli.evaluation.tables import compare_table
+        from liid_cli.evaluation.tables import compare_markdown, compare_table
+        from liid_cli.fileio import atomic_path
 
         collected = []
         for run in runs:
@@ -224,6 +233,10 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             Console().print("skipped: no evaluations to compare (no ground truth)", highlight=False)
             return
         Console(soft_wrap=True).print(compare_table(collected))
+        if markdown is not None:
+            with atomic_path(markdown) as tmp:
+                tmp.write_text(compare_markdown(collected))
+            Console().print(f"wrote {markdown}", highlight=False, soft_wrap=True)
 
 
 def _print(table: object, extra: object | None, path: Path) -> None:

@@ -10,7 +10,7 @@ from rich.table import Table
 from liid_cli.evaluation.instances import METRIC_KEYS
 from liid_cli.evaluation.labels import KINDS
 
-COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU")
+COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU", "whole objects")
 
 
 def percent(value: Any) -> str:
@@ -82,15 +82,27 @@ def labels_table(metrics: dict[str, Any]) -> Table:
 
 
 def compare_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[list[str]]:
-    """One row per (run, evaluation): [run, evaluation, AP, AP50, AP75, ABO, mIoU]."""
+    """One row per (run, evaluation): [run, evaluation, AP, AP50, AP75, ABO, mIoU, whole
+    objects]; `liid eval labels` gives the share of whole objects among the exported instances."""
     rows = []
     for label, records in runs:
         for name, record in records.items():
-            metrics = record.get("metrics", {})
+            metrics = dict(record.get("metrics", {}))
+            exported = metrics.get("exported_kinds")
+            if exported is not None:
+                metrics["whole objects"] = exported.get("object")
             if not any(key in metrics for key in COMPARE_KEYS):
-                continue  # e.g. `liid eval labels`: no headline metric to line up
+                continue  # no headline metric to line up
             rows.append([label, name, *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
     return rows
+
+
+def compare_markdown(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> str:
+    """The side-by-side table as Markdown (what `liid eval compare --markdown` writes)."""
+    headers = ["run", "evaluation", *COMPARE_KEYS]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in compare_rows(runs)]
+    return "\n".join(lines) + "\n"
 
 
 def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Table:
