@@ -268,7 +268,8 @@ def test_eval_semantic_and_compare_on_an_exported_run(
     assert run_dir.name in result.output and "other_run" in result.output
     assert result.output.count("100.0") >= 2  # mIoU of both runs
     lines = table.read_text().splitlines()
-    assert lines[0] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | whole objects |"
+    assert lines[0].startswith("<!-- written by `liid eval compare ") and str(other) in lines[0]
+    assert lines[2] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | whole objects |"
     semantic_row = next(line for line in lines if f"| other_run | {artifacts.EVAL_SEMANTIC} |" in line)
     assert semantic_row.split(" | ")[6] == "100.0"
 
@@ -359,7 +360,9 @@ def test_eval_labels_on_a_run_with_a_known_cut(
     assert metrics["exported_kinds"]["object"] == 1.0 and metrics["exported_right_class"] == 1.0
     assert sum(share or 0.0 for share in metrics["proposal_kinds"].values()) == pytest.approx(1.0)
     compare = liid("eval", "compare", run_dir)
-    assert compare.exit_code == 0 and " labels " not in compare.output
+    assert compare.exit_code == 0
+    labels_row = next(line for line in compare.output.splitlines() if " labels " in line)
+    assert labels_row.split("│")[-2].strip() == "100.0"  # every exported instance a whole object
 
 
 def test_eval_labels_without_proposals_names_the_stage(tmp_path: Path) -> None:

@@ -235,7 +235,8 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         Console(soft_wrap=True).print(compare_table(collected))
         if markdown is not None:
             with atomic_path(markdown) as tmp:
-                tmp.write_text(compare_markdown(collected))
+                command = " ".join(["liid eval compare", *map(str, runs), "--markdown", str(markdown)])
+                tmp.write_text(compare_markdown(collected, command))
             Console().print(f"wrote {markdown}", highlight=False, soft_wrap=True)
 
 

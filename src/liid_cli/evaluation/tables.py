@@ -97,10 +97,12 @@ def compare_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[
     return rows
 
 
-def compare_markdown(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> str:
-    """The side-by-side table as Markdown (what `liid eval compare --markdown` writes)."""
+def compare_markdown(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], source: str) -> str:
+    """The side-by-side table as Markdown, in %, under a comment naming `source`, the command
+    that wrote it (what `liid eval compare --markdown` writes)."""
     headers = ["run", "evaluation", *COMPARE_KEYS]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines = [f"<!-- written by `{source}`; figures in % -->", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in compare_rows(runs)]
     return "\n".join(lines) + "\n"
 
