@@ -14,6 +14,7 @@ Internally classes are 0-based with 0 = background: `ClassMap` is the one place 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def image_keys(file_names: list[str], source: str) -> list[str]:
     files would share one (`x.jpg` beside `x.png`) both keep their suffix (`x.jpg`, `x.png`). Two
     files left with one key are an error naming both (`source` says where they are listed)."""
     stems = [str(Path(name).with_suffix("")).replace("/", "__") for name in file_names]
-    shared = {stem for stem in stems if stems.count(stem) > 1}
+    shared = {stem for stem, count in Counter(stems).items() if count > 1}
     keys = [
         name.replace("/", "__") if stem in shared else stem
         for name, stem in zip(file_names, stems, strict=True)
