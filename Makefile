@@ -101,8 +101,9 @@ ablation: pipeline  ## The paper's Table 8 on the demo (pseudo labels, train spl
 
 # ---- baselines: what people try first, evaluated beside LIID (the run's ground truth) ----
 BASELINES := cam_threshold best_proposal no_graph
-baselines: $(RUN)/eval/.pseudo_labels.done  ## CAM threshold, best proposal and no-graph pseudo labels beside LIID.
+$(RUN)/baselines/$(M): $(RUN)/export/$(M) stages/baselines.yaml
 	$(LIID) baselines $(ARGS)
+baselines: $(RUN)/eval/.pseudo_labels.done $(RUN)/baselines/$(M)  ## CAM threshold, best proposal and no-graph pseudo labels beside LIID.
 	$(foreach b,$(BASELINES),$(LIID) eval instances --run $(RUN) --predictions $(RUN)/baselines/$(b)/pseudo_instances.json --name baseline_$(b) --if-truth -q;)
 	$(LIID) eval compare $(RUN) --if-truth
 
@@ -128,8 +129,7 @@ VAL_TRAIN = $(LIID) train --profile $(REAL_PROFILE) --seed $(SEED) --data $(RUN)
 VAL_MODELS = liid $(if $(COCO),ground-truth) $(VAL_BASELINE)
 real-train:  ## Mask R-CNN on the pseudo labels of `make real` (same variables; VAL_COCO= VAL_IMAGES= or VAL_FOLDER= to score it on other photos).
 	@test -n "$(COCO)$(FOLDER)" || { echo "error: pass COCO=instances.json IMAGES=DIR or FOLDER=DIR LABELS=labels.csv"; exit 2; }
-	$(MAKE) real
-	$(MAKE) $(RUN)/train/$(M) $(REAL_ARGS)
+	$(MAKE) $(RUN)/train/$(M) $(if $(VAL_COCO)$(VAL_FOLDER),$(RUN)/baselines/$(M)) $(REAL_ARGS)
 	$(LIID) predict --run $(RUN) --profile $(REAL_PROFILE) --data $(RUN)/data/index_train.json
 	$(LIID) eval instances --run $(RUN) --source predictions --if-truth
 ifneq ($(VAL_COCO)$(VAL_FOLDER),)

@@ -39,6 +39,7 @@ def test_tags_only_photos_get_a_report_of_pseudo_masks(tiny_demo: Path, tmp_path
     photos, labels = tagged_folder(tiny_demo / "index_train.json", tmp_path / "train")
     val_photos, _ = tagged_folder(tiny_demo / "index_val.json", tmp_path / "val")
     run = tmp_path / "run"
+    make("real", FOLDER=photos, LABELS=labels, RUN=run)
     make("real-train", FOLDER=photos, LABELS=labels, VAL_FOLDER=val_photos, RUN=run)
     assert not (run / artifacts.EVAL_DIR / artifacts.EVAL_PSEUDO).exists()  # nothing to score
     report = _report(run)
