@@ -24,7 +24,6 @@ from liid_cli.commands import (
     train,
     viz,
 )
-from liid_cli.errors import print_error
 
 app = typer.Typer(
     name="liid",
@@ -89,5 +88,6 @@ def main() -> None:
     try:
         app()
     except Interrupted as stop:
-        print_error("interrupted; rerun the same command to continue")
+        # A raw write: the signal may have landed while the console's lock was held.
+        os.write(sys.stderr.fileno(), b"error: interrupted; rerun the same command to continue\n")
         sys.exit(128 + stop.signum)
