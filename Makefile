@@ -20,7 +20,7 @@ VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
 M := manifest.json
 
-.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train box2mask box2mask-real clean
+.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train box2mask box2mask-real results clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -175,6 +175,25 @@ box2mask-real:  ## The second method on real photos vs rect/ellipse/GrabCut and 
 	$(foreach m,$(B2M_METHODS),ln -sfn box2mask/pseudo_instances.json $(RUN)/$(m)/pseudo_instances.json &&) true
 	$(LIID) eval box2mask $(RUN)
 	$(LIID) viz --run $(RUN) --profile real
+
+# ---- results docs: docs/results/<name>.md, written from run folders, never typed by hand ----
+# $(call results_doc,NAME,RUN FOLDERS,HOW): `liid eval compare RUN... --markdown docs/results/NAME.md`
+# when every run folder has evaluations (<run>/eval/*/metrics.json); otherwise the table is left as
+# it is (or not written) and a note names the missing folders and HOW to make them.
+# docs/results.md lists the tables.
+RESULTS_DIR := docs/results
+COCO_DEV := ../shared/data/coco-dev
+HALF_VARIANTS := halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
+results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
+	if [ -n "$$missing" ]; then echo "results: skipped $(RESULTS_DIR)/$(1).md, no evaluations in $$missing ($(3))"; \
+	else $(LIID) eval compare $(2) --markdown $(RESULTS_DIR)/$(1).md; fi
+results:  ## Rewrite docs/results/*.md from the run folders there are (a table whose runs are missing is left as it is).
+	$(call results_doc,demo,runs/demo runs/demo-gt,make all)
+	$(call results_doc,demo-seed1,runs/demo-s1 runs/demo-gt-s1,make all SEED=1 RUN=runs/demo-s1 GT_RUN=runs/demo-gt-s1)
+	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
+	$(call results_doc,real-halves,runs/halfA runs/halfB,docs/real-photos.md)
+	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
+	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
 
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).
 	rm -rf runs $(DATA)
