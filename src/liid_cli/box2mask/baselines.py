@@ -14,7 +14,7 @@ from liid_cli.errors import LiidError
 GRABCUT_ITERATIONS = 5
 GRABCUT_MARGIN = 0.5  # GrabCut runs on the box grown by this x its size per side (its background)
 # GrabCut's cost grows with the pixels it models: it runs on that window shrunk to at most this
-# long side (measured on coco-dev: 3.6x faster than at full size, same mIoU; README).
+# long side (measured on coco-dev: 3.6x faster than at full size, same mIoU; docs/results.md).
 GRABCUT_SIDE = 320
 
 

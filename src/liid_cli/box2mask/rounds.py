@@ -153,7 +153,7 @@ def model_masks_of_sources(
     The FCN learns source objects from these, so its score maps are as good on source objects
     (where box-to-mask is retrained with them) as on target objects (where it is applied); trained
     on the truth they are near perfect on source objects only, and box-to-mask learns to trust
-    them more than they deserve on the targets (measured on coco-dev: README).
+    them more than they deserve on the targets (measured on coco-dev: docs/results.md).
     """
     by_image: dict[Path, list[int]] = {}
     for position, instance in enumerate(instances):

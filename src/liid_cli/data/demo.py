@@ -3,7 +3,7 @@
 Colour never gives the class away (objects and background draw from the same colour space). Each
 class has its own shape and its own surface pattern, as real classes have their own look (a
 zebra's stripes): with shape alone, a small CNN trained from scratch on 300 weakly labelled images
-stays near chance (README, design notes), and the demo must teach something in a CPU minute.
+stays near chance (docs/design.md), and the demo must teach something in a CPU minute.
 Class-less distractor blobs, occlusion and rotated shapes of varied size and aspect keep the
 segmentation non-trivial. Everything is deterministic from the seed.
 """

@@ -4,7 +4,7 @@ graph's vote, the scores of its kNN neighbours (in other images) that took the s
 An object's crop looks like other objects of its class; a part or a patch of background that the
 MIL network labelled with a class looks like parts and backgrounds, which the cut labels with
 whatever class their own images have. Mixing in the neighbours' agreeing scores ranks the first
-above the second (measured: README, design notes).
+above the second (docs/design.md; measured in docs/results.md).
 """
 
 from __future__ import annotations

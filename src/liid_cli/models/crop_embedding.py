@@ -1,6 +1,7 @@
 """ImageNet embeddings of proposal boxes: each box's crop, squared, through a pretrained classifier
 without its last layer. The dump stores them (`crop_features`) for the kNN whose neighbours vote
-in export-coco's scores: the MIL network's RoI features make poorer neighbours there (README).
+in export-coco's scores: the MIL network's RoI features make poorer neighbours there
+(docs/results.md).
 """
 
 from __future__ import annotations
