@@ -65,7 +65,7 @@ BOX2MASK_SEMANTIC_CHECKPOINT = "semantic.pt"  # the rounds' semantic FCN
 SCHEMA_INDEX = "liid.index/1"
 SCHEMA_MANIFEST = "liid.manifest/1"
 SCHEMA_PROPOSALS = "liid.proposals/1"
-SCHEMA_CAM_SCORES = "liid.cam_scores/2"
+SCHEMA_CAM_SCORES = "liid.cam_scores/3"
 SCHEMA_DUMP = "liid.dump/1"
 SCHEMA_CUT = "liid.cut/1"
 SCHEMA_BOX2MASK = "liid.box2mask/1"  # box-to-mask checkpoint (`schema` key)
@@ -89,6 +89,9 @@ H5_CAM_MASK_SCORES = "cam_mask_scores"  # float32 (M, K), CAM mean + max inside 
 # float32 (M, K): how well the mask matches the CAM, the F-measure of the CAM's mean inside the mask
 # (precision) and the share of the image's CAM mass inside it (coverage).
 H5_CAM_MASK_AGREEMENT = "cam_mask_agreement"
+# float32 (M, K): the CAM classifier's sigmoid on the crop of each proposal's box: high where the
+# box holds the class's object, lower for its parts and the background around it.
+H5_CAM_CROP_SCORES = "cam_crop_scores"
 H5_PROPOSALS_SHA_ATTR = "proposals_sha256"  # the proposals.h5 a row-aligned file was made from
 # cut.h5: per-SOP connected component id, and per-component tables (indexed by component id).
 H5_COMPONENT = "component"

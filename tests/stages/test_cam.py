@@ -8,14 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tests.proposal_fixture import run_demo_stage, write_fake_proposals
+from tests.proposal_fixture import TEST_SETTINGS, run_demo_stage, write_fake_proposals
 
 from liid_cli import artifacts
+from liid_cli.checkpoints import load_checkpoint
+from liid_cli.config import load_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
 from liid_cli.models.cam import box_regions, normalised_cams, region_agreement, region_scores
 from liid_cli.proposals.store import open_proposals
+from liid_cli.runner import run_stage
+from liid_cli.stages import train_cam
 
 MAP = torch.tensor(
     [[0.0, 0.1, 0.2, 0.3], [0.4, 0.5, 0.6, 0.7], [0.8, 0.9, 1.0, 0.2], [0.1, 0.1, 0.1, 0.1]]
@@ -101,6 +105,9 @@ def test_train_cam_writes_scores_aligned_with_the_proposals(cam_run: Path, tiny_
         mask_scores = cams.column(artifacts.H5_CAM_MASK_SCORES)
         assert box_scores.dtype == np.float32 and box_scores.shape == mask_scores.shape
         assert box_scores.min() >= 0 and box_scores.max() <= 2.0 + 1e-5
+        crop_scores = cams.column(artifacts.H5_CAM_CROP_SCORES)
+        assert crop_scores.shape == box_scores.shape
+        assert crop_scores.min() >= 0 and crop_scores.max() <= 1
         from liid_cli.data.index import load_index
 
         data = load_index(index)
@@ -108,8 +115,39 @@ def test_train_cam_writes_scores_aligned_with_the_proposals(cam_run: Path, tiny_
             rows = slice(cams.offsets[position], cams.offsets[position + 1])
             unlabelled = data.classes.label_vector(image["labels"])[1:] == 0
             assert (box_scores[rows][:, unlabelled] == 0).all()
+            assert (crop_scores[rows][:, unlabelled] == 0).all()
+            assert (crop_scores[rows][:, ~unlabelled] > 0).all()  # a sigmoid for each tag
     assert (folder / artifacts.CAM_CHECKPOINT).is_file()
     assert len(list((folder / artifacts.CAM_MAPS_DIR).glob("*.png"))) >= 1
+
+
+def test_new_proposals_reuse_the_classifier_and_only_score_again(
+    cam_run: Path, tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = tiny_demo / "index_train.json"
+    run_dir = tmp_path / "run"
+    shutil.copytree(cam_run, run_dir)
+    before = load_checkpoint(artifacts.stage_dir(run_dir, "train-cam") / artifacts.CAM_CHECKPOINT)
+    write_fake_proposals(run_dir, index, random_per_image=5, seed=1)
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("the classifier was trained again")
+
+    monkeypatch.setattr(train_cam, "train_classifier", no_training)
+    run_demo_stage("train-cam", run_dir, index)
+    folder = artifacts.stage_dir(run_dir, "train-cam")
+    after = load_checkpoint(folder / artifacts.CAM_CHECKPOINT)
+    assert all(torch.equal(before["model"][k], after["model"][k]) for k in before["model"])
+    with open_csr(folder / artifacts.CAM_SCORES_H5, artifacts.SCHEMA_CAM_SCORES,
+                  file_sha256(index), "train-cam") as cams, open_proposals(run_dir, index) as store:
+        assert (cams.offsets == store.csr.offsets).all()  # the new proposals were scored
+    # another seed trains another classifier, so it is not reused
+    spec = train_cam.SPEC
+    config = load_stage_config(
+        spec.name, spec.config_model, profile="demo", overrides=TEST_SETTINGS["train-cam"]
+    )
+    with pytest.raises(AssertionError, match="trained again"):
+        run_stage(spec, config, run_dir=run_dir, index_path=index, seed=1)
 
 
 def test_proposals_of_another_data_set_are_refused(

@@ -9,37 +9,62 @@ above the second (docs/design.md; measured in docs/results.md).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from liid_cli import artifacts
 from liid_cli.errors import LiidError
 from liid_cli.h5store import CsrFile
 
+# The score of a labelled SOP: p[label] (the MIL network's probability), p[label] x how well its
+# mask matches its class's CAM, or that agreement x the CAM classifier's score of its box's crop
+# (no p: the MIL network's p is near 1 for whole objects and their parts alike).
+ScoreName = Literal["p", "p_cam_agreement", "crop_cam_agreement"]
 
-def agreement_scores(
-    scores: np.ndarray, labels: np.ndarray, proposal_index: np.ndarray, agreement: np.ndarray
+
+def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarray:
+    """(P, K) what the score multiplies by for one image's proposals (cam_scores.h5 `rows`)."""
+    table = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
+    if score == "crop_cam_agreement":
+        if artifacts.H5_CAM_CROP_SCORES not in cam_scores.handle:
+            raise LiidError(
+                f"{cam_scores.handle.filename}: no `{artifacts.H5_CAM_CROP_SCORES}` (made by an "
+                "older liid); rerun `liid train-cam --force` or set score=p_cam_agreement"
+            )
+        table = table * cam_scores.rows(artifacts.H5_CAM_CROP_SCORES, rows)
+    return table
+
+
+def factored_scores(
+    p: np.ndarray, labels: np.ndarray, proposal_index: np.ndarray, factors: np.ndarray | None,
+    score: ScoreName,
 ) -> np.ndarray:
-    """p[label] times how well each SOP's mask matches its class's CAM (`agreement`: (P, K) for
-    the image's proposals, cam_scores.h5); 0 for noise."""
-    return scores * agreement[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
+    """Each SOP's score from its p[label] and its image's (P, K) `factors`; 0 for noise."""
+    own = p if score != "crop_cam_agreement" else np.ones_like(p)
+    if factors is None:
+        return (own * (labels > 0)).astype(np.float32)
+    return own * factors[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)
 
 
 def own_scores(
-    cut: CsrFile, labels: np.ndarray, proposal_index: np.ndarray, agreement: CsrFile | None
+    cut: CsrFile, labels: np.ndarray, proposal_index: np.ndarray, cam_scores: CsrFile | None,
+    score: ScoreName,
 ) -> np.ndarray:
-    """(M,) every SOP's score, in cut.h5 row order (`labels` and `proposal_index` its columns):
-    p[label], times its agreement with its class's CAM when `agreement` is given; 0 for noise."""
-    scores = cut.column(artifacts.H5_SCORES).astype(np.float32) * (labels > 0)
-    if agreement is None:
-        return scores
+    """(M,) every SOP's score (`score`), in cut.h5 row order (`labels` and `proposal_index` its
+    columns); `cam_scores` is train-cam's file, needed unless the score is p."""
+    p = cut.column(artifacts.H5_SCORES).astype(np.float32)
+    if cam_scores is None:
+        return factored_scores(p, labels, proposal_index, None, score)
+    result = np.zeros_like(p)
     for image_id in cut.image_ids:
         rows = cut.rows_of(int(image_id))
         if rows.stop == rows.start:
             continue
-        table = agreement.read(artifacts.H5_CAM_MASK_AGREEMENT, int(image_id))
-        check_proposal_rows(cut, int(image_id), proposal_index[rows], len(table))
-        scores[rows] = agreement_scores(scores[rows], labels[rows], proposal_index[rows], table)
-    return scores
+        factors = cam_factors(cam_scores, score, cam_scores.rows_of(int(image_id)))
+        check_proposal_rows(cut, int(image_id), proposal_index[rows], len(factors))
+        result[rows] = factored_scores(p[rows], labels[rows], proposal_index[rows], factors, score)
+    return result
 
 
 def neighbour_scores(

@@ -33,7 +33,7 @@ from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.graph.build import argmax_labels, edgeless_graph
 from liid_cli.graph.dump import DumpData, read_dump
-from liid_cli.graph.instance_scores import agreement_scores
+from liid_cli.graph.instance_scores import cam_factors, factored_scores
 from liid_cli.h5store import open_csr
 from liid_cli.log import track
 from liid_cli.models.backbones import trunk_settings
@@ -183,10 +183,12 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
                 box_scores = cam_scores.rows(artifacts.H5_CAM_BOX_SCORES, rows)
                 per_method["best_proposal"] = best_proposal_instances(proposals, box_scores, classes)
             if export is not None and dump is not None:
-                agreement = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
+                factors = None if export.score == "p" else cam_factors(
+                    cam_scores, export.score, rows
+                )
                 per_method["no_graph"] = _no_graph_instances(
                     dump, dump_rows[proposals.image_id], sop_labels, proposals, export,
-                    context.device, agreement if export.score == "p_cam_agreement" else None,
+                    context.device, factors,
                 )
             for name, instances in per_method.items():
                 found[name].extend(
@@ -208,14 +210,13 @@ def _no_graph_instances(
     proposals: ImageProposals,
     export: ExportCocoConfig,
     device: str,
-    agreement: np.ndarray | None,
+    factors: np.ndarray | None,
 ) -> PseudoInstances:
     """The image's SOPs with their no-graph labels, exported as export-coco does."""
     labels = sop_labels[rows].astype(np.int64)
     proposal_index = dump.proposal_index[rows].astype(np.int64)
-    scores = dump.probs[rows][np.arange(len(labels)), labels].astype(np.float32)
-    if agreement is not None:
-        scores = agreement_scores(scores, labels, proposal_index, agreement)
+    p = dump.probs[rows][np.arange(len(labels)), labels].astype(np.float32)
+    scores = factored_scores(p, labels, proposal_index, factors, export.score)
     return select_pseudo_instances(proposals, proposal_index, labels, scores, export, device)
 
 

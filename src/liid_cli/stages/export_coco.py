@@ -25,6 +25,7 @@ from liid_cli.errors import LiidError
 from liid_cli.evaluation.semantic import label_map_from_instances
 from liid_cli.fileio import file_sha256, write_json
 from liid_cli.graph.instance_scores import (
+    ScoreName,
     check_proposal_rows,
     cut_neighbours,
     neighbour_scores,
@@ -42,7 +43,7 @@ class ExportCocoConfig(StageConfig):
     nms_iou: Probability
     nms_overlap: Literal["box", "mask"]
     max_per_class: int = Field(ge=0)
-    score: Literal["p", "p_cam_agreement"]
+    score: ScoreName
     neighbour_weight: float = Field(ge=0.0, le=1.0)
     semantic_overlap: Literal["ignore", "highest_score"]
 
@@ -233,7 +234,7 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
         labels = cut.column(artifacts.H5_LABELS).astype(np.int64)
         proposal_index = cut.column(artifacts.H5_PROPOSAL_INDEX).astype(np.int64)
         labelled_sops = int((labels > 0).sum())
-        scores = own_scores(cut, labels, proposal_index, agreement)
+        scores = own_scores(cut, labels, proposal_index, agreement, config.score)
         ranking = neighbour_scores(
             scores, labels, cut_neighbours(cut, len(labels)), config.neighbour_weight
         )
@@ -269,7 +270,7 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
 def _agreement(
     context: StageContext, config: ExportCocoConfig, fingerprint: str
 ) -> Iterator[CsrFile | None]:
-    """train-cam's CAM agreements when the score uses them (rows aligned with proposals.h5)."""
+    """train-cam's CAM scores when the score uses them (rows aligned with proposals.h5)."""
     if config.score == "p":
         yield None
         return

@@ -1,40 +1,42 @@
 """Stage 2, `liid train-cam`: the multi-label CAM classifier, then CAM scores of every proposal.
 
 Reads the data set index (image labels, images) and `<run>/proposals/proposals.h5`; writes
-`<run>/cam/cam.pt` (checkpoint), `<run>/cam/cam_scores.h5` (`liid.cam_scores/2`, rows aligned with
+`<run>/cam/cam.pt` (checkpoint), `<run>/cam/cam_scores.h5` (`liid.cam_scores/3`, rows aligned with
 proposals.h5: `cam_box_scores` and `cam_mask_scores` (M, K) = mean + max of the CAM inside the box /
-mask, `cam_mask_agreement` (M, K) = how well the mask matches the CAM, for the image's labelled
-classes, 0 for the others) and, with `save_cams`, heat-map PNGs in
-`<run>/cam/cams/`.
+mask, `cam_mask_agreement` (M, K) = how well the mask matches the CAM, `cam_crop_scores` (M, K) =
+the classifier's sigmoid on the box's crop, for the image's labelled classes, 0 for the others)
+and, with `save_cams`, heat-map PNGs in `<run>/cam/cams/`.
+
+The classifier depends on the images, their tags, its settings, the seed and the code, not on the
+proposals: a rerun after new proposals reuses the finished run's classifier when all of those
+match, and only scores the proposals again.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from pydantic import Field
 
 from liid_cli import artifacts
-from liid_cli.checkpoints import save_checkpoint, seed_everything
+from liid_cli.checkpoints import load_checkpoint, save_checkpoint, seed_everything
 from liid_cli.config import Positive
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex, load_index
 from liid_cli.errors import LiidError
-from liid_cli.fileio import file_sha256
-from liid_cli.h5store import write_csr
+from liid_cli.fileio import file_sha256, text_sha256
 from liid_cli.log import log, track
 from liid_cli.models.backbones import TrunkConfig, image_to_tensor
-from liid_cli.models.cam import CamClassifier, normalised_cams
-from liid_cli.models.cam_scoring import cam_input, heat_map, proposal_scores, scoring_size
+from liid_cli.models.cam import CamClassifier
 from liid_cli.models.optim import OptimizerName, make_optimizer
-from liid_cli.proposals.store import open_proposals, proposals_path
+from liid_cli.models.proposal_cam_scores import score_proposals
 from liid_cli.resume import ResumePoint
-from liid_cli.runner import StageContext, StageSpec
+from liid_cli.runner import StageContext, StageSpec, code_version
 from liid_cli.stage_inputs import WEIGHTS
 
 
@@ -64,6 +66,7 @@ class TrainCamConfig(ClassifierConfig):
     cam_flip_average: bool
     save_cams: bool
     save_cams_max: int = Field(ge=0)
+    crop_side: int = Field(ge=16)  # each proposal box's crop is squared to this side to be scored
 
 
 class LabelledImages(torch.utils.data.Dataset):
@@ -173,80 +176,36 @@ def train_classifier(
     return model, loss
 
 
-@torch.no_grad()
-def score_proposals(
-    model: CamClassifier, index: DatasetIndex, config: TrainCamConfig, context: StageContext
-) -> dict[str, Any]:
-    """CAM box and mask scores of every proposal, written row-aligned with proposals.h5."""
-    model.eval()
-    num_classes = index.classes.num_classes
-    images_by_id = {int(image["id"]): image for image in index.images}
-    columns: dict[str, list[np.ndarray]] = {
-        artifacts.H5_CAM_BOX_SCORES: [],
-        artifacts.H5_CAM_MASK_SCORES: [],
-        artifacts.H5_CAM_MASK_AGREEMENT: [],
-    }
-    counts, image_ids = [], []
-    correct_labels, saved = 0, 0
-    cams_dir = context.out_dir / artifacts.CAM_MAPS_DIR
-    with open_proposals(context.run_dir, context.index_path) as store:
-        missing = set(images_by_id) - {int(i) for i in store.image_ids}
-        if missing:
-            raise LiidError(
-                f"{proposals_path(context.run_dir)}: no proposals for {len(missing)} images of "
-                f"{context.index_path}; rerun `liid proposals --run {context.run_dir} --force`"
-            )
-        for proposals in track(store, "CAM scores", total=len(store)):
-            image = images_by_id[proposals.image_id]
-            rgb = read_rgb(index.image_path(image))
-            classes = [k - 1 for k in index.labels(image)]
-            tensor = cam_input(
-                rgb, model.trunk.stride, config.input_size, config.cam_scale, config.keep_aspect
-            ).to(context.device)
-            logits, cams = normalised_cams(
-                model, tensor, classes, scoring_size(rgb.shape[:2], config.score_side),
-                config.cam_flip_average,
-            )
-            truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(
-                logits.device
-            )
-            correct_labels += int(((logits > 0).float() == truth).sum())
-            scores = proposal_scores(
-                cams, proposals.boxes, proposals.masks(), classes, num_classes
-            )
-            for rows, column in zip(columns.values(), scores):
-                rows.append(column)
-            counts.append(len(proposals))
-            image_ids.append(proposals.image_id)
-            if config.save_cams and saved < config.save_cams_max:
-                cams_dir.mkdir(exist_ok=True)
-                for cam, k in zip(cams.cpu().numpy(), classes):
-                    Image.fromarray(heat_map(rgb, cam)).save(
-                        cams_dir / f"{image['name']}_{index.classes.names[k]}.png"
-                    )
-                saved += 1
-    write_csr(
-        context.out_dir / artifacts.CAM_SCORES_H5,
-        schema=artifacts.SCHEMA_CAM_SCORES,
-        fingerprint=file_sha256(context.index_path),
-        image_ids=np.array(image_ids),
-        counts=np.array(counts),
-        rows={name: _stack(rows, num_classes) for name, rows in columns.items()},
-        attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(context.run_dir))},
-    )
-    return {
-        "proposals_scored": int(sum(counts)),
-        "images": len(counts),
-        "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes),
-    }
+def classifier_key(config: TrainCamConfig, context: StageContext) -> str:
+    """What the trained classifier depends on: its training settings, the seed, the data set
+    index, the starting weights and the code (not the proposals, nor the scoring settings)."""
+    weights = context.input(WEIGHTS)
+    return text_sha256(json.dumps({
+        "classifier": ClassifierConfig.model_validate(
+            config.model_dump(include=set(ClassifierConfig.model_fields))
+        ).model_dump(mode="json"),
+        "seed": context.seed,
+        "index": file_sha256(context.index_path),
+        "weights": None if weights is None else file_sha256(weights),
+        "code": code_version(),
+    }, sort_keys=True))
 
 
-def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
-    return (
-        np.concatenate(rows).astype(np.float32)
-        if rows
-        else np.zeros((0, num_classes), dtype=np.float32)
-    )
+def finished_classifier(
+    config: TrainCamConfig, context: StageContext, key: str, num_classes: int
+) -> tuple[CamClassifier, float] | None:
+    """The classifier of the run's finished train-cam when it was trained with the same `key`."""
+    path = context.upstream("train-cam") / artifacts.CAM_CHECKPOINT
+    if not path.is_file():
+        return None
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("classifier_key") != key:
+        return None
+    log.info(f"train-cam: reusing the classifier in {path}: same images, tags, settings, seed and "
+             "code; only the proposals are scored again")
+    model = CamClassifier(config, num_classes, weights="none")
+    model.load_state_dict(checkpoint["model"])
+    return model.to(context.device), float(checkpoint.get("final_bce", math.nan))
 
 
 def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
@@ -255,7 +214,9 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
     index = load_index(context.index_path)
     if not index.images:
         raise LiidError(f"{context.index_path}: no images to train on")
-    model, final_loss = train_classifier(index, config, context, "train-cam")
+    key = classifier_key(config, context)
+    trained = finished_classifier(config, context, key, index.classes.num_classes)
+    model, final_loss = trained or train_classifier(index, config, context, "train-cam")
     save_checkpoint(
         context.out_dir / artifacts.CAM_CHECKPOINT,
         {
@@ -263,9 +224,14 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
             "config": config.model_dump(mode="json"),
             "class_names": list(index.classes.names),
             "epoch": config.epochs,
+            "classifier_key": key,
+            "final_bce": final_loss,
         },
     )
-    metrics = score_proposals(model, index, config, context)
+    metrics = score_proposals(
+        model, index, config.model_dump(),
+        (context.run_dir, context.index_path, context.out_dir), context.device,
+    )
     return {"final_bce": final_loss, **metrics}
 
 
