@@ -183,7 +183,7 @@ box2mask-real:  ## The second method on real photos vs rect/ellipse/GrabCut and 
 # docs/results.md lists the tables.
 RESULTS_DIR := docs/results
 COCO_DEV := ../shared/data/coco-dev
-HALF_VARIANTS := halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
+HALF_VARIANTS := halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
 results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
 	if [ -n "$$missing" ]; then echo "results: skipped $(RESULTS_DIR)/$(1).md, no evaluations in $$missing ($(3))"; \
 	else $(LIID) eval compare $(2) --markdown $(RESULTS_DIR)/$(1).md; fi
@@ -191,7 +191,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,demo,runs/demo runs/demo-gt,make all)
 	$(call results_doc,demo-seed1,runs/demo-s1 runs/demo-gt-s1,make all SEED=1 RUN=runs/demo-s1 GT_RUN=runs/demo-gt-s1)
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
-	$(call results_doc,real-halves,runs/halfA runs/halfB,docs/real-photos.md)
+	$(call results_doc,real-halves,runs/halfA runs/halfB runs/halfB-s1,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
 	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
 
