@@ -34,7 +34,7 @@ from liid_cli.log import log, track
 from liid_cli.models.backbones import TrunkConfig, image_to_tensor
 from liid_cli.models.cam import CamClassifier
 from liid_cli.models.optim import OptimizerName, make_optimizer
-from liid_cli.models.proposal_cam_scores import score_proposals
+from liid_cli.proposals.cam_scores import score_proposals
 from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext, StageSpec, code_version
 from liid_cli.stage_inputs import WEIGHTS
