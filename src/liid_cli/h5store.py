@@ -118,6 +118,11 @@ class CsrFile:
 
     def rows(self, name: str, selection: slice) -> np.ndarray:
         """Rows `selection` (a slice of SOP rows) of dataset `name`, checked for NaN and inf."""
+        if name not in self.handle:
+            raise LiidError(
+                f"{self.handle.filename}: no dataset `{name}` (written by an older liid); "
+                f"rerun `liid {self.made_by} --force`"
+            )
         block = self.handle[name][selection]
         refuse_non_finite(self.handle.filename, name, block, self.offsets, self.image_ids,
                           self.made_by, selection.start or 0)

@@ -23,15 +23,13 @@ from liid_cli.h5store import CsrFile
 ScoreName = Literal["p", "p_cam_agreement", "crop_cam_agreement"]
 
 
-def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarray:
-    """(P, K) what the score multiplies by for one image's proposals (cam_scores.h5 `rows`)."""
+def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarray | None:
+    """(P, K) what the score multiplies p (or 1) by for one image's proposals (cam_scores.h5
+    `rows`); None for the score p, which uses no CAM."""
+    if score == "p":
+        return None
     table = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
     if score == "crop_cam_agreement":
-        if artifacts.H5_CAM_CROP_SCORES not in cam_scores.handle:
-            raise LiidError(
-                f"{cam_scores.handle.filename}: no `{artifacts.H5_CAM_CROP_SCORES}` (made by an "
-                "older liid); rerun `liid train-cam --force` or set score=p_cam_agreement"
-            )
         table = table * cam_scores.rows(artifacts.H5_CAM_CROP_SCORES, rows)
     return table
 

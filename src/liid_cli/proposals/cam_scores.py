@@ -25,10 +25,8 @@ from liid_cli.h5store import write_csr
 from liid_cli.log import track
 from liid_cli.models.cam import CamClassifier, normalised_cams
 from liid_cli.models.cam_scoring import cam_input, heat_map, proposal_scores, scoring_size
-from liid_cli.models.crop_embedding import box_crops
+from liid_cli.models.crop_embedding import embed_boxes
 from liid_cli.proposals.store import open_proposals, proposals_path
-
-CROPS_PER_BATCH = 64
 
 
 def crop_scores(
@@ -39,11 +37,7 @@ def crop_scores(
     scores = np.zeros((len(boxes), num_classes), dtype=np.float32)
     if not len(boxes) or not classes:
         return scores
-    crops = box_crops(rgb, boxes, side)
-    logits = torch.cat([
-        model(crops[start : start + CROPS_PER_BATCH].to(device)).float().cpu()
-        for start in range(0, len(crops), CROPS_PER_BATCH)
-    ])
+    logits = torch.from_numpy(embed_boxes(model, rgb, boxes, side, device))
     scores[:, classes] = torch.sigmoid(logits[:, classes]).numpy()
     return scores
 
@@ -53,12 +47,14 @@ def score_proposals(
     model: CamClassifier,
     index: DatasetIndex,
     settings: dict[str, Any],
-    paths: tuple[Path, Path, Path],
+    *,
+    run_dir: Path,
+    index_path: Path,
+    out_dir: Path,
     device: str,
 ) -> dict[str, Any]:
-    """Write `<out_dir>/cam_scores.h5` for the proposals of (`run_dir`, `index_path`) = `paths`
-    (run_dir, index_path, out_dir), from train-cam's `settings`; return its metrics."""
-    run_dir, index_path, out_dir = paths
+    """Write `<out_dir>/cam_scores.h5` for the proposals of `run_dir` (made from `index_path`),
+    from train-cam's `settings`; return its metrics."""
     model.eval()
     num_classes = index.classes.num_classes
     images_by_id = {int(image["id"]): image for image in index.images}

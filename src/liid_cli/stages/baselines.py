@@ -183,12 +183,9 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
                 box_scores = cam_scores.rows(artifacts.H5_CAM_BOX_SCORES, rows)
                 per_method["best_proposal"] = best_proposal_instances(proposals, box_scores, classes)
             if export is not None and dump is not None:
-                factors = None if export.score == "p" else cam_factors(
-                    cam_scores, export.score, rows
-                )
                 per_method["no_graph"] = _no_graph_instances(
                     dump, dump_rows[proposals.image_id], sop_labels, proposals, export,
-                    context.device, factors,
+                    context.device, cam_factors(cam_scores, export.score, rows),
                 )
             for name, instances in per_method.items():
                 found[name].extend(

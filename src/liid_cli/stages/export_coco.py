@@ -228,13 +228,13 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
     with (
         open_csr(cut_path, artifacts.SCHEMA_CUT, fingerprint, "cut") as cut,
         open_proposals(context.run_dir, context.index_path) as store,
-        _agreement(context, config, fingerprint) as agreement,
+        _cam_scores(context, config, fingerprint) as cam_scores,
     ):
         solver = str(cut.attrs.get("solver", "unknown"))
         labels = cut.column(artifacts.H5_LABELS).astype(np.int64)
         proposal_index = cut.column(artifacts.H5_PROPOSAL_INDEX).astype(np.int64)
         labelled_sops = int((labels > 0).sum())
-        scores = own_scores(cut, labels, proposal_index, agreement, config.score)
+        scores = own_scores(cut, labels, proposal_index, cam_scores, config.score)
         ranking = neighbour_scores(
             scores, labels, cut_neighbours(cut, len(labels)), config.neighbour_weight
         )
@@ -267,7 +267,7 @@ def run(config: ExportCocoConfig, context: StageContext) -> dict[str, Any]:
 
 
 @contextmanager
-def _agreement(
+def _cam_scores(
     context: StageContext, config: ExportCocoConfig, fingerprint: str
 ) -> Iterator[CsrFile | None]:
     """train-cam's CAM scores when the score uses them (rows aligned with proposals.h5)."""

@@ -181,9 +181,7 @@ def classifier_key(config: TrainCamConfig, context: StageContext) -> str:
     index, the starting weights and the code (not the proposals, nor the scoring settings)."""
     weights = context.input(WEIGHTS)
     return text_sha256(json.dumps({
-        "classifier": ClassifierConfig.model_validate(
-            config.model_dump(include=set(ClassifierConfig.model_fields))
-        ).model_dump(mode="json"),
+        "classifier": config.model_dump(mode="json", include=set(ClassifierConfig.model_fields)),
         "seed": context.seed,
         "index": file_sha256(context.index_path),
         "weights": None if weights is None else file_sha256(weights),
@@ -229,8 +227,8 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
         },
     )
     metrics = score_proposals(
-        model, index, config.model_dump(),
-        (context.run_dir, context.index_path, context.out_dir), context.device,
+        model, index, config.model_dump(), run_dir=context.run_dir,
+        index_path=context.index_path, out_dir=context.out_dir, device=context.device,
     )
     return {"final_bce": final_loss, **metrics}
 
