@@ -68,6 +68,7 @@ $(RUN)/export/$(M): $(RUN)/cut/$(M) stages/export_coco.yaml
 $(RUN)/eval/.pseudo_labels.done: $(RUN)/export/$(M)
 	$(LIID) eval instances --run $(RUN) --if-truth
 	$(LIID) eval labels --run $(RUN) --if-truth
+	$(LIID) eval proposals --run $(RUN) --if-truth -q
 	@mkdir -p $(@D) && touch $@
 
 # ---- Mask R-CNN on the pseudo labels, evaluated on val ----

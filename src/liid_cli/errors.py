@@ -16,6 +16,10 @@ class LiidError(Exception):
     """A problem with the user's input or artifacts; the message says what to do about it."""
 
 
+class MissingTruth(LiidError):
+    """The data set has no ground truth to evaluate against."""
+
+
 def print_error(message: str) -> None:
     """One red `error:` line, never wrapped, never read as markup."""
     from rich.text import Text

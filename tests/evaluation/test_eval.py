@@ -262,6 +262,10 @@ def test_eval_semantic_and_compare_on_an_exported_run(
         source = artifacts.eval_metrics_path(run_dir, name)
         (other / "eval" / name).mkdir()
         (other / "eval" / name / artifacts.METRICS_JSON).write_text(source.read_text())
+    result = liid("eval", "proposals", "--run", run_dir, "--gt", truth_path, "-q")
+    assert result.exit_code == 0, result.output
+    proposal_ar = read_json(artifacts.eval_metrics_path(run_dir, artifacts.EVAL_PROPOSALS))[
+        "metrics"]["AR"]
     table = tmp_path / "docs" / "table.md"
     result = liid("eval", "compare", run_dir, other, "--markdown", table)
     assert result.exit_code == 0, result.output
@@ -269,7 +273,10 @@ def test_eval_semantic_and_compare_on_an_exported_run(
     assert result.output.count("100.0") >= 2  # mIoU of both runs
     lines = table.read_text().splitlines()
     assert lines[0].startswith("<!-- written by `liid eval compare ") and str(other) in lines[0]
-    assert lines[2] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | whole objects |"
+    # only the columns some evaluation has: no `liid eval labels` here, so no whole objects
+    assert lines[2] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | proposal AR |"
+    proposals_row = next(line for line in lines if f"| {artifacts.EVAL_PROPOSALS} |" in line)
+    assert proposals_row.split(" | ")[-1] == f"{100 * proposal_ar:.1f} |"
     semantic_row = next(line for line in lines if f"| other_run | {artifacts.EVAL_SEMANTIC} |" in line)
     assert semantic_row.split(" | ")[6] == "100.0"
 
@@ -359,10 +366,16 @@ def test_eval_labels_on_a_run_with_a_known_cut(
     assert metrics["exported_instances"] == objects
     assert metrics["exported_kinds"]["object"] == 1.0 and metrics["exported_right_class"] == 1.0
     assert sum(share or 0.0 for share in metrics["proposal_kinds"].values()) == pytest.approx(1.0)
-    compare = liid("eval", "compare", run_dir)
-    assert compare.exit_code == 0
-    labels_row = next(line for line in compare.output.splitlines() if " labels " in line)
-    assert labels_row.split("│")[-2].strip() == "100.0"  # every exported instance a whole object
+    table = tmp_path / "compare.md"
+    compare = liid("eval", "compare", run_dir, "--markdown", table)
+    assert compare.exit_code == 0 and " labels " in compare.output
+    header, _, *rows = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.read_text().splitlines()[2:]
+    )
+    labels_row = next(cells for cells in rows if cells[1] == "labels")
+    # every exported instance a whole object
+    assert labels_row[header.index("whole objects")] == "100.0"
 
 
 def test_eval_labels_without_proposals_names_the_stage(tmp_path: Path) -> None:

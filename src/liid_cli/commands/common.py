@@ -10,17 +10,19 @@ from __future__ import annotations
 import inspect
 import os
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from liid_cli import artifacts, registry
 from liid_cli.config import load_stage_config
 from liid_cli.device import DeviceChoice, resolve_device
-from liid_cli.errors import user_errors
+from liid_cli.errors import MissingTruth, user_errors
 from liid_cli.log import setup_logging
 from liid_cli.runner import StageSpec, run_stage
 
@@ -30,6 +32,26 @@ ResumeOption = Annotated[bool, typer.Option(
     "--resume", help="Continue an interrupted run from its last checkpoint; it ends as an "
     "uninterrupted run would.")]
 DeviceOption = Annotated[DeviceChoice, typer.Option("--device", help="auto takes the GPU when there is one.")]
+
+IfTruthOption = Annotated[
+    bool,
+    typer.Option(
+        "--if-truth",
+        help="Skip with a note (exit 0) when the data set has no ground truth, e.g. a folder of "
+        "photos with tags (make pipeline / make real use this).",
+    ),
+]
+
+
+@contextmanager
+def skipped_without_truth(skip: bool) -> Iterator[None]:
+    """With `skip`, a data set without ground truth ends the command with a note, not an error."""
+    try:
+        yield
+    except MissingTruth as missing:
+        if not skip:
+            raise
+        Console().print(f"skipped: {missing}", highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +14,7 @@ import typer
 from rich.console import Console
 
 from liid_cli import artifacts
-from liid_cli.commands.common import QuietOption, RunOption
+from liid_cli.commands.common import IfTruthOption, QuietOption, RunOption, skipped_without_truth
 from liid_cli.errors import LiidError, user_errors
 from liid_cli.log import setup_logging
 
@@ -38,29 +36,6 @@ NameOption = Annotated[
         help="Folder name under <run>/eval/ for metrics.json (e.g. to keep several evaluations).",
     ),
 ]
-
-
-IfTruthOption = Annotated[
-    bool,
-    typer.Option(
-        "--if-truth",
-        help="Skip with a note (exit 0) when the data set has no ground truth, e.g. a folder of "
-        "photos with tags (make pipeline / make real use this).",
-    ),
-]
-
-
-@contextmanager
-def skipped_without_truth(skip: bool) -> Iterator[None]:
-    """With `skip`, a data set without ground truth ends the command with a note, not an error."""
-    from liid_cli.evaluation.runs import MissingTruth
-
-    try:
-        yield
-    except MissingTruth as missing:
-        if not skip:
-            raise
-        Console().print(f"skipped: {missing}", highlight=False, soft_wrap=True)
 
 
 class SourceChoice(str, Enum):

@@ -6,7 +6,15 @@ from typing import Annotated
 import typer
 
 from liid_cli import artifacts
-from liid_cli.commands.common import Common, QuietOption, RunOption, run_registered, stage_command
+from liid_cli.commands.common import (
+    Common,
+    IfTruthOption,
+    QuietOption,
+    RunOption,
+    run_registered,
+    skipped_without_truth,
+    stage_command,
+)
 from liid_cli.config import load_stage_config
 from liid_cli.data.index import parse_part
 from liid_cli.device import resolve_device
@@ -147,13 +155,15 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
             str | None,
             typer.Option("--name", help="Folder name under <run>/eval/ for metrics.json."),
         ] = None,
+        if_truth: IfTruthOption = False,
         quiet: QuietOption = False,
     ) -> None:
         """Proposal quality vs ground truth: recall at IoU 0.5/0.7 and ABO per proposal count."""
         from liid_cli.evaluation.proposals import evaluate_run_proposals, print_table
 
         setup_logging(quiet)
-        path, record = evaluate_run_proposals(
-            run, proposals=proposals, gt=gt, index_path=data, name=name
-        )
-        print_table(record["metrics"], path)
+        with skipped_without_truth(if_truth):
+            path, record = evaluate_run_proposals(
+                run, proposals=proposals, gt=gt, index_path=data, name=name
+            )
+            print_table(record["metrics"], path)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from liid_cli import artifacts, masks
 from liid_cli.data.index import load_index
-from liid_cli.errors import LiidError
+from liid_cli.errors import LiidError, MissingTruth
 from liid_cli.evaluation.labels import annotations_by_image
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.proposals.store import (
@@ -135,7 +135,7 @@ def evaluate_run_proposals(
     if gt is None:
         gt = index.ground_truth_path
         if gt is None or not gt.is_file():
-            raise LiidError(
+            raise MissingTruth(
                 f"{index_path}: the data set has no ground-truth masks; pass --gt GT.json"
             )
     name = name or artifacts.EVAL_PROPOSALS

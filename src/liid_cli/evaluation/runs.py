@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from liid_cli import artifacts
 from liid_cli.data.index import DatasetIndex, load_index
-from liid_cli.errors import LiidError
+from liid_cli.errors import LiidError, MissingTruth
 from liid_cli.evaluation.box_masks import common_target_classes, method_metrics, method_runs
 from liid_cli.evaluation.instances import IouType, evaluate_instances
 from liid_cli.evaluation.labels import evaluate_labels
@@ -40,10 +40,6 @@ SEMANTIC_SOURCE_NAME: dict[str, str] = {
     "pseudo": artifacts.EVAL_SEMANTIC,
     "predictions": artifacts.EVAL_SEMANTIC_PREDICTIONS,
 }
-
-
-class MissingTruth(LiidError):
-    """The data set has no ground truth to evaluate against."""
 
 
 def resolve_ground_truth(

@@ -10,7 +10,7 @@ from rich.table import Table
 from liid_cli.evaluation.instances import METRIC_KEYS
 from liid_cli.evaluation.labels import KINDS
 
-COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU", "whole objects")
+COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU", "whole objects", "proposal AR")
 
 
 def percent(value: Any) -> str:
@@ -81,9 +81,13 @@ def labels_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
-def compare_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[list[str]]:
-    """One row per (run, evaluation): [run, evaluation, AP, AP50, AP75, ABO, mIoU, whole
-    objects]; `liid eval labels` gives the share of whole objects among the exported instances."""
+def compare_rows(
+    runs: Sequence[tuple[str, dict[str, dict[str, Any]]]],
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and one row per (run, evaluation): run, evaluation and those of AP, AP50, AP75,
+    ABO, mIoU, whole objects and proposal AR that some row has; `liid eval labels` gives the
+    share of whole objects among the exported instances, `liid eval proposals` the mask AR (and
+    ABO) of every kept proposal."""
     rows = []
     for label, records in runs:
         for name, record in records.items():
@@ -91,29 +95,36 @@ def compare_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[
             exported = metrics.get("exported_kinds")
             if exported is not None:
                 metrics["whole objects"] = exported.get("object")
+            if record.get("kind") == "proposals":
+                metrics["proposal AR"] = metrics.get("AR")
             if not any(key in metrics for key in COMPARE_KEYS):
                 continue  # no headline metric to line up
             rows.append([label, name, *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
-    return rows
+    shown = [0, 1] + [
+        column for column in range(2, 2 + len(COMPARE_KEYS))
+        if any(row[column] != "-" for row in rows)
+    ]
+    headers = ["run", "evaluation", *COMPARE_KEYS]
+    return [headers[c] for c in shown], [[row[c] for c in shown] for row in rows]
 
 
 def compare_markdown(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], source: str) -> str:
     """The side-by-side table as Markdown, in %, under a comment naming `source`, the command
     that wrote it (what `liid eval compare --markdown` writes)."""
-    headers = ["run", "evaluation", *COMPARE_KEYS]
+    headers, rows = compare_rows(runs)
     lines = [f"<!-- written by `{source}`; figures in % -->", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(row) + " |" for row in compare_rows(runs)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
 def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Table:
+    """The side-by-side table for the terminal: only the columns some evaluation has."""
+    headers, rows = compare_rows(runs)
     table = Table(title="runs side by side (%)")
-    table.add_column("run")
-    table.add_column("evaluation")
-    for key in COMPARE_KEYS:
-        table.add_column(key, justify="right")
-    for row in compare_rows(runs):
+    for column, header in enumerate(headers):
+        table.add_column(header, justify="left" if column < 2 else "right", no_wrap=column < 2)
+    for row in rows:
         table.add_row(*row)
     return table
 

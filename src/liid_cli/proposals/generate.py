@@ -14,10 +14,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from liid_cli.config import Positive, StageConfig
+from liid_cli.config import NonNegative, Positive, Probability, StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.proposals import importers
 from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandidates, select
+from liid_cli.proposals.objectness import fill, strategy_agreement
 from liid_cli.proposals.refine import RefineSettings, refine
 from liid_cli.proposals.selective_search import Strategy, selective_search
 from liid_cli.proposals.store import ImageProposals
@@ -34,6 +35,9 @@ class SelectiveSearchConfig(StageConfig):
     sigma: float = Field(ge=0)
     min_size_ratio: float = Field(ge=0)
     small_region_penalty: float = Field(ge=0)
+    agreement_weight: NonNegative  # rank score + weight * other strategies forming the region
+    agreement_iou: Probability  # mask IoU at which another strategy's region is the same region
+    fill_weight: NonNegative  # rank score + weight * share of its box the region covers
     max_side: int = Field(ge=32)  # longer image side selective search works at
 
 
@@ -81,15 +85,22 @@ class ImageTask:
 
 def _selective_search(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
     search = config.selective_search
-    return RegionCandidates(
-        selective_search(
-            image,
-            config.strategies(),
-            search.sigma,
-            search.min_size_ratio,
-            search.small_region_penalty,
-        )
+    hierarchies = selective_search(
+        image, config.strategies(), search.sigma, search.min_size_ratio,
+        search.small_region_penalty,
     )
+    candidates = RegionCandidates(hierarchies)
+    if search.fill_weight:
+        candidates.scores += search.fill_weight * fill(candidates.areas, candidates.boxes)
+    if search.agreement_weight:
+        image_area = float(image.shape[0] * image.shape[1])
+        compared = (candidates.areas >= config.min_area * image_area) & (
+            candidates.areas <= config.max_area * image_area
+        )
+        candidates.scores += search.agreement_weight * strategy_agreement(
+            hierarchies, compared, search.agreement_iou
+        )
+    return candidates
 
 
 def _mcg(config: ProposalsConfig, image: np.ndarray, task: ImageTask) -> Candidates:
