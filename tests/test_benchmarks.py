@@ -38,6 +38,14 @@ def test_bench_proposals() -> None:
     assert "liid: median CPU" in out and "s/image" in out
 
 
+
+def test_proposal_ranking(tiny_demo: Path) -> None:
+    out = bench("proposal_ranking.py", "--data", tiny_demo / "index_train.json", "--images", "2",
+                "--top", "5", "--scales", "100", "--agreement", "0", "0.05", "--fill", "0")
+    assert "median s/image: search" in out and "AR@5 ratio" in out
+    rows = [line for line in out.splitlines() if line.startswith("100 ")]
+    assert len(rows) == 2 and rows[0].endswith("1.00")
+
 def test_bench_export_eval() -> None:
     out = bench("bench_export_eval.py", "--repeats", "1", "--images", "4", "--size", "96")
     assert "export-coco: median" in out and "evaluate_instances: median" in out

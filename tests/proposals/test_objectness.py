@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from liid_cli.proposals.filtering import RegionCandidates
-from liid_cli.proposals.objectness import fill, strategy_agreement
+from liid_cli.proposals.objectness import add_cues, fill, strategy_agreement
 from liid_cli.proposals.superpixels import SuperpixelRegions
 
 
@@ -48,3 +49,19 @@ def test_a_region_counts_the_other_strategies_that_form_it() -> None:
     without_first_square[1] = False
     partial = strategy_agreement(hierarchies, without_first_square, 0.7)
     assert partial[1] == 0 and partial[4] == 0
+
+
+def test_cues_add_to_the_rank_scores_only_with_their_weights() -> None:
+    superpixels = np.zeros((8, 8), int)
+    superpixels[2:6, 2:6] = 1
+    hierarchies = [_hierarchy(superpixels, [[0], [1]]), _hierarchy(superpixels, [[1]])]
+    candidates = RegionCandidates(hierarchies)
+    add_cues(candidates, 64.0, agreement_weight=0.0, agreement_iou=0.7, fill_weight=0.0,
+             area_range=(0.0, 1.0))
+    assert candidates.scores.tolist() == [0.0, 0.0, 0.0]
+    add_cues(candidates, 64.0, agreement_weight=0.5, agreement_iou=0.7, fill_weight=0.1,
+             area_range=(0.0, 0.5))  # the 48-px ring is over half the image: not compared
+    ring_fill, square_fill = 48 / 64, 1.0
+    assert candidates.scores.tolist() == pytest.approx(
+        [0.1 * ring_fill, 0.1 * square_fill + 0.5, 0.1 * square_fill + 0.5]
+    )

@@ -18,7 +18,7 @@ from liid_cli.config import NonNegative, Positive, Probability, StageConfig
 from liid_cli.data.images import read_rgb
 from liid_cli.proposals import importers
 from liid_cli.proposals.filtering import Candidates, FilterSettings, RegionCandidates, select
-from liid_cli.proposals.objectness import fill, strategy_agreement
+from liid_cli.proposals.objectness import add_cues
 from liid_cli.proposals.refine import RefineSettings, refine
 from liid_cli.proposals.selective_search import Strategy, selective_search
 from liid_cli.proposals.store import ImageProposals
@@ -90,16 +90,11 @@ def _selective_search(config: ProposalsConfig, image: np.ndarray, task: ImageTas
         search.small_region_penalty,
     )
     candidates = RegionCandidates(hierarchies)
-    if search.fill_weight:
-        candidates.scores += search.fill_weight * fill(candidates.areas, candidates.boxes)
-    if search.agreement_weight:
-        image_area = float(image.shape[0] * image.shape[1])
-        compared = (candidates.areas >= config.min_area * image_area) & (
-            candidates.areas <= config.max_area * image_area
-        )
-        candidates.scores += search.agreement_weight * strategy_agreement(
-            hierarchies, compared, search.agreement_iou
-        )
+    add_cues(
+        candidates, float(image.shape[0] * image.shape[1]),
+        agreement_weight=search.agreement_weight, agreement_iou=search.agreement_iou,
+        fill_weight=search.fill_weight, area_range=(config.min_area, config.max_area),
+    )
     return candidates
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from liid_cli.proposals.filtering import RegionCandidates
 from liid_cli.proposals.superpixels import SuperpixelRegions
 
 GRID_SIDE = 64  # masks of regions >= 0.1% of a 500-px image still cover a few cells
@@ -78,3 +79,24 @@ def strategy_agreement(
     found[torch.arange(len(chosen)), strategy] = False
     agreement[chosen] = found.sum(dim=1).numpy()
     return agreement
+
+
+def add_cues(
+    candidates: RegionCandidates,
+    image_area: float,
+    *,
+    agreement_weight: float,
+    agreement_iou: float,
+    fill_weight: float,
+    area_range: tuple[float, float],
+) -> None:
+    """Add the weighted cues to the candidates' rank scores; only regions whose area (a share of
+    `image_area`) lies in `area_range`, those the filter may keep, are compared for agreement."""
+    if fill_weight:
+        candidates.scores += fill_weight * fill(candidates.areas, candidates.boxes)
+    if agreement_weight:
+        low, high = area_range
+        compared = (candidates.areas >= low * image_area) & (candidates.areas <= high * image_area)
+        candidates.scores += agreement_weight * strategy_agreement(
+            candidates.hierarchies, compared, agreement_iou
+        )
