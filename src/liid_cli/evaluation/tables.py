@@ -123,7 +123,11 @@ def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Tabl
     headers, rows = compare_rows(runs)
     table = Table(title="runs side by side (%)")
     for column, header in enumerate(headers):
-        table.add_column(header, justify="left" if column < 2 else "right", no_wrap=column < 2)
+        if column < 2:
+            table.add_column(header, no_wrap=True)
+        else:  # a narrow terminal wraps a header between its words, never inside one
+            table.add_column(header.replace(" ", "\n"), justify="right",
+                             min_width=max(map(len, header.split())))
     for row in rows:
         table.add_row(*row)
     return table
