@@ -184,7 +184,7 @@ box2mask-real:  ## The second method on real photos vs rect/ellipse/GrabCut and 
 # docs/results.md lists the tables.
 RESULTS_DIR := docs/results
 COCO_DEV := ../shared/data/coco-dev
-HALF_VARIANTS := halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
+HALF_VARIANTS := halfA-ss1 halfB-ss1 halfB-s1-ss1 halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
 results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
 	if [ -n "$$missing" ]; then echo "results: skipped $(RESULTS_DIR)/$(1).md, no evaluations in $$missing ($(3))"; \
 	else $(LIID) eval compare $(2) --markdown $(RESULTS_DIR)/$(1).md; fi
