@@ -127,7 +127,7 @@ def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Tabl
             table.add_column(header, no_wrap=True)
         else:  # a narrow terminal wraps a header between its words, never inside one
             table.add_column(header.replace(" ", "\n"), justify="right",
-                             min_width=max(map(len, header.split())))
+                             min_width=max(5, *map(len, header.split())))
     for row in rows:
         table.add_row(*row)
     return table
