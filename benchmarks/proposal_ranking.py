@@ -28,24 +28,28 @@ from liid_cli.config import load_stage_config
 from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.evaluation.labels import annotations_by_image
-from liid_cli.evaluation.proposals import AR_THRESHOLDS
+from liid_cli.evaluation.proposals import AR_THRESHOLDS, best_overlaps
 from liid_cli.fileio import read_json
 from liid_cli.proposals.filtering import FilterSettings, RegionCandidates, select
 from liid_cli.proposals.generate import ProposalsConfig
 from liid_cli.proposals.objectness import add_cues
 from liid_cli.proposals.selective_search import Strategy, selective_search
+from liid_cli.proposals.store import ImageProposals
 from liid_cli.proposals.working_size import working_image
 
 
-def truth_at(image: dict, annotations: list[dict], size: tuple[int, int]) -> list[dict]:
-    """The image's ground-truth masks as RLEs at the working `size` (h, w)."""
+def truth_at(
+    image: dict, annotations: list[dict], size: tuple[int, int]
+) -> tuple[list[dict], np.ndarray]:
+    """The image's ground-truth masks at the working `size` (h, w): RLEs and xyxy boxes."""
     height, width = int(image["height"]), int(image["width"])
-    scaled = []
+    rles, boxes = [], []
     for annotation in annotations:
         full = masks.decode(masks.segmentation_rle(annotation["segmentation"], height, width))
         small = cv2.resize(full.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST)
-        scaled.append(masks.encode(small.astype(bool)))
-    return scaled
+        rles.append(masks.encode(small.astype(bool)))
+        boxes.append(masks.box_xyxy(small.astype(bool)))
+    return rles, np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def main() -> None:
@@ -84,7 +88,7 @@ def main() -> None:
         hierarchies = selective_search(rgb, strategies, search.sigma, search.min_size_ratio,
                                        search.small_region_penalty)
         search_seconds.append(time.perf_counter() - started)
-        gt = truth_at(image, truth.get(int(image["id"]), []), (height, width))
+        gt, gt_boxes = truth_at(image, truth.get(int(image["id"]), []), (height, width))
         instances += len(gt)
         for row, (scale_set, agreement_weight, fill_weight) in enumerate(grid):
             chosen = [h for h, s in zip(hierarchies, strategies, strict=True) if s.scale in scale_set]
@@ -97,13 +101,10 @@ def main() -> None:
             )
             if agreement_weight:
                 agreement_seconds.append(time.perf_counter() - started)
-            kept, _ = select(candidates, settings, height, width)
-            if not gt or not len(kept):
-                continue
-            iou = masks.iou_matrix(gt, masks.encode_many(kept))
-            for column, count in enumerate(args.top):
-                best = iou[:, :count].max(axis=1)
-                hits[row, column] += (best[None] >= AR_THRESHOLDS[:, None]).sum(axis=1)
+            kept, scores = select(candidates, settings, height, width)
+            proposals = ImageProposals.from_masks(int(image["id"]), kept, scores)
+            best = best_overlaps(gt, gt_boxes, proposals, args.top)["mask"]  # (counts, G)
+            hits[row] += (best[:, None] >= AR_THRESHOLDS[None, :, None]).sum(axis=2)
     print(f"{len(images)} images, {instances} instances; median s/image: search "
           f"{statistics.median(search_seconds):.2f} ({len(strategies)} strategies), agreement "
           f"{statistics.median(agreement_seconds or [0.0]):.3f}")

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from liid_cli import artifacts, masks
-from liid_cli.data.index import load_index
-from liid_cli.errors import LiidError, MissingTruth
+from liid_cli.errors import LiidError
 from liid_cli.evaluation.labels import annotations_by_image
+from liid_cli.evaluation.runs import resolve_ground_truth
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.proposals.store import (
     ImageProposals,
@@ -131,13 +131,7 @@ def evaluate_run_proposals(
         index_path = Path(manifest["inputs"]["index"]["path"]) if manifest else None
     if index_path is None:
         raise LiidError(f"no data set index for {proposals}: pass --data INDEX.json")
-    index = load_index(index_path)
-    if gt is None:
-        gt = index.ground_truth_path
-        if gt is None or not gt.is_file():
-            raise MissingTruth(
-                f"{index_path}: the data set has no ground-truth masks; pass --gt GT.json"
-            )
+    gt, _ = resolve_ground_truth(gt, index_path, str(proposals))
     name = name or artifacts.EVAL_PROPOSALS
     if "/" in name or name.startswith("."):
         raise LiidError(f"--name {name!r}: use a plain folder name such as `proposals_mcg`")

@@ -38,9 +38,10 @@ def _grid_masks(hierarchy: SuperpixelRegions, regions: np.ndarray) -> torch.Tens
     rows = ((np.arange(max(1, round(height * scale))) + 0.5) / scale).astype(int)
     cols = ((np.arange(max(1, round(width * scale))) + 0.5) / scale).astype(int)
     cells = hierarchy.superpixels[np.ix_(rows, cols)].ravel()
+    leaves = [hierarchy.leaves[region] for region in regions]
     membership = np.zeros((len(regions), hierarchy.n_superpixels), dtype=np.float32)
-    for row, region in enumerate(regions):
-        membership[row, hierarchy.leaves[region]] = 1.0
+    membership[np.repeat(np.arange(len(leaves)), [len(ids) for ids in leaves]),
+               np.concatenate(leaves) if leaves else np.zeros(0, int)] = 1.0
     return torch.from_numpy(membership[:, cells])
 
 
@@ -63,6 +64,7 @@ def strategy_agreement(
     areas = masks.sum(dim=1)
     order = torch.argsort(areas)
     sorted_areas = areas[order]
+    one_hot = torch.nn.functional.one_hot(strategy, len(hierarchies)).float()
     found = torch.zeros((len(chosen), len(hierarchies)), dtype=torch.bool)
     for start in range(0, len(order), BLOCK):
         stop = min(start + BLOCK, len(order))
@@ -73,9 +75,8 @@ def strategy_agreement(
         cols = order[low:high]
         inter = masks[rows] @ masks[cols].T
         union = areas[rows, None] + areas[None, cols] - inter
-        match = inter > iou * union
-        for k in range(len(hierarchies)):
-            found[rows, k] |= (match & (strategy[cols] == k)[None]).any(dim=1)
+        match = (inter > iou * union).float()
+        found[rows] |= (match @ one_hot[cols]) > 0  # which strategies hold a match
     found[torch.arange(len(chosen)), strategy] = False
     agreement[chosen] = found.sum(dim=1).numpy()
     return agreement
