@@ -20,7 +20,7 @@ VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
 M := manifest.json
 
-.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train box2mask box2mask-real results clean
+.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train learning-curve box2mask box2mask-real results clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -145,6 +145,19 @@ ifneq ($(VAL_COCO)$(VAL_FOLDER),)
 endif
 	$(LIID) viz --run $(RUN) --profile $(REAL_PROFILE)
 
+# ---- what more tagged photos buy: make learning-curve COCO=... IMAGES=... RUN=runs/curve ----
+# `make real` on nested parts of the set (CURVE_PARTS; part 0/4 lies inside 0/2, which lies inside
+# 0/1, the whole set), one run folder per part, <RUN>-<i>of<n>, and their pseudo labels side by
+# side. With VAL_COCO= VAL_IMAGES= VAL_PART= (parts drawn from the other photos, e.g.
+# CURVE_PARTS="0/8 0/4 0/2" VAL_PART=1/2) each part also gets `make real-train`.
+CURVE_PARTS ?= 0/4 0/2 0/1
+curve_runs = $(foreach p,$(CURVE_PARTS),$(RUN)-$(subst /,of,$(p)))
+learning-curve:  ## Pseudo labels (and with VAL_COCO=, Mask R-CNN) against the number of tagged photos.
+	@test -n "$(COCO)$(FOLDER)" || { echo "error: pass COCO=instances.json IMAGES=DIR or FOLDER=DIR LABELS=labels.csv"; exit 2; }
+	$(foreach p,$(CURVE_PARTS),$(MAKE) real $(if $(VAL_COCO)$(VAL_FOLDER),real-train) PART=$(p) RUN=$(RUN)-$(subst /,of,$(p)) &&) true
+	$(LIID) eval compare $(curve_runs) --if-truth
+	$(if $(VAL_COCO),$(LIID) eval compare $(addsuffix /val/liid,$(curve_runs)) --if-truth)
+
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
 B2M_RUN ?= runs/demo-box2mask
 B2M_ARGS := --data $(TRAIN_INDEX) --profile $(PROFILE)
@@ -194,6 +207,8 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
 	$(call results_doc,real-halves,runs/halfA runs/halfB runs/halfB-s1,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
+	$(call results_doc,real-halves-val,runs/halfA runs/halfA/val/liid runs/halfA/val/ground-truth runs/halfA/val/no_graph,make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
+	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
 	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
 
 clean:  ## Remove runs/ and the generated demo data (keeps .venv).

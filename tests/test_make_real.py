@@ -70,3 +70,22 @@ def test_mask_rcnn_is_scored_on_photos_it_never_saw(tiny_demo: Path, tmp_path: P
     assert "ground-truth" in out and "AP50" in out  # the side-by-side table
     report = _report(run)
     assert "val ground-truth: predictions" in report and "alt='coco / val'" in report
+
+
+@pytest.mark.slow  # two `make real` runs: run with `pytest -m slow`
+def test_learning_curve_runs_nested_parts_side_by_side(tiny_demo: Path, tmp_path: Path) -> None:
+    run = tmp_path / "curve"
+    out = make(
+        "learning-curve", COCO=tiny_demo / "gt_train.json", IMAGES=tiny_demo / "images",
+        RUN=run, CURVE_PARTS="0/2 0/1",
+    )
+    half, whole = (tmp_path / f"curve-{part}" for part in ("0of2", "0of1"))
+    photos = [
+        {image["id"] for image in read_json(folder / "data" / "index_train.json")["images"]}
+        for folder in (half, whole)
+    ]
+    assert photos[0] < photos[1] and len(photos[0]) == (len(photos[1]) + 1) // 2
+    for folder, ids in zip((half, whole), photos, strict=True):
+        record = read_json(artifacts.eval_metrics_path(folder, artifacts.EVAL_PSEUDO))
+        assert record["metrics"]["num_images"] == len(ids)
+    assert "runs side by side" in out and "AP50" in out

@@ -274,11 +274,13 @@ def test_eval_semantic_and_compare_on_an_exported_run(
     lines = table.read_text().splitlines()
     assert lines[0].startswith("<!-- written by `liid eval compare ") and str(other) in lines[0]
     # only the columns some evaluation has: no `liid eval labels` here, so no whole objects
-    assert lines[2] == "| run | evaluation | AP | AP50 | AP75 | ABO | mIoU | proposal AR |"
+    assert lines[2] == (
+        "| run | evaluation | photos | AP | AP50 | AP75 | ABO | mIoU | proposal AR |")
     proposals_row = next(line for line in lines if f"| {artifacts.EVAL_PROPOSALS} |" in line)
     assert proposals_row.split(" | ")[-1] == f"{100 * proposal_ar:.1f} |"
     semantic_row = next(line for line in lines if f"| other_run | {artifacts.EVAL_SEMANTIC} |" in line)
-    assert semantic_row.split(" | ")[6] == "100.0"
+    assert semantic_row.split(" | ")[7] == "100.0"
+    assert semantic_row.split(" | ")[2] == str(len(truth["images"]))
 
 
 def test_eval_semantic_of_a_trained_model(

@@ -84,10 +84,10 @@ def labels_table(metrics: dict[str, Any]) -> Table:
 def compare_rows(
     runs: Sequence[tuple[str, dict[str, dict[str, Any]]]],
 ) -> tuple[list[str], list[list[str]]]:
-    """Headers and one row per (run, evaluation): run, evaluation and those of AP, AP50, AP75,
-    ABO, mIoU, whole objects and proposal AR that some row has; `liid eval labels` gives the
-    share of whole objects among the exported instances, `liid eval proposals` the mask AR (and
-    ABO) of every kept proposal."""
+    """Headers and one row per (run, evaluation): run, evaluation and those of photos, AP, AP50,
+    AP75, ABO, mIoU, whole objects and proposal AR that some row has; photos is the number of
+    images evaluated, `liid eval labels` gives the share of whole objects among the exported
+    instances, `liid eval proposals` the mask AR (and ABO) of every kept proposal."""
     rows = []
     for label, records in runs:
         for name, record in records.items():
@@ -99,12 +99,14 @@ def compare_rows(
                 metrics["proposal AR"] = metrics.get("AR")
             if not any(key in metrics for key in COMPARE_KEYS):
                 continue  # no headline metric to line up
-            rows.append([label, name, *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
+            photos = metrics.get("num_images")
+            rows.append([label, name, "-" if photos is None else str(photos),
+                         *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
     shown = [0, 1] + [
-        column for column in range(2, 2 + len(COMPARE_KEYS))
+        column for column in range(2, 3 + len(COMPARE_KEYS))
         if any(row[column] != "-" for row in rows)
     ]
-    headers = ["run", "evaluation", *COMPARE_KEYS]
+    headers = ["run", "evaluation", "photos", *COMPARE_KEYS]
     return [headers[c] for c in shown], [[row[c] for c in shown] for row in rows]
 
 
