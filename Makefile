@@ -205,7 +205,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,demo,runs/demo runs/demo-gt,make all)
 	$(call results_doc,demo-seed1,runs/demo-s1 runs/demo-gt-s1,make all SEED=1 RUN=runs/demo-s1 GT_RUN=runs/demo-gt-s1)
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
-	$(call results_doc,real-halves,runs/halfA runs/halfB runs/halfB-s1,docs/real-photos.md)
+	$(call results_doc,real-halves,runs/halfA runs/halfA-s1 runs/halfB runs/halfB-s1,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
 	$(call results_doc,real-halves-val,runs/halfA $(addprefix runs/halfA/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
 	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
