@@ -151,10 +151,11 @@ endif
 # side. With VAL_COCO= VAL_IMAGES= VAL_PART= (parts drawn from the other photos, e.g.
 # CURVE_PARTS="0/8 0/4 0/2" VAL_PART=1/2) each part also gets `make real-train`.
 CURVE_PARTS ?= 0/4 0/2 0/1
-curve_runs = $(foreach p,$(CURVE_PARTS),$(RUN)-$(subst /,of,$(p)))
+curve_run = $(RUN)-$(subst /,of,$(1))
+curve_runs = $(foreach p,$(CURVE_PARTS),$(call curve_run,$(p)))
 learning-curve:  ## Pseudo labels (and with VAL_COCO=, Mask R-CNN) against the number of tagged photos.
 	@test -n "$(COCO)$(FOLDER)" || { echo "error: pass COCO=instances.json IMAGES=DIR or FOLDER=DIR LABELS=labels.csv"; exit 2; }
-	$(foreach p,$(CURVE_PARTS),$(MAKE) real $(if $(VAL_COCO)$(VAL_FOLDER),real-train) PART=$(p) RUN=$(RUN)-$(subst /,of,$(p)) &&) true
+	$(foreach p,$(CURVE_PARTS),$(MAKE) real $(if $(VAL_COCO)$(VAL_FOLDER),real-train) PART=$(p) RUN=$(call curve_run,$(p)) &&) true
 	$(LIID) eval compare $(curve_runs) --if-truth
 	$(if $(VAL_COCO),$(LIID) eval compare $(addsuffix /val/liid,$(curve_runs)) --if-truth)
 

@@ -102,11 +102,10 @@ def compare_rows(
             photos = metrics.get("num_images")
             rows.append([label, name, "-" if photos is None else str(photos),
                          *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
-    shown = [0, 1] + [
-        column for column in range(2, 3 + len(COMPARE_KEYS))
-        if any(row[column] != "-" for row in rows)
-    ]
     headers = ["run", "evaluation", "photos", *COMPARE_KEYS]
+    shown = [0, 1] + [
+        column for column in range(2, len(headers)) if any(row[column] != "-" for row in rows)
+    ]
     return [headers[c] for c in shown], [[row[c] for c in shown] for row in rows]
 
 
