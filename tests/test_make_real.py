@@ -51,7 +51,6 @@ def test_tags_only_photos_get_a_report_of_pseudo_masks(tiny_demo: Path, tmp_path
     assert sorted(artifacts.val_runs(run)) == ["liid", "no_graph"]
 
 
-@pytest.mark.slow  # 3.5 min, mostly `liid` start-up: run with `pytest -m slow` (make test: < 15 min)
 def test_mask_rcnn_is_scored_on_photos_it_never_saw(tiny_demo: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     out = make(
