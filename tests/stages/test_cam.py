@@ -16,7 +16,13 @@ from liid_cli.config import load_stage_config
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
 from liid_cli.h5store import open_csr
-from liid_cli.models.cam import box_regions, normalised_cams, region_agreement, region_scores
+from liid_cli.models.cam import (
+    CamClassifier,
+    box_regions,
+    normalised_cams,
+    region_agreement,
+    region_scores,
+)
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import run_stage
 from liid_cli.stages import train_cam
@@ -59,6 +65,8 @@ def test_region_agreement_is_the_f_measure_of_precision_and_coverage() -> None:
 class FixedMaps(torch.nn.Module):
     """Stands in for the classifier: its class maps are fixed (2 classes, 2 x 2 cells)."""
 
+    class_bias = torch.zeros(2)
+
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         maps = torch.tensor([[[-1.0, 2.0], [4.0, 0.0]], [[3.0, -2.0], [1.0, 1.0]]])
         return torch.stack([maps if image[0, 0, 0] == 0 else maps.flip(-1) for image in images])
@@ -73,6 +81,31 @@ def test_cams_are_relu_max_normalised_and_flip_averaged() -> None:
     _, averaged = normalised_cams(FixedMaps(), image, [0], size=(2, 2), flip_average=True)
     # the mirrored image gets the same maps here; ReLU'd, flipped back and added: [[2, 2], [4, 4]]
     assert torch.allclose(averaged[0], torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
+
+
+def test_prior_bias_starts_at_each_class_log_odds_and_old_checkpoints_have_none() -> None:
+    config = load_stage_config("train-cam", train_cam.TrainCamConfig, profile="demo")
+    model = CamClassifier(config, num_classes=3, weights="none")
+    assert not model.class_bias.requires_grad and (model.class_bias == 0).all()
+    # 4 images: class 1 in 3 of them, class 2 in 1, class 3 in none (clipped to 1 in N + 1 = 5)
+    model.start_bias_at_priors(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 0]]))
+    expected = torch.tensor([np.log(3.0), -np.log(3.0), -np.log(4.0)], dtype=torch.float32)
+    assert model.class_bias.requires_grad and torch.allclose(model.class_bias, expected)
+    images = torch.rand(2, 3, 32, 32)
+    maps = model.class_maps(images).mean(dim=(2, 3))
+    assert torch.allclose(model(images), maps + expected, atol=1e-6)
+    old_state = {k: v for k, v in model.state_dict().items() if k != "class_bias"}
+    model.load_state_dict(old_state)
+    assert (model.class_bias == 0).all()
+
+
+def test_train_cam_trains_the_prior_bias(tiny_demo: Path, tmp_path: Path) -> None:
+    index = tiny_demo / "index_train.json"
+    write_fake_proposals(tmp_path / "run", index, random_per_image=2)
+    run_demo_stage("train-cam", tmp_path / "run", index, "prior_bias=true")
+    checkpoint = load_checkpoint(tmp_path / "run" / "cam" / artifacts.CAM_CHECKPOINT)
+    bias = checkpoint["model"]["class_bias"]
+    assert checkpoint["config"]["prior_bias"] and (bias != 0).all()
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,15 @@
 """The multi-label CAM classifier, its class activation maps, and CAM scores of regions.
 
 The classifier is backbone -> 1x1 convolution with K outputs -> global average pooling, which is
-GAP -> FC written so that the same weights give the class activation maps directly.
+GAP -> FC written so that the same weights give the class activation maps directly. A per-class
+bias is added after the pooling, outside the maps: trained from the class's prior log-odds
+(`prior_bias`), it holds how rare a class is, so the maps need not be negative everywhere to say
+"absent" and stay free to say where a class is.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,13 +26,29 @@ class CamClassifier(nn.Module):
         super().__init__()
         self.trunk = trunk_for(config, weights)
         self.classifier = nn.Conv2d(self.trunk.channels[-1], num_classes, kernel_size=1, bias=False)
+        self.class_bias = nn.Parameter(torch.zeros(num_classes), requires_grad=False)
 
     def class_maps(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) images in [0, 1] -> raw class maps (B, K, H/stride, W/stride)."""
         return self.classifier(self.trunk(images)[-1])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.class_maps(images).mean(dim=(2, 3))
+        return self.class_maps(images).mean(dim=(2, 3)) + self.class_bias
+
+    def start_bias_at_priors(self, labels: np.ndarray) -> None:
+        """Train the class bias, starting from each class's log-odds among (N, K) multi-hot
+        `labels`, clipped to those of 1 in N + 1 images."""
+        count = len(labels)
+        prior = np.clip(labels.mean(axis=0), 1 / (count + 1), count / (count + 1))
+        with torch.no_grad():
+            self.class_bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
+        self.class_bias.requires_grad_(True)
+
+    def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Checkpoints written before the class bias existed had none: a zero bias."""
+        state = dict(state)
+        state.setdefault("class_bias", torch.zeros(self.class_bias.shape))
+        return super().load_state_dict(state, strict=strict, assign=assign)
 
 
 def normalised_cams(
@@ -45,7 +66,7 @@ def normalised_cams(
     if flip_average:
         batch = torch.cat([batch, batch.flip(-1)])
     all_maps = model.class_maps(batch)
-    logits = all_maps[0].mean(dim=(1, 2))
+    logits = all_maps[0].mean(dim=(1, 2)) + model.class_bias
     if not classes:
         return logits, all_maps.new_zeros((0, *size))
     maps = F.relu(all_maps[:, classes].float())

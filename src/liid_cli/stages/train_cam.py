@@ -54,6 +54,9 @@ class ClassifierConfig(TrunkConfig):
     momentum: float = Field(ge=0, lt=1)  # SGD only
     weight_decay: float = Field(ge=0)
     amp: bool
+    # A class bias after the pooling, started at the class's prior log-odds and trained: rare
+    # classes' maps need not turn negative everywhere to say "absent" (models/cam.py).
+    prior_bias: bool
 
 
 class TrainCamConfig(ClassifierConfig):
@@ -140,6 +143,10 @@ def train_classifier(
 ) -> tuple[CamClassifier, float]:
     device = context.device
     model = CamClassifier(config, index.classes.num_classes).to(device)
+    if config.prior_bias:
+        model.start_bias_at_priors(
+            np.stack([index.classes.label_vector(image["labels"])[1:] for image in index.images])
+        )
     loader = torch.utils.data.DataLoader(
         LabelledImages(index, config.input_size, config.flip),
         batch_size=config.batch_size,
@@ -151,7 +158,10 @@ def train_classifier(
         config.optimizer,
         [
             {"params": [p for p in model.trunk.parameters() if p.requires_grad]},
-            {"params": model.classifier.parameters(), "lr": config.head_lr_mult * config.lr},
+            {
+                "params": [p for p in (model.classifier.weight, model.class_bias) if p.requires_grad],
+                "lr": config.head_lr_mult * config.lr,
+            },
         ],
         config.lr,
         config.momentum,
