@@ -192,23 +192,26 @@ box2mask-real:  ## The second method on real photos vs rect/ellipse/GrabCut and 
 	$(LIID) viz --run $(RUN) --profile real
 
 # ---- results docs: docs/results/<name>.md, written from run folders, never typed by hand ----
-# $(call results_doc,NAME,RUN FOLDERS,HOW): `liid eval compare RUN... --markdown docs/results/NAME.md`
+# $(call results_doc,NAME,RUN FOLDERS,HOW[,FLAGS]): `liid eval compare RUN... --markdown docs/results/NAME.md [FLAGS]`
 # when every run folder has evaluations (<run>/eval/*/metrics.json); otherwise the table is left as
 # it is (or not written) and a note names the missing folders and HOW to make them.
 # docs/results.md lists the tables.
 RESULTS_DIR := docs/results
 COCO_DEV := ../shared/data/coco-dev
+HALVES := $(foreach h,halfA halfB,runs/$(h) runs/$(h)-s1 runs/$(h)-s2)
+HALVES_NO_PRIOR_BIAS := $(foreach h,halfA halfB,runs/$(h)-nobias runs/$(h)-nobias-s1)
 HALF_VARIANTS := halfA-ss1 halfB-ss1 halfB-s1-ss1 halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
 results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
 	if [ -n "$$missing" ]; then echo "results: skipped $(RESULTS_DIR)/$(1).md, no evaluations in $$missing ($(3))"; \
-	else $(LIID) eval compare $(2) --markdown $(RESULTS_DIR)/$(1).md; fi
+	else $(LIID) eval compare $(2) --markdown $(RESULTS_DIR)/$(1).md $(4); fi
 results:  ## Rewrite docs/results/*.md from the run folders there are (a table whose runs are missing is left as it is).
 	$(call results_doc,demo,runs/demo runs/demo-gt,make all)
 	$(call results_doc,demo-seed1,runs/demo-s1 runs/demo-gt-s1,make all SEED=1 RUN=runs/demo-s1 GT_RUN=runs/demo-gt-s1)
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
-	$(call results_doc,real-halves,runs/halfA runs/halfA-s1 runs/halfB runs/halfB-s1,docs/real-photos.md)
+	$(call results_doc,real-halves,$(HALVES),docs/real-photos.md)
+	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
-	$(call results_doc,real-halves-val,runs/halfA $(addprefix runs/halfA/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
+	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
 	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
 	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -106,6 +107,9 @@ def test_train_cam_trains_the_prior_bias(tiny_demo: Path, tmp_path: Path) -> Non
     checkpoint = load_checkpoint(tmp_path / "run" / "cam" / artifacts.CAM_CHECKPOINT)
     bias = checkpoint["model"]["class_bias"]
     assert checkpoint["config"]["prior_bias"] and (bias != 0).all()
+    manifest = json.loads((tmp_path / "run" / "cam" / artifacts.MANIFEST).read_text())
+    metrics = manifest["metrics"]
+    assert 0 <= metrics["blank_cams"] <= 1 and 0 <= metrics["tags_called_present"] <= 1
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,14 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
                 "never typed by hand).",
             ),
         ] = None,
+        seeds: Annotated[
+            bool,
+            typer.Option(
+                "--seeds",
+                help="One row per run over its seeds (runs/x, runs/x-s1, runs/x-s2 are runs/x at "
+                "seeds 0, 1, 2): each figure's median and its range.",
+            ),
+        ] = False,
     ) -> None:
         """Print the metrics of several runs side by side (the ablation table)."""
         from liid_cli.evaluation.runs import run_evaluations
@@ -207,11 +215,12 @@ def register(app: typer.Typer, eval_app: typer.Typer) -> None:
         if not collected:
             Console().print("skipped: no evaluations to compare (no ground truth)", highlight=False)
             return
-        Console(soft_wrap=True).print(compare_table(collected))
+        Console(soft_wrap=True).print(compare_table(collected, seeds))
         if markdown is not None:
             with atomic_path(markdown) as tmp:
-                command = " ".join(["liid eval compare", *map(str, runs), "--markdown", str(markdown)])
-                tmp.write_text(compare_markdown(collected, command))
+                command = " ".join(["liid eval compare", *map(str, runs), "--markdown",
+                                    str(markdown), *(["--seeds"] if seeds else [])])
+                tmp.write_text(compare_markdown(collected, command, seeds))
             Console().print(f"wrote {markdown}", highlight=False, soft_wrap=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +13,7 @@ from liid_cli.evaluation.instances import METRIC_KEYS
 from liid_cli.evaluation.labels import KINDS
 
 COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU", "whole objects", "proposal AR")
+SEED_SUFFIX = re.compile(r"-s\d+$")  # `make ... SEED=N RUN=runs/x-sN`
 
 
 def percent(value: Any) -> str:
@@ -81,54 +84,102 @@ def labels_table(metrics: dict[str, Any]) -> Table:
     return table
 
 
+def _headline(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The record's metrics with the compare table's derived keys; None if it has none of them."""
+    metrics = dict(record.get("metrics", {}))
+    exported = metrics.get("exported_kinds")
+    if exported is not None:
+        metrics["whole objects"] = exported.get("object")
+    if record.get("kind") == "proposals":
+        metrics["proposal AR"] = metrics.get("AR")
+    return metrics if any(key in metrics for key in COMPARE_KEYS) else None
+
+
+def _photos(metrics: dict[str, Any]) -> str:
+    return "-" if metrics.get("num_images") is None else str(metrics["num_images"])
+
+
+def _spread(values: list[Any]) -> str:
+    """One value in %, or the median of several with their range: `6.3 (5.3-7.2)`."""
+    present = sorted(float(v) for v in values if v is not None)
+    if len(present) < 2:
+        return percent(present[0] if present else None)
+    return f"{percent(statistics.median(present))} ({percent(present[0])}-{percent(present[-1])})"
+
+
+def seed_group(label: str) -> str:
+    """A run's name without its seed suffix: runs/x-s1 and runs/x-s2 are runs/x at seeds 1, 2."""
+    return SEED_SUFFIX.sub("", label)
+
+
+def _seed_rows(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> list[list[str]]:
+    groups: dict[str, list[dict[str, dict[str, Any]]]] = {}
+    for label, records in runs:
+        groups.setdefault(seed_group(label), []).append(records)
+    rows = []
+    for group, members in groups.items():
+        for name in dict.fromkeys(name for records in members for name in records):
+            found = [m for records in members if name in records
+                     if (m := _headline(records[name])) is not None]
+            if found:
+                rows.append([group, name, str(len(found)), _photos(found[0]),
+                             *(_spread([m.get(key) for m in found]) for key in COMPARE_KEYS)])
+    return rows
+
+
 def compare_rows(
-    runs: Sequence[tuple[str, dict[str, dict[str, Any]]]],
+    runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], seeds: bool = False
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and one row per (run, evaluation): run, evaluation and those of photos, AP, AP50,
     AP75, ABO, mIoU, whole objects and proposal AR that some row has; photos is the number of
     images evaluated, `liid eval labels` gives the share of whole objects among the exported
-    instances, `liid eval proposals` the mask AR (and ABO) of every kept proposal."""
-    rows = []
-    for label, records in runs:
-        for name, record in records.items():
-            metrics = dict(record.get("metrics", {}))
-            exported = metrics.get("exported_kinds")
-            if exported is not None:
-                metrics["whole objects"] = exported.get("object")
-            if record.get("kind") == "proposals":
-                metrics["proposal AR"] = metrics.get("AR")
-            if not any(key in metrics for key in COMPARE_KEYS):
-                continue  # no headline metric to line up
-            photos = metrics.get("num_images")
-            rows.append([label, name, "-" if photos is None else str(photos),
-                         *(percent(metrics.get(key)) for key in COMPARE_KEYS)])
-    headers = ["run", "evaluation", "photos", *COMPARE_KEYS]
-    shown = [0, 1] + [
-        column for column in range(2, len(headers)) if any(row[column] != "-" for row in rows)
+    instances, `liid eval proposals` the mask AR (and ABO) of every kept proposal. With `seeds`,
+    one row per group of runs that differ only in their seed suffix (`-sN`): the number of seeds,
+    and each figure's median with its range over them."""
+    if seeds:
+        headers = ["run", "evaluation", "seeds", "photos", *COMPARE_KEYS]
+        rows = _seed_rows(runs)
+    else:
+        headers = ["run", "evaluation", "photos", *COMPARE_KEYS]
+        rows = [
+            [label, name, _photos(metrics), *(percent(metrics.get(key)) for key in COMPARE_KEYS)]
+            for label, records in runs
+            for name, record in records.items()
+            if (metrics := _headline(record)) is not None
+        ]
+    fixed = headers.index("photos")
+    shown = list(range(fixed)) + [
+        column for column in range(fixed, len(headers)) if any(row[column] != "-" for row in rows)
     ]
     return [headers[c] for c in shown], [[row[c] for c in shown] for row in rows]
 
 
-def compare_markdown(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], source: str) -> str:
+def compare_markdown(
+    runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], source: str, seeds: bool = False
+) -> str:
     """The side-by-side table as Markdown, in %, under a comment naming `source`, the command
     that wrote it (what `liid eval compare --markdown` writes)."""
-    headers, rows = compare_rows(runs)
+    headers, rows = compare_rows(runs, seeds)
     lines = [f"<!-- written by `{source}`; figures in % -->", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-def compare_table(runs: Sequence[tuple[str, dict[str, dict[str, Any]]]]) -> Table:
+def compare_table(
+    runs: Sequence[tuple[str, dict[str, dict[str, Any]]]], seeds: bool = False
+) -> Table:
     """The side-by-side table for the terminal: only the columns some evaluation has."""
-    headers, rows = compare_rows(runs)
-    table = Table(title="runs side by side (%)")
+    headers, rows = compare_rows(runs, seeds)
+    title = "runs side by side (%" + ("; median (min-max) over seeds)" if seeds else ")")
+    table = Table(title=title)
     for column, header in enumerate(headers):
         if column < 2:
             table.add_column(header, no_wrap=True)
         else:  # a narrow terminal wraps a header between its words, never inside one
+            widest = max((len(row[column]) for row in rows), default=0)
             table.add_column(header.replace(" ", "\n"), justify="right",
-                             min_width=max(5, *map(len, header.split())))
+                             min_width=max(5, widest, *map(len, header.split())))
     for row in rows:
         table.add_row(*row)
     return table

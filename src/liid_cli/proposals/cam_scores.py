@@ -63,6 +63,7 @@ def score_proposals(
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     counts, image_ids = [], []
     correct_labels, saved = 0, 0
+    tags, tags_present, blank = 0, 0, 0
     cams_dir = out_dir / artifacts.CAM_MAPS_DIR
     with open_proposals(run_dir, index_path) as store:
         missing = set(images_by_id) - {int(i) for i in store.image_ids}
@@ -87,6 +88,9 @@ def score_proposals(
                 logits.device
             )
             correct_labels += int(((logits > 0).float() == truth).sum())
+            tags += len(classes)
+            tags_present += int((logits[classes] > 0).sum())
+            blank += int((cams.flatten(1).amax(dim=1) <= 0).sum())
             scores = (
                 *proposal_scores(cams, proposals.boxes, proposals.masks(), classes, num_classes),
                 crop_scores(model, rgb, proposals.boxes, classes, settings["crop_side"],
@@ -116,6 +120,10 @@ def score_proposals(
         "proposals_scored": int(sum(counts)),
         "images": len(counts),
         "train_label_accuracy": correct_labels / max(1, len(counts) * num_classes),
+        # An underfit classifier on long-tailed tags calls few of them present and leaves some
+        # tagged classes' CAMs zero everywhere: their proposals then all score 0.
+        "tags_called_present": tags_present / max(1, tags),
+        "blank_cams": blank / max(1, tags),
     }
 
 

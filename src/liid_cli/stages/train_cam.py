@@ -40,6 +40,9 @@ from liid_cli.runner import StageContext, StageSpec, code_version
 from liid_cli.stage_inputs import WEIGHTS
 
 
+BLANK_CAMS_WARNING = 0.05  # share of tagged classes' CAMs that are zero everywhere
+
+
 class ClassifierConfig(TrunkConfig):
     """Training settings of a multi-label image classifier (train-cam, pretrain)."""
 
@@ -240,6 +243,11 @@ def run(config: TrainCamConfig, context: StageContext) -> dict[str, Any]:
         model, index, config.model_dump(), run_dir=context.run_dir,
         index_path=context.index_path, out_dir=context.out_dir, device=context.device,
     )
+    if metrics["blank_cams"] > BLANK_CAMS_WARNING:
+        log.warning(
+            f"train-cam: {100 * metrics['blank_cams']:.0f}% of the tagged classes' CAMs are zero "
+            "everywhere (their proposals all score 0); try --set prior_bias=true or more epochs"
+        )
     return {"final_bce": final_loss, **metrics}
 
 
