@@ -39,7 +39,6 @@ from liid_cli.resume import ResumePoint
 from liid_cli.runner import StageContext, StageSpec, code_version
 from liid_cli.stage_inputs import WEIGHTS
 
-
 BLANK_CAMS_WARNING = 0.05  # share of tagged classes' CAMs that are zero everywhere
 
 
