@@ -210,6 +210,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
 	$(call results_doc,real-halves,$(HALVES),docs/real-photos.md)
 	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
+	$(call results_doc,real-halves-top100,runs/halfA runs/halfA-bias-top100,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
 	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
 	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
