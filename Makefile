@@ -212,7 +212,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
 	$(call results_doc,real-halves-top100,runs/halfA runs/halfA-bias-top100,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
-	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA VAL_COCO=... VAL_PART=1/2)
+	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA-nobias VAL_COCO=... VAL_PART=1/2 with train-cam's prior_bias off)
 	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
 	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
 

@@ -99,6 +99,10 @@ class DatasetIndex:
         classes = self.classes
         return sorted(classes.to_internal(c) for c in image["labels"])
 
+    def tag_vector(self, image: dict[str, Any]) -> np.ndarray:
+        """(K,) float32 multi-hot of the image's labelled classes (no background entry)."""
+        return self.classes.label_vector(image["labels"])[1:]
+
 
 def load_index(path: Path) -> DatasetIndex:
     """Read and check an index; a problem is a one-line error naming the file."""

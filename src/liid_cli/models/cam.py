@@ -35,6 +35,10 @@ class CamClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.class_maps(images).mean(dim=(2, 3)) + self.class_bias
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The classifier layer's parameters: its 1x1 convolution and the class bias."""
+        return [self.classifier.weight, self.class_bias]
+
     def start_bias_at_priors(self, labels: np.ndarray) -> None:
         """Train the class bias, starting from each class's log-odds among (N, K) multi-hot
         `labels`, clipped to those of 1 in N + 1 images."""

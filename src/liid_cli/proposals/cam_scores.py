@@ -84,9 +84,7 @@ def score_proposals(
                 model, tensor, classes, scoring_size(rgb.shape[:2], settings["score_side"]),
                 settings["cam_flip_average"],
             )
-            truth = torch.from_numpy(index.classes.label_vector(image["labels"])[1:]).to(
-                logits.device
-            )
+            truth = torch.from_numpy(index.tag_vector(image)).to(logits.device)
             correct_labels += int(((logits > 0).float() == truth).sum())
             tags += len(classes)
             tags_present += int((logits[classes] > 0).sum())

@@ -90,7 +90,7 @@ class LabelledImages(torch.utils.data.Dataset):
         tensor = image_to_tensor(read_rgb(self.index.image_path(image)), self.input_size)
         if self.flip and torch.rand(()) < 0.5:
             tensor = tensor.flip(-1)
-        labels = torch.from_numpy(self.index.classes.label_vector(image["labels"])[1:])
+        labels = torch.from_numpy(self.index.tag_vector(image))
         return tensor, labels
 
 
@@ -146,9 +146,7 @@ def train_classifier(
     device = context.device
     model = CamClassifier(config, index.classes.num_classes).to(device)
     if config.prior_bias:
-        model.start_bias_at_priors(
-            np.stack([index.classes.label_vector(image["labels"])[1:] for image in index.images])
-        )
+        model.start_bias_at_priors(np.stack([index.tag_vector(image) for image in index.images]))
     loader = torch.utils.data.DataLoader(
         LabelledImages(index, config.input_size, config.flip),
         batch_size=config.batch_size,
@@ -161,7 +159,7 @@ def train_classifier(
         [
             {"params": [p for p in model.trunk.parameters() if p.requires_grad]},
             {
-                "params": [p for p in (model.classifier.weight, model.class_bias) if p.requires_grad],
+                "params": [p for p in model.head_parameters() if p.requires_grad],
                 "lr": config.head_lr_mult * config.lr,
             },
         ],
