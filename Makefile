@@ -19,8 +19,9 @@ TRAIN_INDEX := $(DATA)/index_train.json
 VAL_INDEX := $(DATA)/index_val.json
 SRC := $(shell find src -name '*.py' 2>/dev/null)
 M := manifest.json
+DEMO_TRAIN ?= 300
 
-.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train learning-curve box2mask box2mask-real results clean
+.PHONY: all test help env pipeline upper-bound report ablation baselines real real-train learning-curve demo-curve box2mask box2mask-real results clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,7 +49,7 @@ $(TRAIN_INDEX): $(LABELS) | $(STAMP)
 	$(LIID) data folder --images $(FOLDER) --labels $(LABELS) --out $(DATA) $(if $(PART),--part $(PART))
 else
 $(TRAIN_INDEX): src/liid_cli/data/demo.py | $(STAMP)
-	$(LIID) data demo --out $(DATA)
+	$(LIID) data demo --out $(DATA) --n-train $(DEMO_TRAIN)
 endif
 
 # ---- LIID: pseudo labels from image-level labels ----
@@ -158,6 +159,13 @@ learning-curve:  ## Pseudo labels (and with VAL_COCO=, Mask R-CNN) against the n
 	$(foreach p,$(CURVE_PARTS),$(MAKE) real $(if $(VAL_COCO)$(VAL_FOLDER),real-train) PART=$(p) RUN=$(call curve_run,$(p)) &&) true
 	$(LIID) eval compare $(curve_runs) --if-truth
 	$(if $(VAL_COCO),$(LIID) eval compare $(addsuffix /val/liid,$(curve_runs)) --if-truth)
+
+# ---- the demo generator's learning curve: make demo-curve (runs/demo-curve-<n>, n training images) ----
+DEMO_CURVE ?= 300 1000 3000
+demo_curve_runs = $(foreach n,$(DEMO_CURVE),$(RUN)-curve-$(n))
+demo-curve:  ## LIID's pseudo labels (and baselines) on the demo generator at DEMO_CURVE training images.
+	$(foreach n,$(DEMO_CURVE),$(MAKE) baselines DATA=$(RUN)-curve-$(n)/data RUN=$(RUN)-curve-$(n) DEMO_TRAIN=$(n) &&) true
+	$(LIID) eval compare $(demo_curve_runs) --if-truth
 
 # ---- the second method: learned box-to-mask, source classes' masks -> target classes' boxes ----
 B2M_RUN ?= runs/demo-box2mask

@@ -367,6 +367,9 @@ def test_eval_labels_on_a_run_with_a_known_cut(
     )
     assert metrics["exported_instances"] == objects
     assert metrics["exported_kinds"]["object"] == 1.0 and metrics["exported_right_class"] == 1.0
+    object_proposals = metrics["proposal_kinds"]["object"] * metrics["proposals"]
+    assert metrics["exported_objects_ceiling"] == pytest.approx(min(1.0, object_proposals / objects))
+    assert "at most 100.0%" in result.output
     assert sum(share or 0.0 for share in metrics["proposal_kinds"].values()) == pytest.approx(1.0)
     table = tmp_path / "compare.md"
     compare = liid("eval", "compare", run_dir, "--markdown", table)

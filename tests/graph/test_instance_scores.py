@@ -29,6 +29,10 @@ def test_each_score_multiplies_what_it_names() -> None:
         factored_scores(P, LABELS, PROPOSALS, AGREEMENT * CROP, "crop_cam_agreement"),
         [0.5 * 0.8, 0.25 * 0.5, 0.0, 0.2 * 0.1],  # no p
     )
+    assert np.allclose(
+        factored_scores(P, LABELS, PROPOSALS, AGREEMENT * CROP, "p_crop_cam_agreement"),
+        [0.9 * 0.5 * 0.8, 0.8 * 0.25 * 0.5, 0.0, 0.7 * 0.2 * 0.1],
+    )
 
 
 def test_the_neighbours_vote_counts_only_those_that_took_the_same_label() -> None:
@@ -47,5 +51,6 @@ def test_crop_scores_missing_from_an_older_file_is_a_one_line_error(tmp_path: Pa
     )
     with open_csr(path, artifacts.SCHEMA_CAM_SCORES, "f", "train-cam") as cams:
         assert np.allclose(cam_factors(cams, "p_cam_agreement", slice(0, 3)), AGREEMENT)
-        with pytest.raises(LiidError, match="rerun `liid train-cam --force`"):
-            cam_factors(cams, "crop_cam_agreement", slice(0, 3))
+        for score in ("crop_cam_agreement", "p_crop_cam_agreement"):
+            with pytest.raises(LiidError, match="rerun `liid train-cam --force`"):
+                cam_factors(cams, score, slice(0, 3))

@@ -9,7 +9,8 @@ A proposal's kind, from its pixels and the image's ground-truth instances (crowd
 - mixed: the rest (straddles instances and background without containing either).
 A labelling step is good when objects get their own class and every other kind gets background;
 the table shows the share of each kind that a step labels foreground. The exported pseudo
-instances get the same kinds, so their breakdown says what Mask R-CNN will be trained on.
+instances get the same kinds, so their breakdown says what Mask R-CNN will be trained on, beside
+its ceiling: the object proposals over the exported instances.
 """
 
 from __future__ import annotations
@@ -229,4 +230,7 @@ def evaluate_labels(
         metrics["exported_right_class"] = (
             exported_tally.right_class["export"] / count if count else None
         )
+        # No ranking or labelling of these proposals could export a larger share of whole objects
+        # at this number of pseudo instances: it tells a weak pool from a weak export.
+        metrics["exported_objects_ceiling"] = min(1.0, objects / count) if count else None
     return metrics

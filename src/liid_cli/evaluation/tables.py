@@ -72,10 +72,14 @@ def labels_rows(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def labels_table(metrics: dict[str, Any]) -> Table:
     headers, rows = labels_rows(metrics)
     instances = metrics.get("exported_instances")
+    ceiling = metrics.get("exported_objects_ceiling")
     table = Table(
         title=f"where pseudo labels go wrong ({metrics['proposals']} proposals"
         + (f", {instances} pseudo instances" if instances is not None else "")
-        + ", %)"
+        + ", %)",
+        caption=None if ceiling is None else
+        f"whole objects among the pseudo instances: at most {percent(ceiling)}% from these "
+        "proposals at this count (object proposals / pseudo instances)",
     )
     for column, header in enumerate(headers):
         table.add_column(header, justify="left" if column == 0 else "right")

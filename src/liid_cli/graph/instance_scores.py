@@ -19,8 +19,9 @@ from liid_cli.h5store import CsrFile
 
 # The score of a labelled SOP: p[label] (the MIL network's probability), p[label] x how well its
 # mask matches its class's CAM, or that agreement x the CAM classifier's score of its box's crop
-# (no p: the MIL network's p is near 1 for whole objects and their parts alike).
-ScoreName = Literal["p", "p_cam_agreement", "crop_cam_agreement"]
+# (no p: the MIL network's p is near 1 for whole objects and their parts alike), or all three.
+ScoreName = Literal["p", "p_cam_agreement", "crop_cam_agreement", "p_crop_cam_agreement"]
+CROP_SCORES = ("crop_cam_agreement", "p_crop_cam_agreement")
 
 
 def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarray | None:
@@ -29,7 +30,7 @@ def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarra
     if score == "p":
         return None
     table = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
-    if score == "crop_cam_agreement":
+    if score in CROP_SCORES:
         table = table * cam_scores.rows(artifacts.H5_CAM_CROP_SCORES, rows)
     return table
 
