@@ -206,7 +206,13 @@ box2mask-real:  ## The second method on real photos vs rect/ellipse/GrabCut and 
 # docs/results.md lists the tables.
 RESULTS_DIR := docs/results
 COCO_DEV := ../shared/data/coco-dev
-HALVES := $(foreach h,halfA halfB,runs/$(h) runs/$(h)-s1 runs/$(h)-s2)
+# Each half at seeds 0-2 with the committed `real` profile, then with what it replaced, in order:
+# train-cam and train-mil on EfficientNet-Lite0 (export scored p_crop_cam_agreement), the export
+# scored crop_cam_agreement, and train-cam without prior_bias (seeds 0-1).
+halves = $(foreach h,halfA halfB,runs/$(h)$(1) runs/$(h)$(1)-s1 runs/$(h)$(1)-s2)
+HALVES := $(call halves,-lite2)
+HALVES_LITE0 := $(call halves,-pcc)
+HALVES_CROP_SCORE := $(call halves,)
 HALVES_NO_PRIOR_BIAS := $(foreach h,halfA halfB,runs/$(h)-nobias runs/$(h)-nobias-s1)
 HALF_VARIANTS := halfA-ss1 halfB-ss1 halfB-s1-ss1 halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
 results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
@@ -217,7 +223,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,demo-seed1,runs/demo-s1 runs/demo-gt-s1,make all SEED=1 RUN=runs/demo-s1 GT_RUN=runs/demo-gt-s1)
 	$(call results_doc,real,runs/real,make real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/real)
 	$(call results_doc,real-halves,$(HALVES),docs/real-photos.md)
-	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
+	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_LITE0) $(HALVES_CROP_SCORE) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
 	$(call results_doc,real-halves-top100,runs/halfA runs/halfA-bias-top100,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
 	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA-nobias VAL_COCO=... VAL_PART=1/2 with train-cam's prior_bias off)

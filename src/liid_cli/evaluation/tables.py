@@ -12,7 +12,9 @@ from rich.table import Table
 from liid_cli.evaluation.instances import METRIC_KEYS
 from liid_cli.evaluation.labels import KINDS
 
-COMPARE_KEYS = ("AP", "AP50", "AP75", "ABO", "mIoU", "whole objects", "proposal AR")
+COMPARE_KEYS = (
+    "AP", "AP50", "AP75", "ABO", "mIoU", "whole objects", "whole objects at most", "proposal AR",
+)
 SEED_SUFFIX = re.compile(r"-s\d+$")  # `make ... SEED=N RUN=runs/x-sN`
 
 
@@ -94,6 +96,7 @@ def _headline(record: dict[str, Any]) -> dict[str, Any] | None:
     exported = metrics.get("exported_kinds")
     if exported is not None:
         metrics["whole objects"] = exported.get("object")
+        metrics["whole objects at most"] = metrics.get("exported_objects_ceiling")
     if record.get("kind") == "proposals":
         metrics["proposal AR"] = metrics.get("AR")
     return metrics if any(key in metrics for key in COMPARE_KEYS) else None
