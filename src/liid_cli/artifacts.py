@@ -31,6 +31,9 @@ PROPOSAL_PART_FILE = "part-{index:05d}-of-{count:05d}.h5"
 PRETRAINED_BACKBONE = "backbone.pt"  # {"model": trunk state dict}, loadable by --weights PATH
 CAM_CHECKPOINT = "cam.pt"
 CAM_SCORES_H5 = "cam_scores.h5"
+# Each image's CAMs of its tagged classes at the network's output resolution, before resizing:
+# `liid baselines` resizes them instead of running the classifier again.
+CAM_LOW_RES_H5 = "cam_maps.h5"
 CAM_MAPS_DIR = "cams"
 MIL_CHECKPOINT = "mil.pt"
 DUMP_H5 = "dump.h5"
@@ -66,6 +69,10 @@ SCHEMA_INDEX = "liid.index/1"
 SCHEMA_MANIFEST = "liid.manifest/1"
 SCHEMA_PROPOSALS = "liid.proposals/1"
 SCHEMA_CAM_SCORES = "liid.cam_scores/3"
+SCHEMA_CAM_LOW_RES = "liid.cam_maps/1"
+H5_CAM_MAPS = "maps"  # (R, L) float32: one row per image and tagged class, h*w values, zero-padded
+H5_CAM_MAP_CLASSES = "map_classes"  # (R,) the 0-based class of each row
+H5_CAM_MAP_SHAPES = "map_shapes"  # (N, 2) per image: (h, w) of its maps
 SCHEMA_DUMP = "liid.dump/1"
 SCHEMA_CUT = "liid.cut/1"
 SCHEMA_BOX2MASK = "liid.box2mask/1"  # box-to-mask checkpoint (`schema` key)

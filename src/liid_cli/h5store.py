@@ -113,6 +113,11 @@ class CsrFile:
     def read(self, name: str, image_id: int) -> np.ndarray:
         return self.rows(name, self.rows_of(image_id))
 
+    def image_row(self, name: str, image_id: int) -> np.ndarray:
+        """One image's row of a per-image dataset `name` (N rows, in image order)."""
+        self.rows_of(image_id)  # the one error for an image that is not in the file
+        return self.handle[name][self._position[int(image_id)]]
+
     def column(self, name: str) -> np.ndarray:
         return self.rows(name, slice(0, None))
 

@@ -20,10 +20,13 @@ from liid_cli.h5store import open_csr
 from liid_cli.models.cam import (
     CamClassifier,
     box_regions,
+    class_cams,
     normalised_cams,
     region_agreement,
     region_scores,
+    upsampled_cams,
 )
+from liid_cli.proposals.cam_scores import read_low_res_cams, write_low_res_cams
 from liid_cli.proposals.store import open_proposals
 from liid_cli.runner import run_stage
 from liid_cli.stages import train_cam
@@ -82,6 +85,24 @@ def test_cams_are_relu_max_normalised_and_flip_averaged() -> None:
     _, averaged = normalised_cams(FixedMaps(), image, [0], size=(2, 2), flip_average=True)
     # the mirrored image gets the same maps here; ReLU'd, flipped back and added: [[2, 2], [4, 4]]
     assert torch.allclose(averaged[0], torch.tensor([[0.5, 0.5], [1.0, 1.0]]))
+
+
+def test_kept_low_resolution_cams_resize_to_the_classifiers_own_maps(tmp_path: Path) -> None:
+    """baselines resizes train-cam's kept maps instead of running the classifier again: the same
+    numbers, whatever the order of the classes asked for and the size of each image's maps."""
+    image = torch.zeros(3, 8, 8)
+    _, both = class_cams(FixedMaps(), image, [0, 1], flip_average=True)
+    wide = torch.arange(6, dtype=torch.float32).reshape(1, 2, 3)  # another image, other shape
+    path = tmp_path / artifacts.CAM_LOW_RES_H5
+    write_low_res_cams(path, "f", np.array([7, 9, 11]),
+                       [both.numpy(), wide.numpy(), np.zeros((0, 2, 2), np.float32)], [[0, 1], [1], []])
+    with open_csr(path, artifacts.SCHEMA_CAM_LOW_RES, "f", "train-cam") as kept:
+        resized = upsampled_cams(read_low_res_cams(kept, 7, [1, 0]), (5, 3))
+        assert torch.equal(resized, normalised_cams(FixedMaps(), image, [1, 0], (5, 3), True)[1])
+        assert torch.equal(read_low_res_cams(kept, 9, [1]), wide)
+        assert read_low_res_cams(kept, 11, []).shape == (0, 2, 2)
+        with pytest.raises(LiidError, match=r"no CAM of classes \[0\]; rerun `liid train-cam"):
+            read_low_res_cams(kept, 9, [0])
 
 
 def test_prior_bias_starts_at_each_class_log_odds_and_old_checkpoints_have_none() -> None:

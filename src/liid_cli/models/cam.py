@@ -55,6 +55,32 @@ class CamClassifier(nn.Module):
         return super().load_state_dict(state, strict=strict, assign=assign)
 
 
+def class_cams(
+    model: CamClassifier, image: torch.Tensor, classes: list[int], flip_average: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (K,) of one image and the ReLU'd CAMs of `classes` (0-based) at the network's output
+    resolution, (len(classes), h, w) float32. With `flip_average` the maps of the image and of its
+    mirror (flipped back) are ReLU'd, then summed."""
+    batch = image[None]
+    if flip_average:
+        batch = torch.cat([batch, batch.flip(-1)])
+    all_maps = model.class_maps(batch)
+    logits = all_maps[0].mean(dim=(1, 2)) + model.class_bias
+    maps = F.relu(all_maps[:, classes].float())
+    if flip_average:
+        maps = maps[:1] + maps[1:].flip(-1)
+    return logits, maps[0]
+
+
+def upsampled_cams(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`class_cams` maps resized (bilinear) to `size` (H, W), each divided by its peak."""
+    if not len(maps):
+        return maps.new_zeros((0, *size))
+    maps = F.interpolate(maps[None], size=size, mode="bilinear", align_corners=False)[0]
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-5)
+    return maps / peak[:, None, None]
+
+
 def normalised_cams(
     model: CamClassifier,
     image: torch.Tensor,
@@ -63,22 +89,9 @@ def normalised_cams(
     flip_average: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (K,) of one image and its CAMs for `classes` (0-based), ReLU'd and max-normalised,
-    at `size` (H, W). With `flip_average` the maps of the image and of its mirror (flipped back)
-    are ReLU'd, then summed.
-    """
-    batch = image[None]
-    if flip_average:
-        batch = torch.cat([batch, batch.flip(-1)])
-    all_maps = model.class_maps(batch)
-    logits = all_maps[0].mean(dim=(1, 2)) + model.class_bias
-    if not classes:
-        return logits, all_maps.new_zeros((0, *size))
-    maps = F.relu(all_maps[:, classes].float())
-    if flip_average:
-        maps = maps[:1] + maps[1:].flip(-1)
-    maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[0]
-    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-5)
-    return logits, maps / peak[:, None, None]
+    at `size` (H, W) (`class_cams`, then `upsampled_cams`)."""
+    logits, maps = class_cams(model, image, classes, flip_average)
+    return logits, upsampled_cams(maps, size)
 
 
 def box_regions(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

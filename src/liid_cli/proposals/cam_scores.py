@@ -21,9 +21,9 @@ from liid_cli.data.images import read_rgb
 from liid_cli.data.index import DatasetIndex
 from liid_cli.errors import LiidError
 from liid_cli.fileio import file_sha256
-from liid_cli.h5store import write_csr
+from liid_cli.h5store import CsrFile, write_csr
 from liid_cli.log import track
-from liid_cli.models.cam import CamClassifier, normalised_cams
+from liid_cli.models.cam import CamClassifier, class_cams, upsampled_cams
 from liid_cli.models.cam_scoring import cam_input, heat_map, proposal_scores, scoring_size
 from liid_cli.models.crop_embedding import embed_boxes
 from liid_cli.proposals.store import open_proposals, proposals_path
@@ -62,6 +62,8 @@ def score_proposals(
              artifacts.H5_CAM_MASK_AGREEMENT, artifacts.H5_CAM_CROP_SCORES]
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     counts, image_ids = [], []
+    low_res_maps: list[np.ndarray] = []
+    tagged: list[list[int]] = []
     correct_labels, saved = 0, 0
     tags, tags_present, blank = 0, 0, 0
     cams_dir = out_dir / artifacts.CAM_MAPS_DIR
@@ -76,14 +78,14 @@ def score_proposals(
             image = images_by_id[proposals.image_id]
             rgb = read_rgb(index.image_path(image))
             classes = [k - 1 for k in index.labels(image)]
+            tagged.append(classes)
             tensor = cam_input(
                 rgb, model.trunk.stride, settings["input_size"], settings["cam_scale"],
                 settings["keep_aspect"],
             ).to(device)
-            logits, cams = normalised_cams(
-                model, tensor, classes, scoring_size(rgb.shape[:2], settings["score_side"]),
-                settings["cam_flip_average"],
-            )
+            logits, low_res = class_cams(model, tensor, classes, settings["cam_flip_average"])
+            low_res_maps.append(low_res.cpu().numpy())
+            cams = upsampled_cams(low_res, scoring_size(rgb.shape[:2], settings["score_side"]))
             truth = torch.from_numpy(index.tag_vector(image)).to(logits.device)
             correct_labels += int(((logits > 0).float() == truth).sum())
             tags += len(classes)
@@ -114,6 +116,8 @@ def score_proposals(
         rows={name: _stack(rows, num_classes) for name, rows in columns.items()},
         attrs={artifacts.H5_PROPOSALS_SHA_ATTR: file_sha256(proposals_path(run_dir))},
     )
+    write_low_res_cams(out_dir / artifacts.CAM_LOW_RES_H5, file_sha256(index_path),
+                       np.array(image_ids), low_res_maps, tagged)
     return {
         "proposals_scored": int(sum(counts)),
         "images": len(counts),
@@ -131,3 +135,41 @@ def _stack(rows: list[np.ndarray], num_classes: int) -> np.ndarray:
         if rows
         else np.zeros((0, num_classes), dtype=np.float32)
     )
+
+
+def write_low_res_cams(
+    path: Path, fingerprint: str, image_ids: np.ndarray, maps: list[np.ndarray],
+    classes: list[list[int]],
+) -> None:
+    """One CSR file of every image's (len(classes), h, w) maps: a row per tagged class."""
+    sizes = [m.shape[1] * m.shape[2] for m in maps]
+    length = max(sizes, default=0)
+    rows = [np.pad(m.reshape(len(m), size), ((0, 0), (0, length - size)))
+            for m, size in zip(maps, sizes, strict=True)]
+    write_csr(
+        path,
+        schema=artifacts.SCHEMA_CAM_LOW_RES,
+        fingerprint=fingerprint,
+        image_ids=image_ids,
+        counts=np.array([len(m) for m in maps], dtype=np.int64),
+        rows={
+            artifacts.H5_CAM_MAPS: np.concatenate(rows or [np.zeros((0, 0))]).astype(np.float32),
+            artifacts.H5_CAM_MAP_CLASSES: np.array([k for c in classes for k in c], np.int64),
+        },
+        per_image={artifacts.H5_CAM_MAP_SHAPES: np.array(
+            [m.shape[1:] for m in maps], dtype=np.int64).reshape(-1, 2)},
+    )
+
+
+def read_low_res_cams(file: CsrFile, image_id: int, classes: list[int]) -> torch.Tensor:
+    """(len(classes), h, w) the image's low-resolution maps of `classes`, as `write_low_res_cams`
+    wrote them."""
+    rows = file.rows_of(image_id)
+    height, width = (int(n) for n in file.image_row(artifacts.H5_CAM_MAP_SHAPES, image_id))
+    stored = list(file.rows(artifacts.H5_CAM_MAP_CLASSES, rows))
+    missing = set(classes) - set(stored)
+    if missing:
+        raise LiidError(f"{file.handle.filename}: image {image_id} has no CAM of classes "
+                        f"{sorted(missing)}; rerun `liid {file.made_by} --force`")
+    maps = file.rows(artifacts.H5_CAM_MAPS, rows)[:, : height * width]
+    return torch.from_numpy(maps[[stored.index(k) for k in classes]].reshape(-1, height, width))

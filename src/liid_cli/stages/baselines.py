@@ -11,34 +11,31 @@ puts them beside LIID.
   label masking (what `liid cut --solver argmax` gives), then export-coco's own settings (score,
   min_score, NMS), read from the run's cut and export-coco manifests.
 
-Reads proposals, train-cam (cam.pt, cam_scores.h5), dump and the cut's and export-coco's configs;
+Reads proposals, train-cam (cam_scores.h5, cam_maps.h5), dump and the cut's and export-coco's configs;
 writes `<run>/baselines/<name>/pseudo_instances.json`.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import torch
 from pydantic import Field
 from skimage.measure import label as connected_components
 
 from liid_cli import artifacts, masks
-from liid_cli.checkpoints import load_checkpoint
 from liid_cli.config import StageConfig, recorded_stage_config
-from liid_cli.data.images import read_rgb
 from liid_cli.data.index import load_index
 from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.graph.build import argmax_labels, edgeless_graph
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.graph.instance_scores import cam_factors, factored_scores
-from liid_cli.h5store import open_csr
+from liid_cli.h5store import CsrFile, open_csr
 from liid_cli.log import track
-from liid_cli.models.backbones import trunk_settings
-from liid_cli.models.cam import CamClassifier, normalised_cams
-from liid_cli.models.cam_scoring import cam_input
+from liid_cli.models.cam import upsampled_cams
+from liid_cli.proposals.cam_scores import read_low_res_cams
 from liid_cli.proposals.store import ImageProposals, open_proposals
 from liid_cli.runner import StageContext, StageSpec
 from liid_cli.stages.cut import CutConfig, cut_terminals
@@ -105,26 +102,14 @@ def best_proposal_instances(
 
 
 class _CamMaps:
-    """train-cam's classifier, giving an image's max-normalised CAMs at its scoring size."""
+    """An image's max-normalised CAMs at its full size, resized from the low-resolution maps that
+    train-cam kept (the same numbers as running its classifier again, without the network)."""
 
-    def __init__(self, context: StageContext, num_classes: int) -> None:
-        checkpoint = load_checkpoint(context.upstream("train-cam") / artifacts.CAM_CHECKPOINT)
-        self.settings = checkpoint["config"]
-        self.model = CamClassifier(trunk_settings(self.settings), num_classes, weights="none")
-        self.model.load_state_dict(checkpoint["model"])
-        self.model.to(context.device).eval()
-        self.device = context.device
+    def __init__(self, file: CsrFile) -> None:
+        self.file = file
 
-    @torch.no_grad()
-    def __call__(self, rgb: np.ndarray, classes: list[int]) -> np.ndarray:
-        tensor = cam_input(
-            rgb, self.model.trunk.stride, self.settings["input_size"], self.settings["cam_scale"],
-            self.settings.get("keep_aspect", False),
-        ).to(self.device)
-        _, cams = normalised_cams(
-            self.model, tensor, classes, rgb.shape[:2], self.settings["cam_flip_average"]
-        )
-        return cams.cpu().numpy()
+    def __call__(self, image_id: int, size: tuple[int, int], classes: list[int]) -> np.ndarray:
+        return upsampled_cams(read_low_res_cams(self.file, image_id, classes), size).numpy()
 
 
 def _stage_config(stage_dir: Path, model: type[ConfigT]) -> ConfigT:
@@ -151,7 +136,6 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
     fingerprint = file_sha256(context.index_path)
     chosen = list(dict.fromkeys(config.methods))
     found: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
-    cam_maps = _CamMaps(context, index.classes.num_classes) if "cam_threshold" in chosen else None
     export = (
         _stage_config(context.upstream("export-coco"), ExportCocoConfig)
         if "no_graph" in chosen else None
@@ -164,18 +148,23 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
         int(image_id): slice(int(dump.offsets[i]), int(dump.offsets[i + 1]))
         for i, image_id in enumerate(dump.image_ids)
     }
-    cam_path = context.upstream("train-cam") / artifacts.CAM_SCORES_H5
-    with (
-        open_proposals(context.run_dir, context.index_path) as store,
-        open_csr(cam_path, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam") as cam_scores,
-    ):
+    cam_dir = context.upstream("train-cam")
+    with ExitStack() as stack:
+        store = stack.enter_context(open_proposals(context.run_dir, context.index_path))
+        cam_scores = stack.enter_context(open_csr(
+            cam_dir / artifacts.CAM_SCORES_H5, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam"
+        ))
+        cam_maps = _CamMaps(stack.enter_context(open_csr(
+            cam_dir / artifacts.CAM_LOW_RES_H5, artifacts.SCHEMA_CAM_LOW_RES, fingerprint,
+            "train-cam",
+        ))) if "cam_threshold" in chosen else None
         for image in track(index.images, "baselines"):
             proposals = store.get(int(image["id"]))
             classes = [k - 1 for k in index.labels(image)]
             rows = cam_scores.rows_of(proposals.image_id)
             per_method: dict[str, PseudoInstances] = {}
             if cam_maps is not None:
-                cams = cam_maps(read_rgb(index.image_path(image)), classes)
+                cams = cam_maps(proposals.image_id, (proposals.height, proposals.width), classes)
                 per_method["cam_threshold"] = cam_threshold_instances(
                     cams, classes, config.cam_threshold, config.min_area
                 )
