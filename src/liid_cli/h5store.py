@@ -105,18 +105,21 @@ class CsrFile:
 
     def rows_of(self, image_id: int) -> slice:
         """The row slice of one image (empty if the image has no rows)."""
+        i = self._index_of(image_id)
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def _index_of(self, image_id: int) -> int:
         i = self._position.get(int(image_id))
         if i is None:
             raise LiidError(f"{self.handle.filename}: image {image_id} is not in the file; rerun the stage")
-        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+        return i
 
     def read(self, name: str, image_id: int) -> np.ndarray:
         return self.rows(name, self.rows_of(image_id))
 
     def image_row(self, name: str, image_id: int) -> np.ndarray:
         """One image's row of a per-image dataset `name` (N rows, in image order)."""
-        self.rows_of(image_id)  # the one error for an image that is not in the file
-        return self.handle[name][self._position[int(image_id)]]
+        return self.handle[name][self._index_of(image_id)]
 
     def column(self, name: str) -> np.ndarray:
         return self.rows(name, slice(0, None))

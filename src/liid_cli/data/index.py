@@ -99,6 +99,10 @@ class DatasetIndex:
         classes = self.classes
         return sorted(classes.to_internal(c) for c in image["labels"])
 
+    def tagged_classes(self, image: dict[str, Any]) -> list[int]:
+        """The image's labelled classes, 0-based (the columns of `tag_vector`)."""
+        return [k - 1 for k in self.labels(image)]
+
     def tag_vector(self, image: dict[str, Any]) -> np.ndarray:
         """(K,) float32 multi-hot of the image's labelled classes (no background entry)."""
         return self.classes.label_vector(image["labels"])[1:]

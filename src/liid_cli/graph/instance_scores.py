@@ -9,7 +9,7 @@ above the second (docs/design.md; measured in docs/results.md).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -21,16 +21,32 @@ from liid_cli.h5store import CsrFile
 # mask matches its class's CAM, or that agreement x the CAM classifier's score of its box's crop
 # (no p: the MIL network's p is near 1 for whole objects and their parts alike), or all three.
 ScoreName = Literal["p", "p_cam_agreement", "crop_cam_agreement", "p_crop_cam_agreement"]
-CROP_SCORES = ("crop_cam_agreement", "p_crop_cam_agreement")
+
+
+class ScoreFactors(NamedTuple):
+    """What a score multiplies: p[label], the CAM agreement, the crop score."""
+
+    p: bool
+    cam_agreement: bool
+    crop: bool
+
+
+SCORE_FACTORS: dict[str, ScoreFactors] = {
+    "p": ScoreFactors(p=True, cam_agreement=False, crop=False),
+    "p_cam_agreement": ScoreFactors(p=True, cam_agreement=True, crop=False),
+    "crop_cam_agreement": ScoreFactors(p=False, cam_agreement=True, crop=True),
+    "p_crop_cam_agreement": ScoreFactors(p=True, cam_agreement=True, crop=True),
+}
 
 
 def cam_factors(cam_scores: CsrFile, score: ScoreName, rows: slice) -> np.ndarray | None:
     """(P, K) what the score multiplies p (or 1) by for one image's proposals (cam_scores.h5
     `rows`); None for the score p, which uses no CAM."""
-    if score == "p":
+    factors = SCORE_FACTORS[score]
+    if not factors.cam_agreement:
         return None
     table = cam_scores.rows(artifacts.H5_CAM_MASK_AGREEMENT, rows)
-    if score in CROP_SCORES:
+    if factors.crop:
         table = table * cam_scores.rows(artifacts.H5_CAM_CROP_SCORES, rows)
     return table
 
@@ -40,7 +56,7 @@ def factored_scores(
     score: ScoreName,
 ) -> np.ndarray:
     """Each SOP's score from its p[label] and its image's (P, K) `factors`; 0 for noise."""
-    own = p if score != "crop_cam_agreement" else np.ones_like(p)
+    own = p if SCORE_FACTORS[score].p else np.ones_like(p)
     if factors is None:
         return (own * (labels > 0)).astype(np.float32)
     return own * factors[proposal_index, np.maximum(labels - 1, 0)] * (labels > 0)

@@ -77,7 +77,7 @@ def score_proposals(
         for proposals in track(store, "CAM scores", total=len(store)):
             image = images_by_id[proposals.image_id]
             rgb = read_rgb(index.image_path(image))
-            classes = [k - 1 for k in index.labels(image)]
+            classes = index.tagged_classes(image)
             tagged.append(classes)
             tensor = cam_input(
                 rgb, model.trunk.stride, settings["input_size"], settings["cam_scale"],

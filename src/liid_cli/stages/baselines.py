@@ -32,7 +32,7 @@ from liid_cli.fileio import file_sha256, read_json, write_json
 from liid_cli.graph.build import argmax_labels, edgeless_graph
 from liid_cli.graph.dump import DumpData, read_dump
 from liid_cli.graph.instance_scores import cam_factors, factored_scores
-from liid_cli.h5store import CsrFile, open_csr
+from liid_cli.h5store import open_csr
 from liid_cli.log import track
 from liid_cli.models.cam import upsampled_cams
 from liid_cli.proposals.cam_scores import read_low_res_cams
@@ -101,17 +101,6 @@ def best_proposal_instances(
     )
 
 
-class _CamMaps:
-    """An image's max-normalised CAMs at its full size, resized from the low-resolution maps that
-    train-cam kept (the same numbers as running its classifier again, without the network)."""
-
-    def __init__(self, file: CsrFile) -> None:
-        self.file = file
-
-    def __call__(self, image_id: int, size: tuple[int, int], classes: list[int]) -> np.ndarray:
-        return upsampled_cams(read_low_res_cams(self.file, image_id, classes), size).numpy()
-
-
 def _stage_config(stage_dir: Path, model: type[ConfigT]) -> ConfigT:
     """The resolved config a finished stage recorded in its manifest."""
     manifest = read_json(stage_dir / artifacts.MANIFEST)
@@ -154,17 +143,21 @@ def run(config: BaselinesConfig, context: StageContext) -> dict[str, Any]:
         cam_scores = stack.enter_context(open_csr(
             cam_dir / artifacts.CAM_SCORES_H5, artifacts.SCHEMA_CAM_SCORES, fingerprint, "train-cam"
         ))
-        cam_maps = _CamMaps(stack.enter_context(open_csr(
+        low_res_cams = stack.enter_context(open_csr(
             cam_dir / artifacts.CAM_LOW_RES_H5, artifacts.SCHEMA_CAM_LOW_RES, fingerprint,
             "train-cam",
-        ))) if "cam_threshold" in chosen else None
+        )) if "cam_threshold" in chosen else None
         for image in track(index.images, "baselines"):
             proposals = store.get(int(image["id"]))
-            classes = [k - 1 for k in index.labels(image)]
+            classes = index.tagged_classes(image)
             rows = cam_scores.rows_of(proposals.image_id)
             per_method: dict[str, PseudoInstances] = {}
-            if cam_maps is not None:
-                cams = cam_maps(proposals.image_id, (proposals.height, proposals.width), classes)
+            if low_res_cams is not None:
+                # train-cam's kept maps, resized: the numbers its classifier would give again
+                cams = upsampled_cams(
+                    read_low_res_cams(low_res_cams, proposals.image_id, classes),
+                    (proposals.height, proposals.width),
+                ).numpy()
                 per_method["cam_threshold"] = cam_threshold_instances(
                     cams, classes, config.cam_threshold, config.min_area
                 )
