@@ -214,6 +214,9 @@ HALVES := $(call halves,-lite2)
 HALVES_LITE0 := $(call halves,-pcc)
 HALVES_CROP_SCORE := $(call halves,)
 HALVES_NO_PRIOR_BIAS := $(foreach h,halfA halfB,runs/$(h)-nobias runs/$(h)-nobias-s1)
+# Tried on 2026-12-08 (docs/real-photos.md): train-cam at 6 epochs on half A and copies of it from
+# cut or export-coco on; half B seed 0 rerun with the committed profile, and its copies.
+HALF_CAM6 := halfA-cam6 $(addprefix halfA-cam6-,w0 w03 w07 k10 d20 mpc1 mpc3) halfA-top100-div05 halfB-rerun halfB-rerun-w0 halfB-rerun-w03
 HALF_VARIANTS := halfA-ss1 halfB-ss1 halfB-s1-ss1 halfA-pscore halfB-pscore halfB-s1-pscore halfA-top100 halfA-nomutual halfB-nomutual halfA-mpc1 halfB-mpc1 halfA-mpc3 halfA-nomutual-d10 halfA-nomutual-k5
 results_doc = @missing="$(strip $(foreach r,$(2),$(if $(wildcard $(r)/eval/*/metrics.json),,$(r))))"; \
 	if [ -n "$$missing" ]; then echo "results: skipped $(RESULTS_DIR)/$(1).md, no evaluations in $$missing ($(3))"; \
@@ -226,6 +229,7 @@ results:  ## Rewrite docs/results/*.md from the run folders there are (a table w
 	$(call results_doc,real-halves-seeds,$(HALVES) $(HALVES_LITE0) $(HALVES_CROP_SCORE) $(HALVES_NO_PRIOR_BIAS),docs/real-photos.md,--seeds)
 	$(call results_doc,real-halves-top100,runs/halfA runs/halfA-bias-top100,docs/real-photos.md)
 	$(call results_doc,real-halves-variants,$(addprefix runs/,$(HALF_VARIANTS)),docs/real-photos.md)
+	$(call results_doc,real-halves-cam6,$(addprefix runs/,$(HALF_CAM6)),docs/real-photos.md)
 	$(call results_doc,real-halves-val,runs/halfA-nobias $(addprefix runs/halfA-nobias/val/,liid ground-truth no_graph ground-truth-fit ground-truth-anchors16 ground-truth-anchors16-fit),make real-train ... PART=0/2 RUN=runs/halfA-nobias VAL_COCO=... VAL_PART=1/2 with train-cam's prior_bias off)
 	$(call results_doc,real-learning-curve,runs/curve-0of4 runs/curve-0of2 runs/curve-0of1,make learning-curve COCO=... IMAGES=... RUN=runs/curve)
 	$(call results_doc,box2mask-real,runs/b2m-real,make box2mask-real COCO=$(COCO_DEV)/instances.json IMAGES=$(COCO_DEV)/images RUN=runs/b2m-real)
